@@ -1,0 +1,157 @@
+import type { Redis } from 'ioredis';
+import type { Bus, HistoryPage } from '../delivery/bus.js';
+import { messageJson, type ChannelMessage, type PreparedMessage } from '../delivery/message.js';
+import { roomOf } from '../delivery/names.js';
+import { formatOffset, newEpoch, parseOffset } from '../delivery/offset.js';
+import { PushcastError } from '../errors.js';
+import { adapterChannelFor, envelopeFor } from './envelope.js';
+import { HISTORY_SCRIPT, PUBLISH_SCRIPT } from './scripts.js';
+
+type PublishFn = (
+  meta: string,
+  stream: string,
+  channel: string,
+  head: string,
+  size: number,
+  ttl: number,
+  epoch: string,
+  mode: 's' | 'p',
+  envHead: string,
+  envTail: string,
+) => Promise<string>;
+type HistoryFn = (
+  meta: string,
+  stream: string,
+  since: number,
+  limit: number,
+) => Promise<[string, number, Array<[string, string[]]>, string]>;
+
+interface ScriptedRedis extends Redis {
+  pushcastPublish: PublishFn;
+  pushcastHistory: HistoryFn;
+}
+
+/**
+ * The cluster bus on Redis: one Lua script per channel appends to the channel's stream and
+ * publishes the adapter message, so history order and live order agree on every node.
+ */
+export class RedisBus implements Bus {
+  readonly kind = 'redis' as const;
+  private readonly pub: ScriptedRedis;
+  private readonly envelopes = new Map<string, { head: string; tail: string }>();
+
+  constructor(
+    pub: Redis,
+    private readonly sub: Redis,
+    private readonly mode: 'sharded' | 'classic',
+    private readonly keyPrefix: string,
+  ) {
+    // defineCommand sends EVALSHA and falls back to EVAL when Redis lost the script (NOSCRIPT).
+    pub.defineCommand('pushcastPublish', { numberOfKeys: 2, lua: PUBLISH_SCRIPT });
+    pub.defineCommand('pushcastHistory', { numberOfKeys: 2, lua: HISTORY_SCRIPT });
+    this.pub = pub as ScriptedRedis;
+  }
+
+  ready(): boolean {
+    return this.pub.status === 'ready';
+  }
+
+  async publish(m: PreparedMessage): Promise<string | undefined> {
+    if (!this.ready()) throw unavailable();
+    const room = roomOf(m.channel);
+    const env = this.envelope(room);
+    try {
+      const offset = await this.pub.pushcastPublish(
+        this.key(m.channel, 'm'),
+        this.key(m.channel, 's'),
+        adapterChannelFor(room),
+        m.head,
+        m.history.size,
+        m.history.ttlS,
+        newEpoch(),
+        this.mode === 'sharded' ? 's' : 'p',
+        env.head,
+        env.tail,
+      );
+      return offset === '' ? undefined : offset;
+    } catch (err) {
+      throw unavailable(err);
+    }
+  }
+
+  async history(
+    channel: string,
+    options: { since?: string | undefined; limit: number },
+  ): Promise<HistoryPage> {
+    const since = options.since === undefined ? undefined : parseOffset(options.since);
+    if (options.since !== undefined && !since)
+      return { messages: [], top: undefined, complete: false };
+    let reply: Awaited<ReturnType<HistoryFn>>;
+    try {
+      reply = await this.pub.pushcastHistory(
+        this.key(channel, 'm'),
+        this.key(channel, 's'),
+        since ? since.n : -1,
+        options.limit,
+      );
+    } catch (err) {
+      throw unavailable(err);
+    }
+    const [epoch, topN, entries, oldestId] = reply;
+    if (epoch === '') return { messages: [], top: undefined, complete: since === undefined };
+    const top = formatOffset(epoch, topN);
+    const messages = entries.map(([id, fields]) => toMessage(epoch, id, fields));
+    if (!since) return { messages: messages.reverse(), top, complete: true };
+    if (since.epoch !== epoch || since.n > topN) return { messages: [], top, complete: false };
+    if (since.n === topN) return { messages: [], top, complete: true };
+    // Complete only if the entry right after `since` is still there (not trimmed, not expired).
+    const oldest = oldestId === '' ? Infinity : Number(oldestId.split('-')[0]);
+    return oldest <= since.n + 1
+      ? { messages, top, complete: true }
+      : { messages: [], top, complete: false };
+  }
+
+  async settle(): Promise<void> {
+    // A round trip on the subscriber connection: replies come in order, so every message Redis
+    // published to this node before the PING was answered has been received when it resolves.
+    await this.sub.ping();
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  private envelope(room: string): { head: string; tail: string } {
+    let env = this.envelopes.get(room);
+    if (!env) {
+      env = envelopeFor(this.mode, room);
+      // Bounded: a cache, not a registry of every channel ever pushed to.
+      if (this.envelopes.size >= 10_000) this.envelopes.clear();
+      this.envelopes.set(room, env);
+    }
+    return env;
+  }
+
+  private key(channel: string, kind: 'm' | 's'): string {
+    // `{channel}` is the hash tag shared with the room's shard channel (see roomOf).
+    return `${this.keyPrefix}:{${channel}}:${kind}`;
+  }
+}
+
+function toMessage(epoch: string, id: string, fields: string[]): ChannelMessage {
+  const head = fields[1] ?? '';
+  return JSON.parse(
+    messageJson(head, formatOffset(epoch, Number(id.split('-')[0]))),
+  ) as ChannelMessage;
+}
+
+function unavailable(cause?: unknown): PushcastError {
+  return new PushcastError(
+    'unavailable',
+    'The cluster bus (Redis) is unreachable; nothing was pushed. Retry later.',
+    {
+      retryAfterS: 1,
+      cause,
+    },
+  );
+}

@@ -1,0 +1,246 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { z } from 'zod';
+import { configSchema, type Config, type ConfigInput } from './schema.js';
+import { DEV_API_KEY, DEV_JWT_SECRET } from './development.js';
+
+/** A setting that stops the start; the message is one line naming the key and the rule. */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+type EnvKind = 'string' | 'int' | 'bool' | 'list' | 'origins';
+/** Environment variable -> setting path, and how its text is read. */
+const envMap: ReadonlyArray<[string, string, EnvKind]> = [
+  ['NODE_ENV', 'env', 'string'],
+  ['PORT', 'port', 'int'],
+  ['HOST', 'host', 'string'],
+  ['REDIS_URL', 'redisUrl', 'string'],
+  ['PUSHCAST_REDIS_MODE', 'redis.mode', 'string'],
+  ['PUSHCAST_JWT_SECRET', 'jwt.secret', 'string'],
+  ['PUSHCAST_JWT_PUBLIC_KEY', 'jwt.publicKey', 'string'],
+  ['PUSHCAST_JWT_JWKS_FILE', 'jwt.jwksFile', 'string'],
+  ['PUSHCAST_JWT_ALGORITHMS', 'jwt.algorithms', 'list'],
+  ['PUSHCAST_PUBLIC_CHANNELS', 'publicChannels', 'list'],
+  ['PUSHCAST_SOCKET_PATH', 'socketPath', 'string'],
+  ['PUSHCAST_HOOKS', 'hooks', 'string'],
+  ['PUSHCAST_CORS_ORIGINS', 'corsOrigins', 'origins'],
+  ['LOG_LEVEL', 'logLevel', 'string'],
+  ['PUSHCAST_MAX_DATA_BYTES', 'limits.maxDataBytes', 'int'],
+  ['PUSHCAST_MAX_BODY_BYTES', 'limits.maxBodyBytes', 'int'],
+  ['PUSHCAST_MAX_CHANNELS_PER_PUSH', 'limits.maxChannelsPerPush', 'int'],
+  ['PUSHCAST_IDEMPOTENCY_TTL_S', 'idempotencyTtlS', 'int'],
+  ['PUSHCAST_HISTORY_SIZE', 'history.size', 'int'],
+  ['PUSHCAST_HISTORY_TTL_S', 'history.ttlS', 'int'],
+  ['PUSHCAST_MAX_INFLIGHT', 'maxInflight', 'int'],
+  ['PUSHCAST_SHUTDOWN_DELAY_MS', 'shutdown.delayMs', 'int'],
+  ['PUSHCAST_DRAIN_TIMEOUT_MS', 'shutdown.drainTimeoutMs', 'int'],
+  ['PUSHCAST_DISCONNECT_ON_SHUTDOWN', 'shutdown.disconnect', 'bool'],
+  ['PUSHCAST_DISCONNECT_SPREAD_MS', 'shutdown.disconnectSpreadMs', 'int'],
+];
+
+/** What `loadConfig` found, including which development secrets it filled in. */
+export interface LoadedConfig {
+  config: Config;
+  /** Development secrets in use (only outside production), for the first-run banner. */
+  development: { apiKey?: string; jwtSecret?: string };
+}
+
+/**
+ * Builds the settings: built-in defaults < `config/<NODE_ENV>.json` (or the file named by
+ * `PUSHCAST_CONFIG`) < environment variables. Throws {@link ConfigError} naming the bad key.
+ */
+export function loadConfig(
+  env: NodeJS.ProcessEnv = process.env,
+  cwd: string = process.cwd(),
+): LoadedConfig {
+  const fromFile = readConfigFile(env, cwd);
+  const { values: fromEnv, origin } = readEnv(env);
+  const merged = deepMerge(fromFile, fromEnv);
+  const apiKeysFromEnv = parseApiKeysEnv(env.PUSHCAST_API_KEYS);
+  if (apiKeysFromEnv.length > 0) {
+    // Keys add up: the file's (possibly channel-limited) keys and the environment's full keys.
+    const fileKeys = Array.isArray(merged.apiKeys) ? (merged.apiKeys as unknown[]) : [];
+    merged.apiKeys = [...fileKeys, ...apiKeysFromEnv];
+    origin.set('apiKeys', 'PUSHCAST_API_KEYS');
+  }
+  return finish(merged as ConfigInput, origin);
+}
+
+/** Validates settings given in code (embedding), with the same defaults and rules. */
+export function buildConfig(input: ConfigInput = {}): LoadedConfig {
+  return finish(input, new Map());
+}
+
+function finish(input: ConfigInput, origin: Map<string, string>): LoadedConfig {
+  const parsed = configSchema.safeParse(input);
+  if (!parsed.success) throw new ConfigError(describeIssue(parsed.error, origin));
+  const config = parsed.data;
+  const development: LoadedConfig['development'] = {};
+  const hasJwtKey = Boolean(config.jwt.secret ?? config.jwt.publicKey ?? config.jwt.jwksFile);
+
+  if (config.env === 'production') {
+    if (config.apiKeys.length === 0)
+      throw new ConfigError('invalid setting PUSHCAST_API_KEYS (apiKeys): required in production');
+    if (!hasJwtKey)
+      throw new ConfigError(
+        'invalid setting PUSHCAST_JWT_SECRET (jwt): production needs PUSHCAST_JWT_SECRET, PUSHCAST_JWT_PUBLIC_KEY or PUSHCAST_JWT_JWKS_FILE',
+      );
+    if (config.apiKeys.some((k) => k.key === DEV_API_KEY))
+      throw new ConfigError(
+        'invalid setting PUSHCAST_API_KEYS (apiKeys): the development API key is not allowed in production',
+      );
+    if (config.jwt.secret === DEV_JWT_SECRET)
+      throw new ConfigError(
+        'invalid setting PUSHCAST_JWT_SECRET (jwt.secret): the development secret is not allowed in production',
+      );
+  } else {
+    if (config.apiKeys.length === 0) {
+      config.apiKeys = [{ key: DEV_API_KEY, id: 'development' }];
+      development.apiKey = DEV_API_KEY;
+    }
+    if (!hasJwtKey) {
+      config.jwt.secret = DEV_JWT_SECRET;
+      development.jwtSecret = DEV_JWT_SECRET;
+    }
+  }
+  if (config.jwt.secret && config.jwt.publicKey)
+    throw new ConfigError(
+      'invalid setting PUSHCAST_JWT_PUBLIC_KEY (jwt.publicKey): set either a JWT secret or a public key, not both',
+    );
+  config.jwt.algorithms ??= config.jwt.secret ? ['HS256'] : ['RS256', 'ES256'];
+  const symmetric = config.jwt.algorithms.filter((a) => a.startsWith('HS'));
+  if (config.jwt.secret && symmetric.length !== config.jwt.algorithms.length)
+    throw new ConfigError(
+      'invalid setting PUSHCAST_JWT_ALGORITHMS (jwt.algorithms): a JWT secret goes with HS256/HS384/HS512 only',
+    );
+  if (!config.jwt.secret && symmetric.length > 0)
+    throw new ConfigError(
+      'invalid setting PUSHCAST_JWT_ALGORITHMS (jwt.algorithms): HS* algorithms need PUSHCAST_JWT_SECRET',
+    );
+  const ids = new Set<string>();
+  config.apiKeys.forEach((k, i) => {
+    k.id ??= `key-${i + 1}`;
+    if (ids.has(k.id))
+      throw new ConfigError(`invalid setting apiKeys.${i}.id: duplicate key id "${k.id}"`);
+    ids.add(k.id);
+  });
+  return { config, development };
+}
+
+function readConfigFile(env: NodeJS.ProcessEnv, cwd: string): Record<string, unknown> {
+  const named = env.PUSHCAST_CONFIG;
+  const path = named
+    ? resolve(cwd, named)
+    : resolve(cwd, 'config', `${env.NODE_ENV ?? 'development'}.json`);
+  if (!existsSync(path)) {
+    if (named) throw new ConfigError(`invalid setting PUSHCAST_CONFIG: no file at ${path}`);
+    return {};
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw new ConfigError(
+      `invalid setting PUSHCAST_CONFIG: ${path} is not valid JSON (${(err as Error).message})`,
+    );
+  }
+  if (!isPlainObject(value))
+    throw new ConfigError(`invalid setting PUSHCAST_CONFIG: ${path} must hold a JSON object`);
+  return value;
+}
+
+function readEnv(env: NodeJS.ProcessEnv): {
+  values: Record<string, unknown>;
+  origin: Map<string, string>;
+} {
+  const values: Record<string, unknown> = {};
+  const origin = new Map<string, string>();
+  for (const [name, path, kind] of envMap) {
+    const raw = env[name];
+    if (raw === undefined || raw === '') continue;
+    setPath(values, path, parseEnvValue(name, path, kind, raw));
+    origin.set(path, name);
+  }
+  return { values, origin };
+}
+
+function parseEnvValue(name: string, path: string, kind: EnvKind, raw: string): unknown {
+  switch (kind) {
+    case 'string':
+      return raw;
+    case 'int': {
+      if (!/^-?\d+$/.test(raw.trim()))
+        throw new ConfigError(
+          `invalid setting ${name} (${path}): expected a whole number, got "${raw}"`,
+        );
+      return Number(raw.trim());
+    }
+    case 'bool': {
+      const v = raw.trim().toLowerCase();
+      if (['true', '1', 'yes'].includes(v)) return true;
+      if (['false', '0', 'no'].includes(v)) return false;
+      throw new ConfigError(
+        `invalid setting ${name} (${path}): expected true or false, got "${raw}"`,
+      );
+    }
+    case 'list':
+      return splitList(raw);
+    case 'origins':
+      return raw.trim() === '*' ? '*' : splitList(raw);
+  }
+}
+
+function parseApiKeysEnv(raw: string | undefined): Array<{ key: string; id: string }> {
+  if (!raw) return [];
+  return splitList(raw).map((key, i) => ({ key, id: `env-${i + 1}` }));
+}
+
+function splitList(raw: string): string[] {
+  return raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+}
+
+function describeIssue(error: z.ZodError, origin: Map<string, string>): string {
+  const issue = error.issues[0];
+  if (!issue) return 'invalid settings';
+  const path = issue.path.map(String).join('.');
+  // Name the environment variable when the value came from one (apiKeys.0.key -> PUSHCAST_API_KEYS).
+  let envName: string | undefined;
+  for (const [p, name] of origin) if (path === p || path.startsWith(`${p}.`)) envName = name;
+  const key = envName ? `${envName} (${path})` : path || '(root)';
+  // Never echo a secret back: describe the rule, not the value.
+  return `invalid setting ${key}: ${issue.message}`;
+}
+
+function setPath(target: Record<string, unknown>, path: string, value: unknown): void {
+  const parts = path.split('.');
+  let node = target;
+  for (const part of parts.slice(0, -1)) {
+    const next = node[part];
+    if (!isPlainObject(next)) node[part] = {};
+    node = node[part] as Record<string, unknown>;
+  }
+  node[parts[parts.length - 1]!] = value;
+}
+
+function deepMerge(
+  base: Record<string, unknown>,
+  over: Record<string, unknown>,
+): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    const b = out[k];
+    out[k] = isPlainObject(b) && isPlainObject(v) ? deepMerge(b, v) : v;
+  }
+  return out;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}

@@ -1,0 +1,141 @@
+import { z } from 'zod';
+
+/** Channel-name pattern: a channel name, or a prefix ending in `*` (`org:7:*`, or `*` for all). */
+const channelPattern = z
+  .string()
+  .regex(/^[A-Za-z0-9_\-:.@=]{0,200}\*?$/, 'a channel name, or a prefix ending in *')
+  .min(1);
+
+const apiKeySchema = z.object({
+  /** The secret itself (at least 16 characters). */
+  key: z.string().min(16, 'API keys are at least 16 characters'),
+  /** A name for logs and metrics; never the secret. */
+  id: z.string().min(1).max(100).optional(),
+  /** Channel patterns this key may push to; omitted = every channel. */
+  channels: z.array(channelPattern).optional(),
+  /** Scopes this key holds; omitted = every scope (`push`, `read`, `admin`). */
+  scopes: z.array(z.enum(['push', 'read', 'admin'])).optional(),
+});
+
+const historyOverrideSchema = z.object({
+  pattern: channelPattern,
+  /** 0 turns history off for these channels. */
+  size: z.number().int().min(0).max(1_000_000).optional(),
+  ttlS: z.number().int().min(1).optional(),
+});
+
+/** Every setting of the server, with its default. */
+export const configSchema = z
+  .object({
+    env: z.enum(['development', 'production', 'test']).default('development'),
+    host: z.string().min(1).default('0.0.0.0'),
+    port: z.number().int().min(0).max(65535).default(4000),
+    /** Unset: a single node, everything in memory. */
+    redisUrl: z
+      .string()
+      .regex(/^rediss?:\/\//, 'a redis:// or rediss:// URL')
+      .optional(),
+    redis: z
+      .object({
+        /** `sharded`: Redis 7 sharded pub/sub, a node only receives channels it has subscribers on. */
+        mode: z.enum(['sharded', 'classic']).default('sharded'),
+        keyPrefix: z
+          .string()
+          .regex(/^[A-Za-z0-9_\-:.]{1,50}$/)
+          .default('pc'),
+        /** Publish-path command timeout: past it the push is answered 503 (outcome unknown). */
+        commandTimeoutMs: z.number().int().min(50).default(1000),
+      })
+      .prefault({}),
+    apiKeys: z.array(apiKeySchema).default([]),
+    jwt: z
+      .object({
+        secret: z.string().min(32, 'JWT secrets are at least 32 characters').optional(),
+        publicKey: z.string().includes('-----BEGIN', { message: 'a PEM public key' }).optional(),
+        jwksFile: z.string().min(1).optional(),
+        algorithms: z
+          .array(
+            z.enum([
+              'HS256',
+              'HS384',
+              'HS512',
+              'RS256',
+              'RS384',
+              'RS512',
+              'PS256',
+              'ES256',
+              'ES384',
+              'EdDSA',
+            ]),
+          )
+          .min(1)
+          .optional(),
+        /** Allowed clock skew for `exp`/`nbf`, in seconds. */
+        clockToleranceS: z.number().int().min(0).max(300).default(0),
+      })
+      .prefault({}),
+    publicChannels: z.array(channelPattern).default([]),
+    socketPath: z
+      .string()
+      .regex(/^\/[A-Za-z0-9_\-./]*$/, 'a path starting with /')
+      .default('/socket.io'),
+    hooks: z.string().min(1).optional(),
+    /** `*` or a list of origins allowed to open sockets from a browser. */
+    corsOrigins: z.union([z.literal('*'), z.array(z.string().min(1))]).default('*'),
+    logLevel: z
+      .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+      .default('info'),
+    limits: z
+      .object({
+        maxBodyBytes: z
+          .number()
+          .int()
+          .min(1024)
+          .default(4 * 1024 * 1024),
+        maxDataBytes: z
+          .number()
+          .int()
+          .min(1)
+          .default(64 * 1024),
+        maxChannelsPerPush: z.number().int().min(1).max(10_000).default(100),
+        maxBatch: z.number().int().min(1).max(10_000).default(100),
+        maxChannelsPerSocket: z.number().int().min(1).default(100),
+        /** Per API key: sustained pushes per second and the burst above it. */
+        pushesPerSecond: z.number().positive().default(1000),
+        pushBurst: z.number().int().min(1).default(2000),
+        /** Per socket: join/leave/refresh events per second and the burst above it. */
+        socketEventsPerSecond: z.number().positive().default(20),
+        socketEventBurst: z.number().int().min(1).default(50),
+      })
+      .prefault({}),
+    idempotencyTtlS: z
+      .number()
+      .int()
+      .min(1)
+      .default(24 * 3600),
+    history: z
+      .object({
+        size: z.number().int().min(0).max(1_000_000).default(100),
+        ttlS: z.number().int().min(1).default(300),
+        channels: z.array(historyOverrideSchema).default([]),
+      })
+      .prefault({}),
+    /** Accepted pushes not yet handed to the bus; past it the API answers 503. */
+    maxInflight: z.number().int().min(1).default(50_000),
+    shutdown: z
+      .object({
+        delayMs: z.number().int().min(0).default(0),
+        drainTimeoutMs: z.number().int().min(0).default(10_000),
+        disconnect: z.boolean().default(false),
+        disconnectSpreadMs: z.number().int().min(0).default(1000),
+      })
+      .prefault({}),
+  })
+  .strict();
+
+/** Settings as written (defaults optional). */
+export type ConfigInput = z.input<typeof configSchema>;
+/** Settings after validation, every default filled in. */
+export type Config = z.infer<typeof configSchema>;
+/** One API key entry. */
+export type ApiKeyConfig = z.infer<typeof apiKeySchema>;

@@ -1,0 +1,35 @@
+import type { ChannelMessage, PreparedMessage } from './message.js';
+
+/** A page of a channel's history. */
+export interface HistoryPage {
+  messages: ChannelMessage[];
+  /** The offset of the newest message history holds (or would hold next as 0), if history exists. */
+  top: string | undefined;
+  /** Whether `since` was honoured: every message after it is in `messages` (up to `limit`). */
+  complete: boolean;
+}
+
+/**
+ * The seam between a node and the cluster. `publish` appends a message to its channel's history
+ * (where history is on) and hands it to every node with subscribers, in one step, so live order
+ * equals history order even when several nodes publish to one channel. It resolves only once the
+ * message is recorded and handed over: an API answer of 200 relies on it.
+ */
+export interface Bus {
+  readonly kind: 'memory' | 'redis';
+  /** Whether publishes can succeed now (Redis connected). */
+  ready(): boolean;
+  /** Appends and fans out; resolves with the message's offset (undefined when history is off). */
+  publish(message: PreparedMessage): Promise<string | undefined>;
+  /** Messages after `since` (or the newest `limit` when no since), oldest first. */
+  history(
+    channel: string,
+    options: { since?: string | undefined; limit: number },
+  ): Promise<HistoryPage>;
+  /** Resolves once messages published before this call have reached this node's subscriptions. */
+  settle(channel: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Called for each message that reaches this node for a room with local subscribers. */
+export type LocalMessageListener = (room: string, message: ChannelMessage) => void;

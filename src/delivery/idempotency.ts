@@ -1,0 +1,96 @@
+import type { Redis } from 'ioredis';
+
+/** A stored API answer, replayed for a repeated Idempotency-Key. */
+export interface StoredResponse {
+  status: number;
+  body: unknown;
+}
+
+/** What `begin` found for a key. */
+export type IdempotencyState =
+  { state: 'new' } | { state: 'done'; response: StoredResponse } | { state: 'busy' };
+
+/**
+ * Idempotency keys (per API key): the first request with a key runs; later ones get its answer.
+ * Only successful answers are kept, so a request that failed can be retried with the same key.
+ */
+export interface IdempotencyStore {
+  begin(key: string): Promise<IdempotencyState>;
+  complete(key: string, response: StoredResponse): Promise<void>;
+  abort(key: string): Promise<void>;
+}
+
+/** Idempotency in this process's memory (single node). */
+export class MemoryIdempotencyStore implements IdempotencyStore {
+  private readonly entries = new Map<
+    string,
+    { value: StoredResponse | 'pending'; expires: number }
+  >();
+
+  constructor(
+    private readonly ttlS: number,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  begin(key: string): Promise<IdempotencyState> {
+    this.sweep();
+    const e = this.entries.get(key);
+    if (!e) {
+      this.entries.set(key, { value: 'pending', expires: this.now() + this.ttlS * 1000 });
+      return Promise.resolve({ state: 'new' });
+    }
+    return Promise.resolve(
+      e.value === 'pending' ? { state: 'busy' } : { state: 'done', response: e.value },
+    );
+  }
+
+  complete(key: string, response: StoredResponse): Promise<void> {
+    this.entries.set(key, { value: response, expires: this.now() + this.ttlS * 1000 });
+    return Promise.resolve();
+  }
+
+  abort(key: string): Promise<void> {
+    this.entries.delete(key);
+    return Promise.resolve();
+  }
+
+  private sweep(): void {
+    // Map keeps insertion order, and entries only move forward in time: stop at the first live one.
+    const now = this.now();
+    for (const [k, e] of this.entries) {
+      if (e.expires > now) break;
+      this.entries.delete(k);
+    }
+  }
+}
+
+/** Idempotency shared by the cluster, in Redis (`SET NX` claims a key while its request runs). */
+export class RedisIdempotencyStore implements IdempotencyStore {
+  constructor(
+    private readonly redis: Redis,
+    private readonly prefix: string,
+    private readonly ttlS: number,
+  ) {}
+
+  async begin(key: string): Promise<IdempotencyState> {
+    const k = this.key(key);
+    // A claim expires on its own if its node dies mid-request.
+    const claimed = await this.redis.set(k, 'pending', 'EX', 60, 'NX');
+    if (claimed === 'OK') return { state: 'new' };
+    const value = await this.redis.get(k);
+    if (value === null || value === 'pending') return { state: 'busy' };
+    return { state: 'done', response: JSON.parse(value) as StoredResponse };
+  }
+
+  async complete(key: string, response: StoredResponse): Promise<void> {
+    await this.redis.set(this.key(key), JSON.stringify(response), 'EX', this.ttlS);
+  }
+
+  async abort(key: string): Promise<void> {
+    await this.redis.del(this.key(key));
+  }
+
+  private key(key: string): string {
+    return `${this.prefix}:idem:${key}`;
+  }
+}

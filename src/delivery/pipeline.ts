@@ -1,0 +1,135 @@
+import { PushcastError } from '../errors.js';
+import type { Bus } from './bus.js';
+import type { HistoryPolicy } from './history-policy.js';
+import { messageHead } from './message.js';
+import type { PushIdGenerator } from './push-id.js';
+
+/** A validated push: channels deduplicated, data already serialized once. */
+export interface PushRequest {
+  channels: string[];
+  event: string;
+  data: unknown;
+  dataJson: string;
+}
+
+/** A push as processed: what the API answers. */
+export interface PushResult {
+  id: string;
+  channel: string[];
+  event: string;
+  data: unknown;
+  ts: number;
+  /** Offset per channel, where history is on. */
+  offsets: Record<string, string>;
+}
+
+/**
+ * The in-flight pipeline: every accepted push gets an id and is handed to the bus (history append
+ * and fan-out). The set of pushes accepted but not yet handed over is bounded; past the bound, and
+ * while draining, pushes are refused with 503 before anything is published.
+ */
+export class PushPipeline {
+  private inflight = 0;
+  private draining = false;
+  private idleWaiters: Array<() => void> = [];
+
+  constructor(
+    private readonly bus: Bus,
+    private readonly ids: PushIdGenerator,
+    private readonly history: HistoryPolicy,
+    private readonly maxInflight: number,
+    private readonly onRequested: (result: PushResult) => void = () => {},
+  ) {}
+
+  /** Pushes accepted and not yet handed to the bus. */
+  get inflightCount(): number {
+    return this.inflight;
+  }
+
+  /** Publishes a push to each of its channels; resolves once all are recorded and handed over. */
+  async push(request: PushRequest): Promise<PushResult> {
+    this.admit();
+    this.inflight += 1;
+    try {
+      const { id, ms } = this.ids.next();
+      const offsets = await Promise.all(
+        request.channels.map((channel) =>
+          this.bus.publish({
+            channel,
+            id,
+            ts: ms,
+            event: request.event,
+            data: request.data,
+            head: messageHead(channel, request.event, request.dataJson, id, ms),
+            history: this.history.for(channel),
+          }),
+        ),
+      );
+      const result: PushResult = {
+        id,
+        channel: request.channels,
+        event: request.event,
+        data: request.data,
+        ts: ms,
+        offsets: {},
+      };
+      request.channels.forEach((c, i) => {
+        const offset = offsets[i];
+        if (offset !== undefined) result.offsets[c] = offset;
+      });
+      this.onRequested(result);
+      return result;
+    } finally {
+      this.inflight -= 1;
+      if (this.inflight === 0) this.wakeIdle();
+    }
+  }
+
+  /** Throws 503 when a push cannot be taken now (draining, full, bus down). */
+  admit(): void {
+    if (this.draining)
+      throw new PushcastError(
+        'unavailable',
+        'The server is shutting down; nothing was pushed. Retry on another node.',
+        {
+          retryAfterS: 1,
+        },
+      );
+    if (this.inflight >= this.maxInflight)
+      throw new PushcastError(
+        'unavailable',
+        'The server is overloaded; nothing was pushed. Retry later.',
+        {
+          retryAfterS: 1,
+          details: { limit: this.maxInflight },
+        },
+      );
+    if (!this.bus.ready())
+      throw new PushcastError(
+        'unavailable',
+        'The cluster bus (Redis) is unreachable; nothing was pushed. Retry later.',
+        {
+          retryAfterS: 1,
+        },
+      );
+  }
+
+  /** Refuses new pushes from now on; resolves true when in-flight ones finish, false on timeout. */
+  async drain(timeoutMs: number): Promise<boolean> {
+    this.draining = true;
+    if (this.inflight === 0) return true;
+    return new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), timeoutMs);
+      this.idleWaiters.push(() => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+  }
+
+  private wakeIdle(): void {
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const w of waiters) w();
+  }
+}

@@ -1,0 +1,145 @@
+import { randomUUID } from 'node:crypto';
+import express, {
+  type NextFunction,
+  type Request,
+  type RequestHandler,
+  type Response,
+} from 'express';
+import type { Logger } from 'pino';
+import type { DefaultAuth, Hooks } from '../auth/hooks.js';
+import type { Config } from '../config/schema.js';
+import type { IdempotencyStore } from '../delivery/idempotency.js';
+import type { PushPipeline } from '../delivery/pipeline.js';
+import { PushcastError } from '../errors.js';
+import { authenticateRequest, type ApiCaller } from './api-auth.js';
+import { errorHandler, sendError } from './errors.js';
+import { pushRoutes } from './push-routes.js';
+import { RateLimiter } from './rate-limit.js';
+import { apiSchemas } from './schemas.js';
+
+/** What the HTTP layer needs from the rest of the server. */
+export interface HttpDeps {
+  config: Config;
+  log: Logger;
+  hooks: Hooks;
+  defaults: DefaultAuth;
+  pipeline: PushPipeline;
+  idempotency: IdempotencyStore;
+  /** `ready`: accepting traffic; anything else answers /readyz 503. */
+  state(): 'starting' | 'ready' | 'draining' | 'stopped';
+  /** Whether the cluster bus is connected. */
+  busReady(): boolean;
+  node: string;
+}
+
+/** Express request with what pushcast's middleware adds. */
+export interface ApiRequest extends Request {
+  requestId?: string;
+  caller?: ApiCaller;
+}
+
+/** The Express app: push API, operations routes, one error mapping. */
+export function createHttpApp(deps: HttpDeps): express.Express {
+  const { config, log, hooks } = deps;
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+  app.get('/readyz', (_req, res) => {
+    const state = deps.state();
+    const ready = state === 'ready' && deps.busReady();
+    res
+      .status(ready ? 200 : 503)
+      .json({ status: ready ? 'ready' : state === 'ready' ? 'bus_unavailable' : state });
+  });
+
+  app.use('/api', requestContext(deps));
+  const limiter = new RateLimiter(config.limits.pushesPerSecond, config.limits.pushBurst);
+  const schemas = apiSchemas(config.limits);
+  app.use('/api', pushRoutes({ ...deps, limiter, schemas, authenticate: authenticate(deps) }));
+
+  app.use((_req, res) => {
+    sendError(res, new PushcastError('not_found'));
+  });
+  app.use(errorHandler(log));
+  void hooks;
+  return app;
+}
+
+/** Request id, draining refusal, access log and the api_requested/api_processed hooks. */
+function requestContext(deps: HttpDeps): RequestHandler {
+  return (req: ApiRequest, res: Response, next: NextFunction) => {
+    const header = req.headers['x-request-id'];
+    const requestId =
+      typeof header === 'string' && /^[\w\-.:]{1,100}$/.test(header) ? header : randomUUID();
+    req.requestId = requestId;
+    res.setHeader('X-Request-Id', requestId);
+    const started = performance.now();
+    const path = req.path;
+    safely(deps.log, () => deps.hooks.apiRequested?.({ requestId, method: req.method, path }));
+    res.on('finish', () => {
+      const durationMs = performance.now() - started;
+      deps.log.info(
+        {
+          requestId,
+          method: req.method,
+          path,
+          status: res.statusCode,
+          ms: Math.round(durationMs),
+          keyId: req.caller?.keyId,
+        },
+        'api request',
+      );
+      safely(deps.log, () =>
+        deps.hooks.apiProcessed?.({
+          requestId,
+          method: req.method,
+          path,
+          status: res.statusCode,
+          durationMs,
+        }),
+      );
+    });
+    const state = deps.state();
+    if (state === 'draining' || state === 'stopped') {
+      res.setHeader('Connection', 'close');
+      sendError(
+        res,
+        new PushcastError(
+          'unavailable',
+          'The server is shutting down; nothing was pushed. Retry on another node.',
+          {
+            retryAfterS: 1,
+          },
+        ),
+      );
+      return;
+    }
+    next();
+  };
+}
+
+/** Middleware factory: authenticate, then check the scope. */
+function authenticate(deps: HttpDeps): (scope: string) => RequestHandler {
+  return (scope) => async (req: ApiRequest, _res, next) => {
+    const caller = await authenticateRequest(req, deps.hooks, deps.defaults);
+    if (!caller.scopes.has(scope))
+      throw new PushcastError('forbidden', `This API key lacks the "${scope}" scope.`, {
+        details: { scope },
+      });
+    req.caller = caller;
+    next();
+  };
+}
+
+/** Runs an instrumentation listener without letting it break the request. */
+export function safely(log: Logger, fn: () => void): void {
+  try {
+    fn();
+  } catch (err) {
+    log.warn({ err }, 'instrumentation hook threw');
+  }
+}

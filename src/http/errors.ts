@@ -1,0 +1,43 @@
+import type { ErrorRequestHandler, Response } from 'express';
+import type { Logger } from 'pino';
+import { PushcastError } from '../errors.js';
+
+/** Sends a {@link PushcastError} as the contract's JSON error. */
+export function sendError(res: Response, err: PushcastError): void {
+  if (err.retryAfterS !== undefined) res.setHeader('Retry-After', String(err.retryAfterS));
+  res.status(err.status).json(err.toJSON());
+}
+
+/** Maps any error to a contract error: body-parser's, ours, and the unexpected (500, logged). */
+export function errorHandler(log: Logger): ErrorRequestHandler {
+  return (err: unknown, req, res, _next) => {
+    const mapped = toPushcastError(err);
+    if (mapped.status >= 500 && mapped.code !== 'unavailable')
+      log.error({ err, path: req.path }, 'request failed');
+    if (res.headersSent) return;
+    sendError(res, mapped);
+  };
+}
+
+/** The contract error for anything thrown while handling a request. */
+export function toPushcastError(err: unknown): PushcastError {
+  if (err instanceof PushcastError) return err;
+  const type = (err as { type?: unknown } | undefined)?.type;
+  if (type === 'entity.parse.failed')
+    return new PushcastError('invalid_json', 'The request body is not valid JSON.');
+  if (type === 'entity.too.large') {
+    const limit = (err as { limit?: number }).limit;
+    return new PushcastError(
+      'payload_too_large',
+      `The request body is over the limit of ${limit} bytes.`,
+      {
+        details: { field: 'body', limit },
+      },
+    );
+  }
+  if (type === 'encoding.unsupported' || type === 'charset.unsupported')
+    return new PushcastError('unsupported_media_type', 'Send the body as UTF-8 application/json.');
+  if (type === 'request.aborted')
+    return new PushcastError('invalid_json', 'The request body was cut short.');
+  return new PushcastError('internal', undefined, { cause: err });
+}

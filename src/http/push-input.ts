@@ -1,0 +1,46 @@
+import type { z } from 'zod';
+import type { Config } from '../config/schema.js';
+import type { PushRequest } from '../delivery/pipeline.js';
+import { PushcastError } from '../errors.js';
+import type { ApiSchemas } from './schemas.js';
+
+/** Turns a request body into a validated push (422/413 as {@link PushcastError}). */
+export function parsePush(
+  body: unknown,
+  schemas: ApiSchemas,
+  limits: Config['limits'],
+): PushRequest {
+  if (typeof body !== 'object' || body === null || Array.isArray(body))
+    throw new PushcastError(
+      'invalid_push',
+      'The body must be a JSON object with channel, event and data.',
+    );
+  const parsed = schemas.push.safeParse(body);
+  if (!parsed.success) throw invalid(parsed.error);
+  const { channel, event, data } = parsed.data;
+  // Duplicates removed, first occurrence kept in place.
+  const channels = Array.isArray(channel) ? [...new Set(channel)] : [channel];
+  const dataJson = JSON.stringify(data);
+  const bytes = Buffer.byteLength(dataJson, 'utf8');
+  if (bytes > limits.maxDataBytes)
+    throw new PushcastError(
+      'payload_too_large',
+      `data is ${bytes} bytes serialized; the limit is ${limits.maxDataBytes}.`,
+      {
+        details: { field: 'data', limit: limits.maxDataBytes, size: bytes },
+      },
+    );
+  return { channels, event, data, dataJson };
+}
+
+function invalid(error: z.ZodError): PushcastError {
+  const issues = error.issues.map((i) => ({
+    field: i.path.map(String).join('.') || '(body)',
+    message: i.message,
+  }));
+  const first = issues[0]!;
+  const field = first.field.split('.')[0] ?? first.field;
+  return new PushcastError('invalid_push', `${first.field}: ${first.message}`, {
+    details: { field, issues },
+  });
+}

@@ -1,0 +1,60 @@
+import { z } from 'zod';
+import type { Config } from '../config/schema.js';
+import { CHANNEL_NAME, EVENT_NAME } from '../delivery/names.js';
+
+/** A channel name (CONTRACT section 1). */
+export const channelNameSchema = z
+  .string()
+  .regex(CHANNEL_NAME, 'channel names are 1-200 characters of A-Z a-z 0-9 _ - : . @ =')
+  .meta({ example: 'user:42' });
+
+/** An event name. */
+export const eventNameSchema = z
+  .string()
+  .regex(EVENT_NAME, 'event names are 1-100 characters of A-Z a-z 0-9 _ - : .')
+  .meta({ example: 'invoice.paid' });
+
+/** The request schemas, sized by the configured limits. */
+export function apiSchemas(limits: Config['limits']) {
+  const push = z.object({
+    channel: z.union([
+      channelNameSchema,
+      z
+        .array(channelNameSchema)
+        .min(1, 'at least one channel')
+        .max(limits.maxChannelsPerPush, `at most ${limits.maxChannelsPerPush} channels`),
+    ]),
+    event: eventNameSchema,
+    data: z
+      .json()
+      .meta({ description: `any JSON value; serialized at most ${limits.maxDataBytes} bytes` }),
+  });
+  const pushResponse = z.object({
+    id: z
+      .string()
+      .meta({ description: 'push id: unique across the cluster, sorts by creation time' }),
+    channel: z.array(channelNameSchema),
+    event: eventNameSchema,
+    data: z.json(),
+  });
+  const batch = z.object({
+    pushes: z.array(z.unknown()).min(1).max(limits.maxBatch, `at most ${limits.maxBatch} pushes`),
+  });
+  const error = z.object({
+    error: z.string(),
+    code: z.string(),
+    details: z.record(z.string(), z.unknown()).optional(),
+  });
+  const batchResponse = z.object({
+    results: z.array(
+      z.union([
+        pushResponse.pick({ id: true, channel: true, event: true }),
+        error.pick({ error: true, code: true }),
+      ]),
+    ),
+  });
+  return { push, pushResponse, batch, batchResponse, error };
+}
+
+/** The schemas built by {@link apiSchemas}. */
+export type ApiSchemas = ReturnType<typeof apiSchemas>;

@@ -1,0 +1,57 @@
+import { ConfigError, loadConfig } from './config/load.js';
+import { createPushServer } from './server.js';
+import { developmentBanner } from './lifecycle/banner.js';
+
+/**
+ * The process entry: settings from files and environment, start, and the signal handling of
+ * DESIGN.md "Lifecycle" (first SIGTERM/SIGINT drains, a second one exits at once).
+ * Exit codes: 0 stopped cleanly, 1 drain timed out or failed, 2 invalid settings or start failure.
+ */
+async function main(): Promise<void> {
+  let loaded;
+  try {
+    loaded = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`pushcast: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const server = createPushServer(loaded.config);
+  let address;
+  try {
+    address = await server.start();
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    process.stderr.write(`pushcast: cannot start: ${message}\n`);
+    process.exit(2);
+  }
+  if (loaded.development.apiKey || loaded.development.jwtSecret) {
+    process.stdout.write(developmentBanner(address.url, loaded.config, loaded.development));
+  }
+
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    signals += 1;
+    if (signals > 1) {
+      server.log.warn({ signal }, 'second signal: exiting now');
+      process.exit(1);
+    }
+    server.log.info({ signal }, 'signal received: draining');
+    server.stop().then(
+      ({ drained, inflightLeft }) => {
+        if (!drained) server.log.error({ inflightLeft }, 'exiting with pushes left in flight');
+        process.exit(drained ? 0 : 1);
+      },
+      (err: unknown) => {
+        server.log.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+}
+
+void main();

@@ -1,0 +1,268 @@
+import type { Socket } from 'socket.io';
+import type { SocketContext } from '../auth/hooks.js';
+import type { ChannelMessage } from '../delivery/message.js';
+import { isChannelName, roomOf } from '../delivery/names.js';
+import { parseOffset } from '../delivery/offset.js';
+import { authenticateSocket } from './socket-auth.js';
+import { joinSchema, leaveSchema, refreshSchema, type JoinError } from './schemas.js';
+import type { RealtimeDeps, SocketData } from './socket-server.js';
+
+type Ack = (answer: unknown) => void;
+
+/** Join answer: ok with the channel's position, or a refusal code. */
+type JoinAnswer =
+  | { ok: true; channel: string; offset?: string; recovered?: boolean; missed?: number }
+  | { ok: false; error: JoinError };
+
+// Timers cannot wait past 2^31-1 ms; a later expiry is re-armed when this one fires.
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * The channel events of one socket: `join`, `leave`, `refresh`. Every event is answered through its
+ * acknowledgement, whatever the payload (a bad one gets an error answer, never silence or a crash).
+ */
+export function handleChannels(socket: Socket, deps: RealtimeDeps): void {
+  const { config, log } = deps;
+  const limits = config.limits;
+  const pending = new Set<string>();
+  let tokens = limits.socketEventBurst;
+  let tokensAt = Date.now();
+  let expiryTimer: NodeJS.Timeout | undefined;
+
+  const data = (): SocketData => socket.data as SocketData;
+  const context = (): SocketContext => ({
+    socketId: socket.id,
+    userId: data().userId,
+    channels: data().channels,
+    data: data().data,
+  });
+  const joinedCount = (): number => socket.rooms.size - 1 + pending.size;
+  const rateLimited = (): boolean => {
+    const now = Date.now();
+    tokens = Math.min(
+      limits.socketEventBurst,
+      tokens + ((now - tokensAt) / 1000) * limits.socketEventsPerSecond,
+    );
+    tokensAt = now;
+    if (tokens < 1) return true;
+    tokens -= 1;
+    return false;
+  };
+
+  const armExpiry = (): void => {
+    if (expiryTimer) clearTimeout(expiryTimer);
+    expiryTimer = undefined;
+    const exp = data().exp;
+    if (exp === undefined) return;
+    const ms = exp * 1000 - Date.now();
+    expiryTimer = setTimeout(
+      () => {
+        if ((data().exp ?? Infinity) * 1000 > Date.now()) return armExpiry();
+        log.info({ conn: socket.id }, 'socket token expired');
+        socket.emit('error', {
+          code: 'token_expired',
+          message: 'The token expired; reconnect with a fresh one.',
+        });
+        socket.disconnect(true);
+      },
+      Math.min(Math.max(ms, 0), MAX_TIMER_MS),
+    );
+  };
+  armExpiry();
+
+  const join = async (payload: unknown): Promise<JoinAnswer> => {
+    const parsed = joinSchema.safeParse(payload);
+    if (!parsed.success) return { ok: false, error: 'invalid_request' };
+    const { channel, since, params } = parsed.data;
+    if (!isChannelName(channel)) return { ok: false, error: 'invalid_channel' };
+    if (rateLimited()) return { ok: false, error: 'rate_limited' };
+    const room = roomOf(channel);
+    if (socket.rooms.has(room) || pending.has(room)) return { ok: true, channel };
+    if (joinedCount() >= limits.maxChannelsPerSocket)
+      return { ok: false, error: 'too_many_channels' };
+    const decision = deps.hooks.authorizeJoin
+      ? await deps.hooks.authorizeJoin(context(), channel, params, deps.defaults)
+      : await deps.defaults.authorizeJoin(context(), channel, params);
+    if (decision === false || (typeof decision === 'object' && decision !== null))
+      return { ok: false, error: 'forbidden' };
+    if (socket.disconnected) return { ok: false, error: 'invalid_request' };
+    pending.add(room);
+    try {
+      return since === undefined
+        ? await subscribe(channel, room)
+        : await recover(channel, room, since);
+    } finally {
+      pending.delete(room);
+    }
+  };
+
+  /** Plain join: subscribed first, then the position read, so everything after it arrives live. */
+  const subscribe = async (channel: string, room: string): Promise<JoinAnswer> => {
+    void socket.join(room);
+    deps.onSubscriptions?.(1);
+    // Redis down: the room is subscribed again when it returns (see cluster/adapter.ts).
+    await deps.ensureSubscribed(room).catch(() => {});
+    const answer: JoinAnswer = { ok: true, channel };
+    if (deps.history.for(channel).size > 0) {
+      const page = await deps.bus.history(channel, { limit: 0 }).catch(() => undefined);
+      if (page?.top !== undefined) answer.offset = page.top;
+    }
+    return answer;
+  };
+
+  /**
+   * Join with `since`: buffer live messages (the socket is not in the room yet, a placeholder
+   * member keeps the node subscribed), read history after `since`, wait until every message
+   * published before the read has reached this node, then hand over history, the buffered
+   * messages it did not contain, and the room, in one synchronous step: no gap, no duplicate.
+   */
+  const recover = async (channel: string, room: string, since: string): Promise<JoinAnswer> => {
+    const adapter = socket.nsp.adapter;
+    const placeholder = `recovering:${socket.id}:${channel}`;
+    const live = deps.recoveries.open(room);
+    void adapter.addAll(placeholder, new Set([room]));
+    try {
+      let subscribed = true;
+      await deps.ensureSubscribed(room).catch(() => (subscribed = false));
+      const size = deps.history.for(channel).size;
+      const missed: ChannelMessage[] = [];
+      // History that cannot be read, or a subscription that cannot be proven: not recovered.
+      let complete = subscribed && parseOffset(since) !== undefined && size > 0;
+      let top: string | undefined;
+      let cursor = since;
+      // Approximate trimming can keep more than `size` entries: page until history is exhausted.
+      for (let pageNo = 0; complete && pageNo < 20; pageNo++) {
+        const limit = Math.max(size, 100);
+        const page = await deps.bus
+          .history(channel, { since: cursor, limit })
+          .catch(() => undefined);
+        if (!page) {
+          complete = false;
+          break;
+        }
+        top = page.top;
+        if (!page.complete) complete = false;
+        missed.push(...page.messages);
+        const last = page.messages.at(-1)?.offset;
+        if (page.messages.length < limit || last === undefined) break;
+        cursor = last;
+      }
+      if (!complete) top = undefined;
+      await deps.bus.settle(channel).catch(() => (complete = false));
+      if (socket.disconnected) return { ok: false, error: 'invalid_request' };
+      // From here to the end: synchronous, so no live message can slip between the steps.
+      const lastSent = parseOffset(missed.at(-1)?.offset ?? (complete ? since : undefined));
+      const fresh = live.buffer.filter((m) => {
+        const o = parseOffset(m.offset);
+        return !lastSent || !o || o.epoch !== lastSent.epoch || o.n > lastSent.n;
+      });
+      const position = fresh.at(-1)?.offset ?? missed.at(-1)?.offset ?? top;
+      const answer: JoinAnswer = complete
+        ? {
+            ok: true,
+            channel,
+            recovered: true,
+            missed: missed.length,
+            ...(position ? { offset: position } : {}),
+          }
+        : { ok: true, channel, recovered: false, ...(position ? { offset: position } : {}) };
+      if (complete) for (const m of missed) socket.emit('msg', m);
+      for (const m of fresh) socket.emit('msg', m);
+      void socket.join(room);
+      deps.onSubscriptions?.(1);
+      return answer;
+    } finally {
+      live.close();
+      void adapter.delAll(placeholder);
+    }
+  };
+
+  const leave = (payload: unknown): { ok: true } | { ok: false; error: string } => {
+    const parsed = leaveSchema.safeParse(payload);
+    if (!parsed.success) return { ok: false, error: 'invalid_request' };
+    if (!isChannelName(parsed.data.channel)) return { ok: false, error: 'invalid_channel' };
+    if (rateLimited()) return { ok: false, error: 'rate_limited' };
+    const room = roomOf(parsed.data.channel);
+    if (socket.rooms.has(room)) {
+      void socket.leave(room);
+      deps.onSubscriptions?.(-1);
+    }
+    return { ok: true };
+  };
+
+  const refresh = async (
+    payload: unknown,
+  ): Promise<{ ok: true } | { ok: false; error: string }> => {
+    const parsed = refreshSchema.safeParse(payload);
+    if (!parsed.success) return { ok: false, error: 'invalid_request' };
+    if (rateLimited()) return { ok: false, error: 'rate_limited' };
+    const current = data();
+    try {
+      const identity = await authenticateSocket(
+        {
+          auth: {
+            ...((socket.handshake.auth ?? {}) as Record<string, unknown>),
+            token: parsed.data.token,
+          },
+          headers: socket.handshake.headers,
+          query: socket.handshake.query as Record<string, unknown>,
+          address: socket.handshake.address,
+        },
+        deps.hooks,
+        deps.defaults,
+      );
+      // A fresh token must be for the same user: refresh extends a session, it does not switch it.
+      if (identity.userId !== current.userId) return { ok: false, error: 'unauthorized' };
+      socket.data = {
+        userId: identity.userId,
+        channels: identity.channels ?? [],
+        data: identity.data ?? current.data,
+        exp: identity.exp,
+      } satisfies SocketData;
+      armExpiry();
+      return { ok: true };
+    } catch {
+      return { ok: false, error: 'unauthorized' };
+    }
+  };
+
+  on(socket, 'join', join, deps);
+  on(socket, 'leave', leave, deps);
+  on(socket, 'refresh', refresh, deps);
+
+  socket.on('disconnect', (reason) => {
+    if (expiryTimer) clearTimeout(expiryTimer);
+    const channels = socket.rooms.size > 0 ? socket.rooms.size - 1 : 0;
+    if (channels > 0) deps.onSubscriptions?.(-channels);
+    log.debug({ conn: socket.id, reason }, 'socket disconnected');
+  });
+}
+
+/** Registers an event whose handler's answer goes to the acknowledgement, whatever happens. */
+function on(
+  socket: Socket,
+  event: string,
+  handler: (payload: unknown) => unknown,
+  deps: RealtimeDeps,
+): void {
+  socket.on(event, (payload: unknown, maybeAck: unknown) => {
+    // `emit('join', ack)` with no payload: the acknowledgement comes first.
+    const ack = (
+      typeof maybeAck === 'function'
+        ? maybeAck
+        : typeof payload === 'function'
+          ? payload
+          : undefined
+    ) as Ack | undefined;
+    const body = typeof payload === 'function' ? undefined : payload;
+    Promise.resolve()
+      .then(() => handler(body))
+      .then(
+        (answer) => ack?.(answer),
+        (err: unknown) => {
+          deps.log.warn({ err, conn: socket.id, event }, 'socket event failed');
+          ack?.({ ok: false, error: 'invalid_request' });
+        },
+      );
+  });
+}

@@ -1,0 +1,81 @@
+import type { Server as HttpServer } from 'node:http';
+import { Server, type Socket } from 'socket.io';
+import type { Logger } from 'pino';
+import type { DefaultAuth, HandshakeInfo, Hooks } from '../auth/hooks.js';
+import type { Config } from '../config/schema.js';
+import type { Bus } from '../delivery/bus.js';
+import type { HistoryPolicy } from '../delivery/history-policy.js';
+import { authenticateSocket, refusalCode } from './socket-auth.js';
+import { handleChannels } from './channel-handlers.js';
+import type { RecoveryBuffers } from './recovery.js';
+
+/** What the socket layer needs from the rest of the server. */
+export interface RealtimeDeps {
+  config: Config;
+  log: Logger;
+  hooks: Hooks;
+  defaults: DefaultAuth;
+  bus: Bus;
+  history: HistoryPolicy;
+  recoveries: RecoveryBuffers;
+  /** Resolves once this node receives the room's messages (Redis subscription active). */
+  ensureSubscribed(room: string): Promise<void>;
+  /** False while draining: new connections are refused at the transport level. */
+  accepting(): boolean;
+  /** A socket's subscription count changed by `delta` (metrics). */
+  onSubscriptions?(delta: number): void;
+}
+
+/** Per-socket state kept in `socket.data`: plain JSON only, so it can cross nodes. */
+export interface SocketData {
+  userId: string | undefined;
+  channels: string[];
+  data: Record<string, unknown>;
+  exp: number | undefined;
+}
+
+/** Creates the Socket.IO server: connect auth, then the channel events per socket. */
+export function createSocketServer(http: HttpServer, deps: RealtimeDeps): Server {
+  const { config } = deps;
+  const io = new Server(http, {
+    path: config.socketPath,
+    serveClient: false,
+    cors: { origin: config.corsOrigins === '*' ? '*' : config.corsOrigins },
+    // Refusing here, not in a Socket.IO middleware, leaves standard clients reconnecting (to
+    // another node, through the load balancer) instead of giving up.
+    allowRequest: (_req, callback) =>
+      callback(deps.accepting() ? null : 'draining', deps.accepting()),
+  });
+
+  io.use((socket, next) => {
+    const handshake: HandshakeInfo = {
+      auth: (socket.handshake.auth ?? {}) as Record<string, unknown>,
+      headers: socket.handshake.headers,
+      query: socket.handshake.query as Record<string, unknown>,
+      address: socket.handshake.address,
+    };
+    authenticateSocket(handshake, deps.hooks, deps.defaults).then(
+      (identity) => {
+        const data: SocketData = {
+          userId: identity.userId,
+          channels: identity.channels ?? [],
+          data: identity.data ?? {},
+          exp: identity.exp,
+        };
+        socket.data = data;
+        next();
+      },
+      (err: unknown) => {
+        const refusal = new Error('unauthorized') as Error & { data: { code: string } };
+        refusal.data = { code: refusalCode(err) };
+        deps.log.debug({ conn: socket.id, code: refusal.data.code }, 'socket refused');
+        next(refusal);
+      },
+    );
+  });
+
+  io.on('connection', (socket: Socket) => {
+    handleChannels(socket, deps);
+  });
+  return io;
+}

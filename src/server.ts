@@ -1,0 +1,266 @@
+import { randomBytes } from 'node:crypto';
+import { createServer, type Server as HttpServer } from 'node:http';
+import { hostname } from 'node:os';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import type { Server as SocketServer } from 'socket.io';
+import { ApiKeyring } from './auth/api-keys.js';
+import { loadHooks, type DefaultAuth, type Hooks } from './auth/hooks.js';
+import { TokenVerifier } from './auth/jwt.js';
+import { installRedisAdapter } from './cluster/adapter.js';
+import { RedisBus } from './cluster/redis-bus.js';
+import { connectRedis, type RedisClients } from './cluster/redis-clients.js';
+import { buildConfig } from './config/load.js';
+import type { Config, ConfigInput } from './config/schema.js';
+import type { Bus } from './delivery/bus.js';
+import { HistoryPolicy } from './delivery/history-policy.js';
+import {
+  MemoryIdempotencyStore,
+  RedisIdempotencyStore,
+  type IdempotencyStore,
+} from './delivery/idempotency.js';
+import { MemoryBus } from './delivery/memory-bus.js';
+import { PushPipeline, type PushResult } from './delivery/pipeline.js';
+import { PushIdGenerator } from './delivery/push-id.js';
+import { PushcastError } from './errors.js';
+import { builtInApiAuth } from './http/api-auth.js';
+import { createHttpApp } from './http/app.js';
+import { parsePush } from './http/push-input.js';
+import { apiSchemas } from './http/schemas.js';
+import { closeSocketsSpread } from './lifecycle/disconnect.js';
+import type { LifecycleState } from './lifecycle/state.js';
+import { createLogger } from './logger.js';
+import { observeBroadcasts } from './realtime/observe.js';
+import { RecoveryBuffers } from './realtime/recovery.js';
+import { builtInJoinAuth, builtInSocketAuth } from './realtime/socket-auth.js';
+import { createSocketServer } from './realtime/socket-server.js';
+
+/** Options for embedding beyond the settings. */
+export interface PushServerOptions {
+  logger?: Logger;
+  /** Hooks given in code (instead of, or on top of, the `hooks` module setting). */
+  hooks?: Hooks;
+}
+
+/** A push as the embedding API takes it (same rules as `POST /api/push`). */
+export interface PushInput {
+  channel: string | string[];
+  event: string;
+  data: unknown;
+}
+
+/** A running (or startable) pushcast node. */
+export interface PushServer {
+  readonly config: Config;
+  readonly node: string;
+  readonly log: Logger;
+  state(): LifecycleState;
+  /** Starts listening; resolves with the bound address once ready. */
+  start(): Promise<{ url: string; port: number }>;
+  /** Drains and stops (see DESIGN.md "Lifecycle"); `drained` is false if the drain timed out. */
+  stop(): Promise<{ drained: boolean; inflightLeft: number }>;
+  /** Publishes a push as the API would (without API-key auth). */
+  push(input: PushInput): Promise<PushResult>;
+  /** The Socket.IO server (available after start). */
+  readonly io: SocketServer;
+  /** The HTTP server (available after start). */
+  readonly http: HttpServer;
+}
+
+/** Builds a pushcast node from settings (validated with the same schema as the process). */
+export function createPushServer(
+  input: ConfigInput = {},
+  options: PushServerOptions = {},
+): PushServer {
+  const { config } = buildConfig(input);
+  const node = `${hostname()}-${randomBytes(3).toString('hex')}`;
+  const log = options.logger ?? createLogger(config.logLevel, node);
+  let state: LifecycleState = 'starting';
+  let http: HttpServer | undefined;
+  let io: SocketServer | undefined;
+  let redis: RedisClients | undefined;
+  let bus: Bus | undefined;
+  let pipeline: PushPipeline | undefined;
+  const schemas = apiSchemas(config.limits);
+  const history = new HistoryPolicy(config.history);
+
+  async function start(): Promise<{ url: string; port: number }> {
+    if (state !== 'starting' || http) throw new Error('pushcast: start() called twice');
+    const hooks: Hooks = {
+      ...(config.hooks ? await loadHooks(config.hooks) : {}),
+      ...options.hooks,
+    };
+    const verifier = new TokenVerifier(config.jwt);
+    const defaults: DefaultAuth = {
+      authenticateSocket: builtInSocketAuth(verifier),
+      authorizeJoin: builtInJoinAuth(config.publicChannels),
+      authenticateApi: builtInApiAuth(new ApiKeyring(config.apiKeys)),
+    };
+    const recoveries = new RecoveryBuffers();
+    const server = createServer();
+    http = server;
+    let ensureSubscribed: (room: string) => Promise<void> = () => Promise.resolve();
+    const sockets = createSocketServer(server, {
+      config,
+      log,
+      hooks,
+      defaults,
+      get bus() {
+        return bus!;
+      },
+      history,
+      recoveries,
+      ensureSubscribed: (room) => ensureSubscribed(room),
+      accepting: () => state === 'ready',
+    });
+    io = sockets;
+
+    let idempotency: IdempotencyStore;
+    if (config.redisUrl) {
+      redis = await connectRedis(
+        config.redisUrl,
+        { commandTimeoutMs: config.redis.commandTimeoutMs },
+        log,
+      );
+      const wiring = await installRedisAdapter(sockets, redis, config.redis.mode, log);
+      ensureSubscribed = wiring.ensureSubscribed;
+      bus = new RedisBus(redis.pub, redis.sub, config.redis.mode, config.redis.keyPrefix);
+      idempotency = new RedisIdempotencyStore(
+        redis.pub,
+        config.redis.keyPrefix,
+        config.idempotencyTtlS,
+      );
+    } else {
+      bus = new MemoryBus((room, message) => {
+        sockets.to(room).emit('msg', message);
+      });
+      idempotency = new MemoryIdempotencyStore(config.idempotencyTtlS);
+    }
+    // After io.adapter(): the adapter instance is replaced when the Redis adapter is installed.
+    observeBroadcasts(sockets.of('/').adapter, (room, message, count) => {
+      recoveries.onMessage(room, message);
+      if (hooks.delivered && count > 0) {
+        const push = {
+          id: message.id,
+          channels: [message.channel],
+          event: message.event,
+          ts: message.ts,
+        };
+        setImmediate(() =>
+          safeCall(log, () => hooks.delivered?.(push, { node, channel: message.channel, count })),
+        );
+      }
+    });
+    pipeline = new PushPipeline(
+      bus,
+      new PushIdGenerator(),
+      history,
+      config.maxInflight,
+      (result) => {
+        if (!hooks.requested) return;
+        const push = {
+          id: result.id,
+          channels: result.channel,
+          event: result.event,
+          ts: result.ts,
+        };
+        setImmediate(() => safeCall(log, () => hooks.requested?.(push, { node })));
+      },
+    );
+    const app = createHttpApp({
+      config,
+      log,
+      hooks,
+      defaults,
+      pipeline,
+      idempotency,
+      state: () => state,
+      busReady: () => bus?.ready() ?? false,
+      node,
+    });
+    server.on('request', app);
+
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(config.port, config.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    state = 'ready';
+    const port = (server.address() as AddressInfo).port;
+    const shownHost = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host;
+    log.info(
+      {
+        port,
+        redis: Boolean(config.redisUrl),
+        mode: config.redisUrl ? config.redis.mode : 'memory',
+      },
+      'pushcast ready',
+    );
+    return { url: `http://${shownHost}:${port}`, port };
+  }
+
+  async function stop(): Promise<{ drained: boolean; inflightLeft: number }> {
+    if (state === 'stopped' || state === 'draining') return { drained: true, inflightLeft: 0 };
+    state = 'draining';
+    log.info('draining');
+    if (config.shutdown.delayMs > 0) await sleep(config.shutdown.delayMs);
+    // Stop taking connections first, so the load balancer sends new ones to the other nodes.
+    const closed = http ? new Promise<void>((r) => http!.close(() => r())) : Promise.resolve();
+    const drained = pipeline ? await pipeline.drain(config.shutdown.drainTimeoutMs) : true;
+    const inflightLeft = pipeline?.inflightCount ?? 0;
+    if (!drained) log.error({ inflight: inflightLeft }, 'drain timed out with pushes in flight');
+    if (io) {
+      if (config.shutdown.disconnect) {
+        const n = await closeSocketsSpread(io, config.shutdown.disconnectSpreadMs);
+        log.info({ sockets: n }, 'sockets closed');
+      } else {
+        for (const s of io.of('/').sockets.values()) s.conn.close();
+      }
+      await io.close().catch(() => {});
+    }
+    http?.closeAllConnections();
+    await closed;
+    await bus?.close();
+    await redis?.close();
+    state = 'stopped';
+    log.info({ drained }, 'stopped');
+    return { drained, inflightLeft };
+  }
+
+  async function push(input: PushInput): Promise<PushResult> {
+    if (!pipeline) throw new PushcastError('unavailable', 'The server is not started.');
+    return pipeline.push(parsePush(input, schemas, config.limits));
+  }
+
+  return {
+    config,
+    node,
+    log,
+    state: () => state,
+    start,
+    stop,
+    push,
+    get io() {
+      if (!io) throw new Error('pushcast: not started');
+      return io;
+    },
+    get http() {
+      if (!http) throw new Error('pushcast: not started');
+      return http;
+    },
+  };
+}
+
+function safeCall(log: Logger, fn: () => void): void {
+  try {
+    fn();
+  } catch (err) {
+    log.warn({ err }, 'instrumentation hook threw');
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
