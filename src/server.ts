@@ -176,6 +176,8 @@ export function createPushServer(
       idempotency,
       state: () => state,
       busReady: () => bus?.ready() ?? false,
+      bus: () => bus!,
+      subscribers: async (room) => (await sockets.in(room).fetchSockets()).length,
       node,
     });
     server.on('request', app);

@@ -2,7 +2,7 @@
  * The adapter messages the publish script sends, as two strings around the message JSON.
  *
  * This couples pushcast to the wire format of @socket.io/redis-adapter 8.3.0 and socket.io-adapter
- * 2.5.8 (pinned in package.json; test/integration/adapter-wire.test.ts fails if an upgrade breaks
+ * 2.5.8 (pinned in package.json; test/integration/cluster.test.ts fails if an upgrade breaks
  * it). Sharded mode: a ClusterAdapter BROADCAST message (type 3) as JSON, which the adapter parses
  * when the first byte is `{`. Classic mode: the `[uid, packet, opts]` array the classic adapter
  * decodes with its parser (we give it a JSON one). The uid matches no node, so every node, the

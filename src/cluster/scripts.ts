@@ -50,7 +50,9 @@ end
 local since = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
 local entries
-if since < 0 then
+if limit <= 0 then
+  entries = {}
+elseif since < 0 then
   entries = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', limit)
 else
   entries = redis.call('XRANGE', KEYS[2], (since + 1) .. '-0', '+', 'COUNT', limit)

@@ -65,7 +65,8 @@ export class MemoryBus implements Bus {
       });
     const top = formatOffset(log.epoch, log.seq);
     if (options.since === undefined) {
-      return Promise.resolve({ messages: log.ring.slice(-options.limit), top, complete: true });
+      const messages = options.limit > 0 ? log.ring.slice(-options.limit) : [];
+      return Promise.resolve({ messages, top, complete: true });
     }
     const since = parseOffset(options.since);
     if (!since || since.epoch !== log.epoch || since.n > log.seq) {

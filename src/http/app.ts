@@ -14,6 +14,8 @@ import { PushcastError } from '../errors.js';
 import { authenticateRequest, type ApiCaller } from './api-auth.js';
 import { errorHandler, sendError } from './errors.js';
 import { pushRoutes } from './push-routes.js';
+import { channelRoutes } from './channel-routes.js';
+import type { Bus } from '../delivery/bus.js';
 import { RateLimiter } from './rate-limit.js';
 import { apiSchemas } from './schemas.js';
 
@@ -29,6 +31,9 @@ export interface HttpDeps {
   state(): 'starting' | 'ready' | 'draining' | 'stopped';
   /** Whether the cluster bus is connected. */
   busReady(): boolean;
+  bus(): Bus;
+  /** Sockets subscribed to a room across the cluster. */
+  subscribers(room: string): Promise<number>;
   node: string;
 }
 
@@ -40,7 +45,7 @@ export interface ApiRequest extends Request {
 
 /** The Express app: push API, operations routes, one error mapping. */
 export function createHttpApp(deps: HttpDeps): express.Express {
-  const { config, log, hooks } = deps;
+  const { config, log } = deps;
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
@@ -60,12 +65,19 @@ export function createHttpApp(deps: HttpDeps): express.Express {
   const limiter = new RateLimiter(config.limits.pushesPerSecond, config.limits.pushBurst);
   const schemas = apiSchemas(config.limits);
   app.use('/api', pushRoutes({ ...deps, limiter, schemas, authenticate: authenticate(deps) }));
+  app.use(
+    '/api',
+    channelRoutes({
+      bus: deps.bus,
+      authenticate: authenticate(deps),
+      subscribers: deps.subscribers,
+    }),
+  );
 
   app.use((_req, res) => {
     sendError(res, new PushcastError('not_found'));
   });
   app.use(errorHandler(log));
-  void hooks;
   return app;
 }
 

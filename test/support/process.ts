@@ -45,6 +45,8 @@ export function spawnNode(args: {
   script: string;
   env: Record<string, string>;
   cwd?: string;
+  /** Command-line arguments after the script. */
+  argv?: string[];
 }): NodeProcess {
   installExitHook();
   // A minimal env keeps the child independent of whatever the developer's shell exports
@@ -56,11 +58,15 @@ export function spawnNode(args: {
   }
   Object.assign(env, args.env);
 
-  const child = spawn(process.execPath, ['--import', TSX_LOADER, args.script], {
-    cwd: args.cwd,
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    ['--import', TSX_LOADER, args.script, ...(args.argv ?? [])],
+    {
+      cwd: args.cwd,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
 
   const stdout: string[] = [];
   const stderr: string[] = [];
