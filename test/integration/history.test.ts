@@ -244,7 +244,7 @@ historySuite('memory', async () => {
 let redis: RedisFixture | undefined;
 historySuite('redis, 3 nodes', async () => {
   redis = await startRedis();
-  const nodes = [];
+  const nodes: TestNode[] = [];
   for (let i = 0; i < 3; i++)
     nodes.push(await startNode({ ...historyConfig, redisUrl: redis.url }));
   return {

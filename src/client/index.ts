@@ -1,0 +1,212 @@
+import { io, type Socket } from 'socket.io-client';
+import { PushcastAuthError, PushcastClientError, PushcastJoinError } from './errors.js';
+import { Subscription } from './subscription.js';
+import type { PushMessage, SubscriptionHandlers } from './types.js';
+
+export { PushcastAuthError, PushcastClientError, PushcastJoinError, Subscription };
+export type { LostInfo, PushMessage, SubscriptionHandlers } from './types.js';
+
+/** Options of {@link createClient}: a fixed token or a function that fetches a fresh one. */
+export interface ClientOptions {
+  token?: string;
+  /** Called before every (re)connection: keep tokens short-lived. */
+  getToken?: () => string | Promise<string>;
+  /** Socket.IO path (default `/socket.io`). */
+  path?: string;
+  /** Default: WebSocket, falling back to long-polling. */
+  transports?: Array<'websocket' | 'polling'>;
+  /** Connection-level errors (refused token, ...). */
+  onError?(error: PushcastClientError): void;
+  /** Connection state changes. */
+  onStateChange?(state: 'connecting' | 'connected' | 'disconnected' | 'closed'): void;
+}
+
+/** A pushcast connection with any number of channel subscriptions. */
+export interface PushcastClient {
+  subscribe<T = unknown>(channel: string, handlers?: SubscriptionHandlers<T>): Subscription<T>;
+  /** Closes the connection and every subscription. */
+  close(): void;
+  /** The underlying Socket.IO socket (for diagnostics). */
+  readonly socket: Socket;
+}
+
+interface JoinAck {
+  ok: boolean;
+  error?: string;
+  offset?: string;
+  recovered?: boolean;
+  missed?: number;
+}
+
+/**
+ * Connects to a pushcast server. Reconnects by itself (to whichever node the load balancer picks),
+ * rejoins every subscription with the last offset it saw so missed messages are replayed, drops
+ * duplicates by push id, and calls `onLost` when the server cannot prove nothing was missed.
+ */
+export function createClient(url: string, options: ClientOptions = {}): PushcastClient {
+  if (!options.token && !options.getToken)
+    throw new PushcastClientError('createClient needs a token or getToken', 'invalid_options');
+  const subs = new Map<string, Subscription<unknown>>();
+  let closed = false;
+  let retryTimer: ReturnType<typeof setTimeout> | undefined;
+  let refreshTimer: ReturnType<typeof setTimeout> | undefined;
+  let attempts = 0;
+  let currentToken: string | undefined;
+  const fetchToken = async (): Promise<string> =>
+    options.getToken ? await options.getToken() : options.token!;
+
+  const socket = io(url, {
+    path: options.path,
+    transports: options.transports ?? ['websocket', 'polling'],
+    // A function: Socket.IO calls it on every connection attempt, so each one gets a fresh token.
+    auth: (cb: (auth: Record<string, unknown>) => void) => {
+      fetchToken().then(
+        (token) => {
+          currentToken = token;
+          cb({ token });
+        },
+        (err: unknown) => {
+          options.onError?.(
+            new PushcastClientError(`getToken failed: ${String(err)}`, 'token_unavailable'),
+          );
+          cb({});
+        },
+      );
+    },
+  });
+  options.onStateChange?.('connecting');
+
+  const join = (sub: Subscription<unknown>): void => {
+    const since = sub.offset;
+    const payload =
+      since === undefined ? { channel: sub.channel } : { channel: sub.channel, since };
+    socket
+      .timeout(10_000)
+      .emitWithAck('join', payload)
+      .then(
+        (ack: JoinAck) => {
+          if (!sub.subscribed) return;
+          if (!ack.ok) {
+            sub.handlers.onError?.(new PushcastJoinError(sub.channel, ack.error ?? 'unknown'));
+            return;
+          }
+          // A rejoin with no message seen yet resumes from the position the server answered.
+          if (sub.offset === undefined && ack.offset !== undefined) sub.offset = ack.offset;
+          sub.handlers.onJoin?.({
+            channel: sub.channel,
+            ...(ack.offset !== undefined ? { offset: ack.offset } : {}),
+            ...(ack.recovered !== undefined ? { recovered: ack.recovered } : {}),
+            ...(ack.missed !== undefined ? { missed: ack.missed } : {}),
+          });
+          if (since !== undefined && ack.recovered === false)
+            sub.handlers.onLost?.({ channel: sub.channel, since });
+        },
+        () => {
+          // No answer (connection dropped mid-join): the next `connect` rejoins.
+        },
+      );
+  };
+
+  socket.on('connect', () => {
+    attempts = 0;
+    options.onStateChange?.('connected');
+    for (const sub of subs.values()) join(sub);
+    scheduleRefresh();
+  });
+  socket.on('msg', (message: PushMessage) => subs.get(message.channel)?.deliver(message));
+  socket.on('error', (info: { code?: string } | undefined) => {
+    if (info?.code)
+      options.onError?.(
+        new PushcastClientError(`server closed the connection: ${info.code}`, info.code),
+      );
+  });
+  socket.on('disconnect', (reason) => {
+    if (closed) return;
+    options.onStateChange?.('disconnected');
+    // The server ends a session itself only when the token expired: come back with a fresh one.
+    if (reason === 'io server disconnect') reconnectLater();
+  });
+  socket.on('connect_error', (err: Error & { data?: { code?: string } }) => {
+    if (closed) return;
+    if (err.message === 'unauthorized') {
+      options.onError?.(new PushcastAuthError(err.data?.code ?? 'unauthorized'));
+      // A refused token is final unless a fresh one can be fetched.
+      if (options.getToken) reconnectLater();
+      return;
+    }
+    // Transport errors: Socket.IO's own reconnection handles them.
+    if (!socket.active) reconnectLater();
+  });
+
+  function reconnectLater(): void {
+    if (closed || retryTimer) return;
+    attempts += 1;
+    const delay = Math.min(30_000, 500 * 2 ** Math.min(attempts, 6)) * (0.5 + Math.random() / 2);
+    retryTimer = setTimeout(() => {
+      retryTimer = undefined;
+      if (!closed && !socket.connected) socket.connect();
+    }, delay);
+  }
+
+  /** With getToken and an expiring token, send a fresh one before the old one runs out. */
+  function scheduleRefresh(): void {
+    if (refreshTimer) clearTimeout(refreshTimer);
+    refreshTimer = undefined;
+    if (!options.getToken || currentToken === undefined) return;
+    const exp = expiryOf(currentToken);
+    if (exp === undefined || closed) return;
+    // Refresh when 80% of the token's remaining life has passed.
+    const ms = Math.max(1000, (exp * 1000 - Date.now()) * 0.8);
+    refreshTimer = setTimeout(
+      () => {
+        void fetchToken().then(async (fresh) => {
+          const ack = (await socket
+            .timeout(10_000)
+            .emitWithAck('refresh', { token: fresh })
+            .catch(() => undefined)) as { ok: boolean } | undefined;
+          if (ack?.ok) {
+            currentToken = fresh;
+            scheduleRefresh();
+          }
+        });
+      },
+      Math.min(ms, 2 ** 31 - 1),
+    );
+  }
+
+  return {
+    socket,
+    subscribe<T>(channel: string, handlers: SubscriptionHandlers<T> = {}): Subscription<T> {
+      const existing = subs.get(channel);
+      if (existing) return existing as Subscription<T>;
+      const sub = new Subscription<T>(channel, handlers, (s) => {
+        subs.delete(s.channel);
+        if (socket.connected) socket.emit('leave', { channel: s.channel }, () => {});
+      });
+      subs.set(channel, sub as Subscription<unknown>);
+      if (socket.connected) join(sub as Subscription<unknown>);
+      return sub;
+    },
+    close() {
+      closed = true;
+      if (retryTimer) clearTimeout(retryTimer);
+      if (refreshTimer) clearTimeout(refreshTimer);
+      subs.clear();
+      socket.close();
+      options.onStateChange?.('closed');
+    },
+  };
+}
+
+/** The `exp` claim of a JWT, read without verifying (only to time the refresh). */
+function expiryOf(token: string): number | undefined {
+  try {
+    const part = token.split('.')[1];
+    if (!part) return undefined;
+    const json = atob(part.replace(/-/g, '+').replace(/_/g, '/'));
+    const exp = (JSON.parse(json) as { exp?: unknown }).exp;
+    return typeof exp === 'number' ? exp : undefined;
+  } catch {
+    return undefined;
+  }
+}

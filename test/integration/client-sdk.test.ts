@@ -1,0 +1,175 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  createClient,
+  PushcastAuthError,
+  PushcastJoinError,
+  type PushMessage,
+} from '../../src/client/index.js';
+import { startRedis, type RedisFixture } from '../support/redis.js';
+import { startNginx } from '../support/nginx.js';
+import { freePort } from '../support/ports.js';
+import { spawnNode } from '../support/process.js';
+import {
+  API_KEY,
+  JWT_SECRET,
+  postJson,
+  startNode,
+  token,
+  type TestNode,
+} from '../support/nodes.js';
+
+function until(check: () => boolean, timeoutMs = 10_000, what = 'condition'): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const started = Date.now();
+    const tick = (): void => {
+      if (check()) return resolve();
+      if (Date.now() - started > timeoutMs)
+        return reject(new Error(`timed out waiting for ${what}`));
+      setTimeout(tick, 20);
+    };
+    tick();
+  });
+}
+
+describe('client SDK against one node', () => {
+  let node: TestNode;
+  beforeAll(async () => {
+    node = await startNode();
+  });
+  afterAll(async () => node?.stop());
+
+  it('subscribes, dispatches by event, and stops after unsubscribe', async () => {
+    const client = createClient(node.url, {
+      token: await token({ sub: 'u', channels: ['sdk:*'] }),
+      transports: ['websocket'],
+    });
+    try {
+      const all: PushMessage[] = [];
+      const paid: PushMessage[] = [];
+      const joined = new Promise((r) => {
+        const sub = client.subscribe('sdk:a', { onMessage: (m) => all.push(m), onJoin: r });
+        sub.on('invoice.paid', (m) => paid.push(m));
+      });
+      await joined;
+      await postJson(`${node.url}/api/push`, { channel: 'sdk:a', event: 'invoice.paid', data: 1 });
+      await postJson(`${node.url}/api/push`, { channel: 'sdk:a', event: 'other', data: 2 });
+      await until(() => all.length === 2, 5000, 'two messages');
+      expect(paid.map((m) => m.data)).toEqual([1]);
+    } finally {
+      client.close();
+    }
+  });
+
+  it('reports a refused token and a refused join as typed errors', async () => {
+    const errors: unknown[] = [];
+    const bad = createClient(node.url, {
+      token: 'nope',
+      transports: ['websocket'],
+      onError: (e) => errors.push(e),
+    });
+    try {
+      await until(() => errors.length > 0, 5000, 'auth error');
+      expect(errors[0]).toBeInstanceOf(PushcastAuthError);
+      expect((errors[0] as PushcastAuthError).code).toBe('invalid_token');
+    } finally {
+      bad.close();
+    }
+    const client = createClient(node.url, {
+      token: await token({ sub: 'u', channels: [] }),
+      transports: ['websocket'],
+    });
+    try {
+      const err = await new Promise<unknown>((r) => client.subscribe('secret', { onError: r }));
+      expect(err).toBeInstanceOf(PushcastJoinError);
+      expect((err as PushcastJoinError).code).toBe('forbidden');
+    } finally {
+      client.close();
+    }
+  });
+
+  it('calls getToken again on every reconnect', async () => {
+    let calls = 0;
+    const client = createClient(node.url, {
+      getToken: async () => {
+        calls += 1;
+        return token({ sub: 'u', channels: ['sdk:*'] });
+      },
+      transports: ['websocket'],
+    });
+    try {
+      await until(() => client.socket.connected, 5000, 'connect');
+      expect(calls).toBe(1);
+      client.socket.io.engine.close(); // transport drop: the client reconnects by itself
+      await until(() => calls >= 2 && client.socket.connected, 8000, 'reconnect');
+    } finally {
+      client.close();
+    }
+  });
+});
+
+describe('client SDK through nginx when its node is SIGKILLed', () => {
+  let redis: RedisFixture;
+  beforeAll(async () => {
+    redis = await startRedis();
+  });
+  afterAll(async () => redis?.stop());
+
+  it('reconnects to another node and misses nothing, repeats nothing', async () => {
+    const [portA, portB] = [await freePort(), await freePort()];
+    const env = (port: number) => ({
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      REDIS_URL: redis.url,
+      PUSHCAST_API_KEYS: API_KEY,
+      PUSHCAST_JWT_SECRET: JWT_SECRET,
+      LOG_LEVEL: 'info',
+      NODE_ENV: 'test',
+    });
+    await using a = spawnNode({ script: 'src/main.ts', env: env(portA) });
+    await using b = spawnNode({ script: 'src/main.ts', env: env(portB) });
+    await Promise.all([a.waitForLine(/pushcast ready/), b.waitForLine(/pushcast ready/)]);
+    // B is nginx's backup: clients land on A while it lives, and on B after.
+    await using lb = await startNginx([{ port: portA }, { port: portB, backup: true }]);
+
+    const received: PushMessage[] = [];
+    const lost: unknown[] = [];
+    const client = createClient(lb.url, {
+      getToken: () => token({ sub: 'u', channels: ['kill:*'] }),
+      transports: ['websocket'],
+    });
+    try {
+      await new Promise((r) =>
+        client.subscribe('kill:ch', {
+          onMessage: (m) => received.push(m),
+          onJoin: r,
+          onLost: (i) => lost.push(i),
+        }),
+      );
+      const ids: string[] = [];
+      const publish = async (i: number) => {
+        const res = await postJson(`http://127.0.0.1:${portB}/api/push`, {
+          channel: 'kill:ch',
+          event: 'n',
+          data: i,
+        });
+        expect(res.status).toBe(200);
+        ids.push(res.body.id as string);
+      };
+      for (let i = 0; i < 20; i++) await publish(i);
+      await until(() => received.length === 20, 5000, 'first 20');
+      a.kill('SIGKILL');
+      await a.exited;
+      // Keep publishing while the client is away and while it comes back.
+      for (let i = 20; i < 60; i++) {
+        await publish(i);
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      await until(() => received.length >= 60, 15_000, 'all 60 after reconnect');
+      await new Promise((r) => setTimeout(r, 200));
+      expect(received.map((m) => m.id)).toEqual(ids);
+      expect(lost).toEqual([]);
+    } finally {
+      client.close();
+    }
+  }, 40_000);
+});
