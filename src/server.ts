@@ -123,7 +123,7 @@ export function createPushServer(
         log,
       );
       const wiring = await installRedisAdapter(sockets, redis, config.redis.mode, log);
-      ensureSubscribed = wiring.ensureSubscribed;
+      ensureSubscribed = (room) => wiring.ensureSubscribed(room);
       bus = new RedisBus(redis.pub, redis.sub, config.redis.mode, config.redis.keyPrefix);
       idempotency = new RedisIdempotencyStore(
         redis.pub,

@@ -68,9 +68,9 @@ export function createHttpApp(deps: HttpDeps): express.Express {
   app.use(
     '/api',
     channelRoutes({
-      bus: deps.bus,
+      bus: () => deps.bus(),
       authenticate: authenticate(deps),
-      subscribers: deps.subscribers,
+      subscribers: (room) => deps.subscribers(room),
     }),
   );
 

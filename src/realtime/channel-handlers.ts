@@ -205,7 +205,7 @@ export function handleChannels(socket: Socket, deps: RealtimeDeps): void {
             token: parsed.data.token,
           },
           headers: socket.handshake.headers,
-          query: socket.handshake.query as Record<string, unknown>,
+          query: socket.handshake.query,
           address: socket.handshake.address,
         },
         deps.hooks,

@@ -13,7 +13,10 @@ import { ChannelPatterns } from '../auth/patterns.js';
 export function builtInSocketAuth(verifier: TokenVerifier): DefaultAuth['authenticateSocket'] {
   return async (handshake: HandshakeInfo): Promise<SocketIdentity> => {
     const claims = await verifier.verify(handshake.auth.token);
-    return { userId: claims.userId, channels: claims.channels, exp: claims.exp };
+    // The handshake accepts a token until `exp` plus the clock tolerance; the connection must live
+    // as long, or a token accepted within the tolerance would be closed the moment it connects.
+    const exp = claims.exp === undefined ? undefined : claims.exp + verifier.clockToleranceS;
+    return { userId: claims.userId, channels: claims.channels, exp };
   };
 }
 
@@ -38,11 +41,41 @@ export async function authenticateSocket(
   hooks: Hooks,
   defaults: DefaultAuth,
 ): Promise<SocketIdentity> {
-  const identity = hooks.authenticateSocket
+  const identity: unknown = hooks.authenticateSocket
     ? await hooks.authenticateSocket(handshake, defaults)
     : await defaults.authenticateSocket(handshake);
-  if (!identity || typeof identity !== 'object') throw new TokenError('invalid_token');
-  return identity;
+  return checkedIdentity(identity);
+}
+
+/**
+ * A hook's answer, reduced to what the contract allows. Hooks are plain JavaScript: a `channels`
+ * string would otherwise be read as one pattern per character (and crash the join check's cache),
+ * a non-numeric `exp` would close the socket at once. Anything unusable fails closed.
+ */
+function checkedIdentity(identity: unknown): SocketIdentity {
+  if (!isPlainObject(identity)) throw new TokenError('invalid_token');
+  const { userId, channels, data, exp } = identity;
+  if (exp !== undefined && (typeof exp !== 'number' || !Number.isFinite(exp)))
+    throw new TokenError('invalid_token');
+  // Already expired: refuse now rather than accept and close the socket a moment later.
+  if (exp !== undefined && exp * 1000 <= Date.now()) throw new TokenError('token_expired');
+  return {
+    userId:
+      typeof userId === 'string'
+        ? userId
+        : typeof userId === 'number' && Number.isFinite(userId)
+          ? String(userId)
+          : undefined,
+    channels: Array.isArray(channels)
+      ? channels.filter((c): c is string => typeof c === 'string' && c.length > 0)
+      : [],
+    data: isPlainObject(data) ? data : {},
+    exp,
+  };
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 /** The `data.code` for a refused connection. */

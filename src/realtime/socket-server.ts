@@ -49,9 +49,9 @@ export function createSocketServer(http: HttpServer, deps: RealtimeDeps): Server
 
   io.use((socket, next) => {
     const handshake: HandshakeInfo = {
-      auth: (socket.handshake.auth ?? {}) as Record<string, unknown>,
+      auth: (socket.handshake.auth ?? {}),
       headers: socket.handshake.headers,
-      query: socket.handshake.query as Record<string, unknown>,
+      query: socket.handshake.query,
       address: socket.handshake.address,
     };
     authenticateSocket(handshake, deps.hooks, deps.defaults).then(

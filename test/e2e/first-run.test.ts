@@ -30,7 +30,7 @@ describe('development first run', () => {
     try {
       expect(await client.join('user:42')).toMatchObject({ ok: true, channel: 'user:42' });
       // The body of the printed curl line, sent as curl would.
-      const body = /-d '([^']+)'/.exec(curl!)![1]!;
+      const body = /-d '([^']+)'/.exec(curl)![1]!;
       const res = await fetch(`http://127.0.0.1:${port}/api/push`, {
         method: 'POST',
         headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },

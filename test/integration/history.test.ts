@@ -33,7 +33,9 @@ function historySuite(
       connectClient(sub().url, { token: await token({ sub: 'u', channels }) });
 
     beforeAll(async () => {
-      ({ nodes, stop } = await setup());
+      const started = await setup();
+      nodes = started.nodes;
+      stop = () => started.stop();
     });
     afterAll(async () => stop?.());
 
