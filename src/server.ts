@@ -76,6 +76,9 @@ export function createPushServer(
   const node = `${hostname()}-${randomBytes(3).toString('hex')}`;
   const log = options.logger ?? createLogger(config.logLevel, node);
   let state: LifecycleState = 'starting';
+  // Readiness drops at the first signal; requests and connections are refused only after the
+  // shutdown delay, while the load balancer takes the node out of rotation.
+  let accepting = false;
   let http: HttpServer | undefined;
   let io: SocketServer | undefined;
   let redis: RedisClients | undefined;
@@ -111,7 +114,7 @@ export function createPushServer(
       history,
       recoveries,
       ensureSubscribed: (room) => ensureSubscribed(room),
-      accepting: () => state === 'ready',
+      accepting: () => accepting,
     });
     io = sockets;
 
@@ -175,6 +178,7 @@ export function createPushServer(
       pipeline,
       idempotency,
       state: () => state,
+      accepting: () => accepting,
       busReady: () => bus?.ready() ?? false,
       bus: () => bus!,
       subscribers: async (room) => (await sockets.in(room).fetchSockets()).length,
@@ -190,6 +194,7 @@ export function createPushServer(
       });
     });
     state = 'ready';
+    accepting = true;
     const port = (server.address() as AddressInfo).port;
     const shownHost = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host;
     log.info(
@@ -207,7 +212,9 @@ export function createPushServer(
     if (state === 'stopped' || state === 'draining') return { drained: true, inflightLeft: 0 };
     state = 'draining';
     log.info('draining');
+    const started = Date.now();
     if (config.shutdown.delayMs > 0) await sleep(config.shutdown.delayMs);
+    accepting = false;
     // Stop taking connections first, so the load balancer sends new ones to the other nodes.
     const closed = http ? new Promise<void>((r) => http!.close(() => r())) : Promise.resolve();
     const drained = pipeline ? await pipeline.drain(config.shutdown.drainTimeoutMs) : true;
@@ -227,7 +234,7 @@ export function createPushServer(
     await bus?.close();
     await redis?.close();
     state = 'stopped';
-    log.info({ drained }, 'stopped');
+    log.info({ drained, inflightLeft, ms: Date.now() - started }, 'stopped');
     return { drained, inflightLeft };
   }
 

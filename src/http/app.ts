@@ -29,6 +29,8 @@ export interface HttpDeps {
   idempotency: IdempotencyStore;
   /** `ready`: accepting traffic; anything else answers /readyz 503. */
   state(): 'starting' | 'ready' | 'draining' | 'stopped';
+  /** False once a draining node stops taking requests (after the shutdown delay). */
+  accepting(): boolean;
   /** Whether the cluster bus is connected. */
   busReady(): boolean;
   bus(): Bus;
@@ -115,8 +117,7 @@ function requestContext(deps: HttpDeps): RequestHandler {
         }),
       );
     });
-    const state = deps.state();
-    if (state === 'draining' || state === 'stopped') {
+    if (!deps.accepting()) {
       res.setHeader('Connection', 'close');
       sendError(
         res,

@@ -1,0 +1,146 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { ServiceAccount, ConfigMap, Service, Secret } from 'kubernetes-models/v1';
+import { Deployment } from 'kubernetes-models/apps/v1';
+import { Ingress, NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
+import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
+import { HorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2';
+import { ServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
+import { renderKustomization, type Manifest } from '../support/kustomize.js';
+import { loadConfig } from '../../src/config/load.js';
+import { configSchema } from '../../src/config/schema.js';
+
+const models: Record<string, new (data: never) => { validate(): void }> = {
+  'v1/ServiceAccount': ServiceAccount,
+  'v1/ConfigMap': ConfigMap,
+  'v1/Service': Service,
+  'v1/Secret': Secret,
+  'apps/v1/Deployment': Deployment,
+  'networking.k8s.io/v1/Ingress': Ingress,
+  'networking.k8s.io/v1/NetworkPolicy': NetworkPolicy,
+  'policy/v1/PodDisruptionBudget': PodDisruptionBudget,
+  'autoscaling/v2/HorizontalPodAutoscaler': HorizontalPodAutoscaler,
+  'monitoring.coreos.com/v1/ServiceMonitor': ServiceMonitor,
+};
+
+interface Container {
+  name: string;
+  image: string;
+  ports: Array<{ name: string; containerPort: number }>;
+  env?: Array<{ name: string; value: string }>;
+  readinessProbe: { httpGet: { path: string; port: string } };
+  livenessProbe: { httpGet: { path: string; port: string } };
+  startupProbe: { httpGet: { path: string; port: string } };
+  lifecycle: { preStop: { exec: { command: string[] } } };
+  securityContext: Record<string, unknown>;
+  resources: { requests: Record<string, string>; limits: Record<string, string> };
+}
+
+const find = (docs: Manifest[], kind: string, name = 'pushcast'): Record<string, any> => {
+  const doc = docs.find((d) => d.kind === kind && d.metadata.name === name);
+  if (!doc) throw new Error(`no ${kind}/${name}`);
+  return doc;
+};
+
+describe.each(['k8s/base', 'k8s/overlays/dev', 'k8s/overlays/prod'])('manifests %s', (dir) => {
+  const docs = renderKustomization(dir);
+  const deployment = find(docs, 'Deployment');
+  const container = deployment.spec.template.spec.containers[0] as Container;
+  const configMap = find(docs, 'ConfigMap').data as Record<string, string>;
+
+  it('every object validates against the Kubernetes schemas', () => {
+    expect(docs.length).toBeGreaterThanOrEqual(9);
+    for (const doc of docs) {
+      const Model = models[`${doc.apiVersion}/${doc.kind}`];
+      expect(Model, `${doc.apiVersion}/${doc.kind} has a schema`).toBeDefined();
+      expect(
+        () => new Model!(doc as never).validate(),
+        `${doc.kind}/${doc.metadata.name}`,
+      ).not.toThrow();
+    }
+  });
+
+  it('probes and ports match the server', () => {
+    const http = container.ports.find((p) => p.name === 'http')!;
+    expect(http.containerPort).toBe(configSchema.parse({}).port);
+    expect(container.env?.find((e) => e.name === 'PORT')?.value).toBe(String(http.containerPort));
+    expect(container.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'http' });
+    expect(container.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'http' });
+    expect(container.startupProbe.httpGet).toEqual({ path: '/healthz', port: 'http' });
+    expect(find(docs, 'Service').spec.ports[0].targetPort).toBe('http');
+    expect(find(docs, 'ServiceMonitor').spec.endpoints[0]).toMatchObject({
+      port: 'http',
+      path: '/metrics',
+    });
+    expect(find(docs, 'Ingress').spec.rules[0].http.paths[0].backend.service.port.name).toBe(
+      'http',
+    );
+  });
+
+  it('rolls without losing capacity and with a grace period that covers the whole drain', () => {
+    expect(deployment.spec.strategy).toMatchObject({
+      type: 'RollingUpdate',
+      rollingUpdate: { maxUnavailable: 0 },
+    });
+    const preStop = container.lifecycle.preStop.exec.command;
+    expect(preStop[0]).toBe('sleep');
+    const preStopS = Number(preStop[1]);
+    const ms = (key: string) => Number(configMap[key]);
+    const needS =
+      preStopS +
+      (ms('PUSHCAST_SHUTDOWN_DELAY_MS') +
+        ms('PUSHCAST_DRAIN_TIMEOUT_MS') +
+        ms('PUSHCAST_DISCONNECT_SPREAD_MS')) /
+        1000;
+    expect(configMap.PUSHCAST_DISCONNECT_ON_SHUTDOWN).toBe('true');
+    // At least 3 s of margin for Redis to close and the process to exit.
+    expect(deployment.spec.template.spec.terminationGracePeriodSeconds).toBeGreaterThanOrEqual(
+      needS + 3,
+    );
+  });
+
+  it('runs restricted: non-root, no privilege escalation, read-only root, no capabilities', () => {
+    const pod = deployment.spec.template.spec;
+    expect(pod.securityContext).toMatchObject({
+      runAsNonRoot: true,
+      seccompProfile: { type: 'RuntimeDefault' },
+    });
+    expect(container.securityContext).toMatchObject({
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ['ALL'] },
+    });
+    expect(container.resources.requests.cpu).toBeDefined();
+    expect(container.resources.limits.memory).toBeDefined();
+  });
+
+  it('its settings are accepted by the server in production', () => {
+    const secretDoc =
+      docs.find((d) => d.kind === 'Secret') ??
+      (renderKustomization('k8s/overlays/dev').find((d) => d.kind === 'Secret') as Manifest);
+    const env = {
+      ...configMap,
+      ...(secretDoc as { stringData: Record<string, string> }).stringData,
+      PORT: '4000',
+    };
+    const { config } = loadConfig(env, '/nonexistent');
+    expect(config.env).toBe('production');
+    expect(config.shutdown.disconnect).toBe(true);
+  });
+});
+
+describe('Dockerfile', () => {
+  const text = readFileSync('Dockerfile', 'utf8');
+  it('builds in one stage and runs node directly as a non-root user in another', () => {
+    expect(text.match(/^FROM /gm)).toHaveLength(2);
+    expect(text).toMatch(/^USER (?!root|0\b)\S+/m);
+    expect(text).toMatch(/^CMD \["node", "dist\/main\.js"\]$/m);
+    expect(text).toMatch(/npm run build/);
+    // The build stage copies exactly what package.json's build script compiles.
+    const pkg = JSON.parse(readFileSync('package.json', 'utf8')) as {
+      scripts: Record<string, string>;
+    };
+    expect(pkg.scripts.build).toContain('tsconfig.build.json');
+    expect(text).toContain('COPY tsconfig.json tsconfig.build.json ./');
+  });
+});
