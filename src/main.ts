@@ -19,18 +19,6 @@ async function main(): Promise<void> {
     throw err;
   }
   const server = createPushServer(loaded.config);
-  let address;
-  try {
-    address = await server.start();
-  } catch (err) {
-    const message = err instanceof Error ? err.message : String(err);
-    process.stderr.write(`pushcast: cannot start: ${message}\n`);
-    process.exit(2);
-  }
-  if (loaded.development.apiKey || loaded.development.jwtSecret) {
-    process.stdout.write(developmentBanner(address.url, loaded.config, loaded.development));
-  }
-
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals): void => {
     signals += 1;
@@ -52,6 +40,19 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+
+  // Signals are handled from before start, so a SIGTERM during start still drains cleanly.
+  let address;
+  try {
+    address = await server.start();
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    process.stderr.write(`pushcast: cannot start: ${message}\n`);
+    process.exit(2);
+  }
+  if (loaded.development.apiKey || loaded.development.jwtSecret) {
+    process.stdout.write(developmentBanner(address.url, loaded.config, loaded.development));
+  }
 }
 
 void main();

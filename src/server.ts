@@ -87,8 +87,15 @@ export function createPushServer(
   const schemas = apiSchemas(config.limits);
   const history = new HistoryPolicy(config.history);
 
-  async function start(): Promise<{ url: string; port: number }> {
-    if (state !== 'starting' || http) throw new Error('pushcast: start() called twice');
+  let starting: Promise<unknown> | undefined;
+  function start(): Promise<{ url: string; port: number }> {
+    if (state !== 'starting' || starting) throw new Error('pushcast: start() called twice');
+    const run = boot();
+    starting = run;
+    return run;
+  }
+
+  async function boot(): Promise<{ url: string; port: number }> {
     const hooks: Hooks = {
       ...(config.hooks ? await loadHooks(config.hooks) : {}),
       ...options.hooks,
@@ -210,6 +217,8 @@ export function createPushServer(
 
   async function stop(): Promise<{ drained: boolean; inflightLeft: number }> {
     if (state === 'stopped' || state === 'draining') return { drained: true, inflightLeft: 0 };
+    // A stop during start waits for the start to finish, then drains what it built.
+    if (state === 'starting' && starting) await starting.catch(() => undefined);
     state = 'draining';
     log.info('draining');
     const started = Date.now();

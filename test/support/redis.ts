@@ -95,6 +95,9 @@ function spawnRedis(port: number, dir: string): Running {
       'no',
       '--loglevel',
       'warning',
+      // Tests stall Redis on purpose (DEBUG SLEEP) to hold pushes in flight.
+      '--enable-debug-command',
+      'local',
       '--dir',
       dir,
     ],
