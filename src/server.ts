@@ -31,7 +31,12 @@ import { closeSocketsSpread } from './lifecycle/disconnect.js';
 import type { LifecycleState } from './lifecycle/state.js';
 import { createLogger } from './logger.js';
 import { observeBroadcasts } from './realtime/observe.js';
-import { RecoveryBuffers } from './realtime/recovery.js';
+import { RoomTaps } from './realtime/room-taps.js';
+import { Registry } from 'prom-client';
+import { ClusterView, type NodeBasics } from './cluster/cluster-view.js';
+import { roomOf } from './delivery/names.js';
+import { PushMetrics } from './metrics/metrics.js';
+import { VERSION } from './version.js';
 import { builtInJoinAuth, builtInSocketAuth } from './realtime/socket-auth.js';
 import { createSocketServer } from './realtime/socket-server.js';
 
@@ -40,6 +45,8 @@ export interface PushServerOptions {
   logger?: Logger;
   /** Hooks given in code (instead of, or on top of, the `hooks` module setting). */
   hooks?: Hooks;
+  /** Prometheus registry for the node's metrics (default: a fresh one per node). */
+  registry?: Registry;
 }
 
 /** A push as the embedding API takes it (same rules as `POST /api/push`). */
@@ -106,7 +113,7 @@ export function createPushServer(
       authorizeJoin: builtInJoinAuth(config.publicChannels),
       authenticateApi: builtInApiAuth(new ApiKeyring(config.apiKeys)),
     };
-    const recoveries = new RecoveryBuffers();
+    const taps = new RoomTaps();
     const server = createServer();
     http = server;
     let ensureSubscribed: (room: string) => Promise<void> = () => Promise.resolve();
@@ -119,7 +126,7 @@ export function createPushServer(
         return bus!;
       },
       history,
-      recoveries,
+      taps,
       ensureSubscribed: (room) => ensureSubscribed(room),
       accepting: () => accepting,
     });
@@ -146,9 +153,54 @@ export function createPushServer(
       });
       idempotency = new MemoryIdempotencyStore(config.idempotencyTtlS);
     }
+    const startedAt = Date.now();
+    const view: ClusterView = new ClusterView(
+      sockets,
+      (): NodeBasics => ({
+        id: node,
+        version: VERSION,
+        uptimeS: Math.round((Date.now() - startedAt) / 1000),
+        state,
+        inflight: pipeline?.inflightCount ?? 0,
+        rates: {
+          requested10s: metrics.requestedRate.rate(10),
+          requested60s: metrics.requestedRate.rate(59),
+          delivered10s: metrics.deliveredRate.rate(10),
+          delivered60s: metrics.deliveredRate.rate(59),
+        },
+      }),
+      Boolean(config.redisUrl),
+    );
+    const metrics: PushMetrics = new PushMetrics(options.registry ?? new Registry(), {
+      sockets: () => sockets.of('/').sockets.size,
+      subscriptions: () => view.occupancy().subscriptions,
+      inflight: () => pipeline?.inflightCount ?? 0,
+      draining: () => state === 'draining',
+      redisUp: () => bus?.ready() ?? false,
+    });
+    pipeline = new PushPipeline(
+      bus,
+      new PushIdGenerator(),
+      history,
+      config.maxInflight,
+      (result) => {
+        metrics.pushRequested();
+        if (!hooks.requested) return;
+        const push = {
+          id: result.id,
+          channels: result.channel,
+          event: result.event,
+          ts: result.ts,
+        };
+        setImmediate(() => safeCall(log, () => hooks.requested?.(push, { node })));
+      },
+    );
     // After io.adapter(): the adapter instance is replaced when the Redis adapter is installed.
-    observeBroadcasts(sockets.of('/').adapter, (room, message, count) => {
-      recoveries.onMessage(room, message);
+    observeBroadcasts(sockets.of('/').adapter, (room, members, message) => {
+      // Every tap holds one placeholder member of the room that is not a socket.
+      const count = members - taps.size(room);
+      taps.onMessage(room, message);
+      metrics.pushDelivered(count, message.ts);
       if (hooks.delivered && count > 0) {
         const push = {
           id: message.id,
@@ -161,22 +213,6 @@ export function createPushServer(
         );
       }
     });
-    pipeline = new PushPipeline(
-      bus,
-      new PushIdGenerator(),
-      history,
-      config.maxInflight,
-      (result) => {
-        if (!hooks.requested) return;
-        const push = {
-          id: result.id,
-          channels: result.channel,
-          event: result.event,
-          ts: result.ts,
-        };
-        setImmediate(() => safeCall(log, () => hooks.requested?.(push, { node })));
-      },
-    );
     const app = createHttpApp({
       config,
       log,
@@ -188,7 +224,20 @@ export function createPushServer(
       accepting: () => accepting,
       busReady: () => bus?.ready() ?? false,
       bus: () => bus!,
-      subscribers: async (room) => (await sockets.in(room).fetchSockets()).length,
+      view: () => view,
+      metrics,
+      watch: async (channel, listener) => {
+        const room = roomOf(channel);
+        const placeholder = `watch:${randomBytes(6).toString('hex')}`;
+        const stop = taps.listen(room, listener);
+        // A placeholder member keeps this node subscribed to the channel while it is watched.
+        void sockets.of('/').adapter.addAll(placeholder, new Set([room]));
+        await ensureSubscribed(room).catch(() => undefined);
+        return () => {
+          stop();
+          void sockets.of('/').adapter.delAll(placeholder);
+        };
+      },
       node,
     });
     server.on('request', app);

@@ -17,6 +17,12 @@ import { pushRoutes } from './push-routes.js';
 import { channelRoutes } from './channel-routes.js';
 import type { Bus } from '../delivery/bus.js';
 import { RateLimiter } from './rate-limit.js';
+import type { ClusterView } from '../cluster/cluster-view.js';
+import type { ChannelMessage } from '../delivery/message.js';
+import type { PushMetrics } from '../metrics/metrics.js';
+import { adminApiRoutes, adminPageRoute } from './admin-routes.js';
+import { clusterRoutes } from './cluster-routes.js';
+import { openApiDocument } from './openapi.js';
 import { apiSchemas } from './schemas.js';
 
 /** What the HTTP layer needs from the rest of the server. */
@@ -34,8 +40,11 @@ export interface HttpDeps {
   /** Whether the cluster bus is connected. */
   busReady(): boolean;
   bus(): Bus;
-  /** Sockets subscribed to a room across the cluster. */
-  subscribers(room: string): Promise<number>;
+  /** Cluster-wide counts and node stats. */
+  view(): ClusterView;
+  metrics: PushMetrics;
+  /** Streams a channel's live messages on this node (admin console). */
+  watch(channel: string, listener: (message: ChannelMessage) => void): Promise<() => void>;
   node: string;
 }
 
@@ -63,6 +72,17 @@ export function createHttpApp(deps: HttpDeps): express.Express {
       .json({ status: ready ? 'ready' : state === 'ready' ? 'bus_unavailable' : state });
   });
 
+  app.get('/metrics', async (_req, res) => {
+    res.setHeader('Content-Type', deps.metrics.registry.contentType);
+    res.send(await deps.metrics.registry.metrics());
+  });
+  app.use(adminPageRoute());
+  // Public, like any API's documentation; generated from the schemas that validate requests.
+  const openapi = JSON.stringify(openApiDocument(config.limits));
+  app.get('/api/openapi.json', (_req, res) => {
+    res.type('json').send(openapi);
+  });
+
   app.use('/api', requestContext(deps));
   const limiter = new RateLimiter(config.limits.pushesPerSecond, config.limits.pushBurst);
   const schemas = apiSchemas(config.limits);
@@ -72,8 +92,12 @@ export function createHttpApp(deps: HttpDeps): express.Express {
     channelRoutes({
       bus: () => deps.bus(),
       authenticate: authenticate(deps),
-      subscribers: (room) => deps.subscribers(room),
     }),
+  );
+  app.use('/api', clusterRoutes({ view: () => deps.view(), authenticate: authenticate(deps) }));
+  app.use(
+    '/api',
+    adminApiRoutes({ authenticate: authenticate(deps), watch: (c, l) => deps.watch(c, l) }),
   );
 
   app.use((_req, res) => {
@@ -92,10 +116,14 @@ function requestContext(deps: HttpDeps): RequestHandler {
     req.requestId = requestId;
     res.setHeader('X-Request-Id', requestId);
     const started = performance.now();
-    const path = req.path;
+    // Query strings can hold offsets and prefixes, never secrets; still, log the path only.
+    const path = req.originalUrl.split('?')[0] ?? req.path;
     safely(deps.log, () => deps.hooks.apiRequested?.({ requestId, method: req.method, path }));
     res.on('finish', () => {
       const durationMs = performance.now() - started;
+      // The route pattern, not the path: channel names must not become label values.
+      const route = req.route ? `/api${(req.route as { path: string }).path}` : '(unmatched)';
+      deps.metrics.apiRequest(route, req.method, res.statusCode, durationMs / 1000);
       deps.log.info(
         {
           requestId,

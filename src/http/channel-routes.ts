@@ -1,7 +1,7 @@
 import express from 'express';
 import { z } from 'zod';
 import type { Bus } from '../delivery/bus.js';
-import { isChannelName, roomOf } from '../delivery/names.js';
+import { channelParam, invalidQuery } from './cluster-routes.js';
 import { parseOffset } from '../delivery/offset.js';
 import { PushcastError } from '../errors.js';
 import type { RequestHandler } from 'express';
@@ -19,28 +19,16 @@ export const historyQuerySchema = z.object({
 interface ChannelRouteDeps {
   bus: () => Bus;
   authenticate: (scope: string) => RequestHandler;
-  /** Sockets subscribed to the room across the cluster. */
-  subscribers(room: string): Promise<number>;
 }
 
-/** `GET /channels/:channel` and `GET /channels/:channel/history` (CONTRACT section 3). */
+/** `GET /channels/:channel/history` (CONTRACT section 3). */
 export function channelRoutes(deps: ChannelRouteDeps): express.Router {
   const router = express.Router();
-
-  router.get('/channels/:channel', deps.authenticate('read'), async (req, res) => {
-    const channel = channelParam(req.params.channel);
-    res.json({ channel, subscribers: await deps.subscribers(roomOf(channel)) });
-  });
 
   router.get('/channels/:channel/history', deps.authenticate('read'), async (req, res) => {
     const channel = channelParam(req.params.channel);
     const query = historyQuerySchema.safeParse(req.query);
-    if (!query.success) {
-      const issue = query.error.issues[0]!;
-      throw new PushcastError('invalid_request', `${issue.path.join('.')}: ${issue.message}`, {
-        details: { field: issue.path.join('.') },
-      });
-    }
+    if (!query.success) throw invalidQuery(query.error);
     const { since, limit } = query.data;
     if (since !== undefined && !parseOffset(since))
       throw new PushcastError('invalid_request', 'since: not an offset this server gave out', {
@@ -57,12 +45,4 @@ export function channelRoutes(deps: ChannelRouteDeps): express.Router {
   });
 
   return router;
-}
-
-function channelParam(value: unknown): string {
-  if (!isChannelName(value))
-    throw new PushcastError('invalid_request', 'channel: not a valid channel name', {
-      details: { field: 'channel' },
-    });
-  return value;
 }

@@ -119,7 +119,8 @@ export function handleChannels(socket: Socket, deps: RealtimeDeps): void {
   const recover = async (channel: string, room: string, since: string): Promise<JoinAnswer> => {
     const adapter = socket.nsp.adapter;
     const placeholder = `recovering:${socket.id}:${channel}`;
-    const live = deps.recoveries.open(room);
+    const buffered: ChannelMessage[] = [];
+    const stopBuffering = deps.taps.listen(room, (m) => buffered.push(m));
     void adapter.addAll(placeholder, new Set([room]));
     try {
       let subscribed = true;
@@ -152,7 +153,7 @@ export function handleChannels(socket: Socket, deps: RealtimeDeps): void {
       if (socket.disconnected) return { ok: false, error: 'invalid_request' };
       // From here to the end: synchronous, so no live message can slip between the steps.
       const lastSent = parseOffset(missed.at(-1)?.offset ?? (complete ? since : undefined));
-      const fresh = live.buffer.filter((m) => {
+      const fresh = buffered.filter((m) => {
         const o = parseOffset(m.offset);
         return !lastSent || !o || o.epoch !== lastSent.epoch || o.n > lastSent.n;
       });
@@ -172,7 +173,7 @@ export function handleChannels(socket: Socket, deps: RealtimeDeps): void {
       deps.onSubscriptions?.(1);
       return answer;
     } finally {
-      live.close();
+      stopBuffering();
       void adapter.delAll(placeholder);
     }
   };

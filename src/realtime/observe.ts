@@ -1,8 +1,8 @@
 import type { Adapter } from 'socket.io-adapter';
 import type { ChannelMessage } from '../delivery/message.js';
 
-/** Called once per `msg` broadcast on this node, with the number of local sockets in the room. */
-export type BroadcastObserver = (room: string, message: ChannelMessage, localCount: number) => void;
+/** Called once per `msg` broadcast on this node, with the number of local members of the room. */
+export type BroadcastObserver = (room: string, members: number, message: ChannelMessage) => void;
 
 interface Packet {
   type: number;
@@ -37,7 +37,7 @@ export function observeBroadcasts(adapter: Adapter, observer: BroadcastObserver)
     pending = undefined;
     if (packet && packet.type === 2 && packet.data?.[0] === 'msg' && opts.rooms.size === 1) {
       const room = opts.rooms.values().next().value as string;
-      observer(room, packet.data[1] as ChannelMessage, adapter.rooms.get(room)?.size ?? 0);
+      observer(room, adapter.rooms.get(room)?.size ?? 0, packet.data[1] as ChannelMessage);
     }
     apply(opts, cb);
   };

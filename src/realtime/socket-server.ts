@@ -7,7 +7,7 @@ import type { Bus } from '../delivery/bus.js';
 import type { HistoryPolicy } from '../delivery/history-policy.js';
 import { authenticateSocket, refusalCode } from './socket-auth.js';
 import { handleChannels } from './channel-handlers.js';
-import type { RecoveryBuffers } from './recovery.js';
+import type { RoomTaps } from './room-taps.js';
 
 /** What the socket layer needs from the rest of the server. */
 export interface RealtimeDeps {
@@ -17,7 +17,8 @@ export interface RealtimeDeps {
   defaults: DefaultAuth;
   bus: Bus;
   history: HistoryPolicy;
-  recoveries: RecoveryBuffers;
+  /** Live-message listeners for sockets catching up (join with `since`). */
+  taps: RoomTaps;
   /** Resolves once this node receives the room's messages (Redis subscription active). */
   ensureSubscribed(room: string): Promise<void>;
   /** False while draining: new connections are refused at the transport level. */
@@ -49,7 +50,7 @@ export function createSocketServer(http: HttpServer, deps: RealtimeDeps): Server
 
   io.use((socket, next) => {
     const handshake: HandshakeInfo = {
-      auth: (socket.handshake.auth ?? {}),
+      auth: socket.handshake.auth ?? {},
       headers: socket.handshake.headers,
       query: socket.handshake.query,
       address: socket.handshake.address,

@@ -1,0 +1,147 @@
+import type { Server } from 'socket.io';
+import { channelOfRoom } from '../delivery/names.js';
+
+/** What one node reports about itself. */
+export interface NodeStats {
+  id: string;
+  version: string;
+  uptimeS: number;
+  state: string;
+  sockets: number;
+  channels: number;
+  subscriptions: number;
+  inflight: number;
+  /** Pushes accepted / messages written per second, over the last 10 and 60 seconds. */
+  rates: { requested10s: number; requested60s: number; delivered10s: number; delivered60s: number };
+}
+
+/** What the node knows of itself beyond its sockets (which the view counts). */
+export type NodeBasics = Omit<NodeStats, 'sockets' | 'channels' | 'subscriptions'>;
+
+/**
+ * Cluster-wide answers (stats, subscriber counts, occupied channels, presence): each node answers
+ * for its own sockets through the adapter's server-side requests, and the asking node adds them
+ * up. A node that crashed drops out as soon as Redis sees its connection close.
+ */
+export class ClusterView {
+  constructor(
+    private readonly io: Server,
+    private readonly basics: () => NodeBasics,
+    private readonly clustered: boolean,
+  ) {
+    const on = (event: string, fn: (...args: unknown[]) => unknown): void => {
+      (this.io as unknown as { on(e: string, l: (...a: unknown[]) => void): void }).on(
+        event,
+        (...args) => {
+          const ack = args.pop();
+          if (typeof ack === 'function') (ack as (v: unknown) => void)(fn(...args));
+        },
+      );
+    };
+    on('pushcast:stats', () => this.localStats());
+    on('pushcast:count', (room) => this.localCount(String(room)));
+    on('pushcast:rooms', (prefix) => this.localRooms(String(prefix)));
+    on('pushcast:presence', (room) => this.localPresence(String(room)));
+  }
+
+  /** Every live node's stats, this one first. */
+  async stats(): Promise<NodeStats[]> {
+    return [this.localStats(), ...(await this.ask<NodeStats>('pushcast:stats'))];
+  }
+
+  /** This node's stats. */
+  localStats(): NodeStats {
+    const { channels, subscriptions } = this.occupancy();
+    return { ...this.basics(), sockets: this.io.of('/').sockets.size, channels, subscriptions };
+  }
+
+  /** Occupied channels and channel subscriptions on this node. */
+  occupancy(): { channels: number; subscriptions: number } {
+    let channels = 0;
+    let subscriptions = 0;
+    for (const room of this.io.of('/').adapter.rooms.keys()) {
+      if (channelOfRoom(room) === undefined) continue;
+      const n = this.localCount(room);
+      if (n > 0) channels += 1;
+      subscriptions += n;
+    }
+    return { channels, subscriptions };
+  }
+
+  /** Sockets subscribed to a room across the cluster. */
+  async subscribers(room: string): Promise<number> {
+    const others = await this.ask<number>('pushcast:count', room);
+    return others.reduce((a, n) => a + n, this.localCount(room));
+  }
+
+  /** Occupied channels (optionally by prefix) with their subscriber counts, across the cluster. */
+  async channels(prefix: string): Promise<Map<string, number>> {
+    const all = [
+      this.localRooms(prefix),
+      ...(await this.ask<Record<string, number>>('pushcast:rooms', prefix)),
+    ];
+    const total = new Map<string, number>();
+    for (const part of all)
+      for (const [c, n] of Object.entries(part)) total.set(c, (total.get(c) ?? 0) + n);
+    return total;
+  }
+
+  /** Connected users of a room (by user id) with their connection counts, across the cluster. */
+  async presence(room: string): Promise<Map<string, number>> {
+    const all = [
+      this.localPresence(room),
+      ...(await this.ask<Record<string, number>>('pushcast:presence', room)),
+    ];
+    const total = new Map<string, number>();
+    for (const part of all)
+      for (const [u, n] of Object.entries(part)) total.set(u, (total.get(u) ?? 0) + n);
+    return total;
+  }
+
+  /** Asks every other node; a node that does not answer in time is left out, not waited for. */
+  private ask<T>(event: string, ...args: unknown[]): Promise<T[]> {
+    if (!this.clustered) return Promise.resolve([]);
+    return new Promise((resolve) => {
+      const emit = this.io.serverSideEmit.bind(this.io) as (ev: string, ...a: unknown[]) => boolean;
+      // The adapter answers with what it has on timeout (5 s), along with an error.
+      emit(event, ...args, (_err: Error | null, responses: T[] | undefined) =>
+        resolve(responses ?? []),
+      );
+    });
+  }
+
+  /** Real sockets of a room on this node (recovery and watch placeholders are not sockets). */
+  private localCount(room: string): number {
+    const sids = this.io.of('/').adapter.rooms.get(room);
+    if (!sids) return 0;
+    const sockets = this.io.of('/').sockets;
+    let n = 0;
+    for (const sid of sids) if (sockets.has(sid)) n += 1;
+    return n;
+  }
+
+  private localRooms(prefix: string): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const room of this.io.of('/').adapter.rooms.keys()) {
+      const channel = channelOfRoom(room);
+      if (channel === undefined || !channel.startsWith(prefix)) continue;
+      const n = this.localCount(room);
+      if (n > 0) out[channel] = n;
+    }
+    return out;
+  }
+
+  private localPresence(room: string): Record<string, number> {
+    const out: Record<string, number> = {};
+    const sids = this.io.of('/').adapter.rooms.get(room);
+    if (!sids) return out;
+    const sockets = this.io.of('/').sockets;
+    for (const sid of sids) {
+      const socket = sockets.get(sid);
+      if (!socket) continue;
+      const userId = (socket.data as { userId?: string }).userId ?? '(anonymous)';
+      out[userId] = (out[userId] ?? 0) + 1;
+    }
+    return out;
+  }
+}
