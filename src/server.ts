@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { createServer, type Server as HttpServer } from 'node:http';
+import { createServer, type RequestListener, type Server as HttpServer } from 'node:http';
 import { hostname } from 'node:os';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
@@ -114,7 +114,10 @@ export function createPushServer(
       authenticateApi: builtInApiAuth(new ApiKeyring(config.apiKeys)),
     };
     const taps = new RoomTaps();
-    const server = createServer();
+    // The request listener must exist before Socket.IO attaches: engine.io then takes over the
+    // listeners and forwards only requests outside its path (polling would otherwise get a 404).
+    let app: RequestListener = (_req, res) => void res.writeHead(503).end();
+    const server = createServer((req, res) => app(req, res));
     http = server;
     let ensureSubscribed: (room: string) => Promise<void> = () => Promise.resolve();
     const sockets = createSocketServer(server, {
@@ -213,7 +216,7 @@ export function createPushServer(
         );
       }
     });
-    const app = createHttpApp({
+    app = createHttpApp({
       config,
       log,
       hooks,
@@ -240,7 +243,6 @@ export function createPushServer(
       },
       node,
     });
-    server.on('request', app);
 
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -320,9 +322,12 @@ export function createPushServer(
   };
 }
 
-function safeCall(log: Logger, fn: () => void): void {
+function safeCall(log: Logger, fn: () => unknown): void {
   try {
-    fn();
+    const result = fn();
+    // An async listener's rejection would otherwise be unhandled, which ends the process.
+    if (result instanceof Promise)
+      result.catch((err: unknown) => log.warn({ err }, 'instrumentation hook threw'));
   } catch (err) {
     log.warn({ err }, 'instrumentation hook threw');
   }

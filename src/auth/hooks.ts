@@ -29,7 +29,7 @@ export interface SocketContext {
   data: Record<string, unknown>;
 }
 
-/** An authorization answer: true/undefined allows, false or `{ reject }` refuses. */
+/** An authorization answer: true or undefined allows; anything else (false, `{ reject }`) refuses. */
 export type JoinDecision = boolean | undefined | { reject: string };
 
 /** What the server knows of an API request, for API authentication. */
@@ -126,7 +126,41 @@ export async function loadHooks(path: string, cwd: string = process.cwd()): Prom
     if (fn === undefined) continue;
     if (typeof fn !== 'function')
       throw new ConfigError(`invalid setting PUSHCAST_HOOKS (hooks): ${name} must be a function`);
-    hooks[name] = fn;
+    hooks[name] = LISTENER_NAMES.has(name) ? settled(name, fn as Listener) : fn;
   }
-  return hooks as Hooks;
+  return hooks;
+}
+
+type Listener = (...args: unknown[]) => unknown;
+const LISTENER_NAMES: ReadonlySet<string> = new Set([
+  'requested',
+  'delivered',
+  'apiRequested',
+  'apiProcessed',
+]);
+
+/**
+ * Instrumentation listeners are called and forgotten. An `async` one that rejects would leave an
+ * unhandled rejection, which ends a Node process: its failure is reported as a warning instead.
+ * A synchronous throw still reaches the caller, which logs it.
+ */
+function settled(name: string, fn: Listener): Listener {
+  return (...args: unknown[]): void => {
+    const result = fn(...args);
+    if (isThenable(result))
+      result.then(undefined, (err: unknown) =>
+        process.emitWarning(
+          `pushcast: hooks listener ${name} failed: ${err instanceof Error ? err.message : String(err)}`,
+          'PushcastHookWarning',
+        ),
+      );
+  };
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as { then?: unknown }).then === 'function'
+  );
 }

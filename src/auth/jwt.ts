@@ -26,15 +26,18 @@ export interface TokenClaims {
   userId: string | undefined;
   /** The `channels` claim: names and `*` prefix patterns. */
   channels: string[];
-  /** Expiry, seconds since epoch, if the token has one. */
+  /** The `exp` claim, seconds since epoch, if the token has one. */
   exp: number | undefined;
 }
 
 /** Verifies socket tokens with the configured key and algorithm allowlist. */
 export class TokenVerifier {
+  /** Allowed clock skew, seconds: a token is honoured until `exp` plus this. */
+  readonly clockToleranceS: number;
   private readonly check: (token: string) => Promise<JWTPayload>;
 
   constructor(jwt: Config['jwt']) {
+    this.clockToleranceS = jwt.clockToleranceS;
     const options = {
       algorithms: jwt.algorithms ?? ['HS256'],
       clockTolerance: jwt.clockToleranceS,

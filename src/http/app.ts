@@ -177,9 +177,12 @@ function authenticate(deps: HttpDeps): (scope: string) => RequestHandler {
 }
 
 /** Runs an instrumentation listener without letting it break the request. */
-export function safely(log: Logger, fn: () => void): void {
+export function safely(log: Logger, fn: () => unknown): void {
   try {
-    fn();
+    const result = fn();
+    // An async listener's rejection would otherwise be unhandled, which ends the process.
+    if (result instanceof Promise)
+      result.catch((err: unknown) => log.warn({ err }, 'instrumentation hook threw'));
   } catch (err) {
     log.warn({ err }, 'instrumentation hook threw');
   }

@@ -24,7 +24,7 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 export function handleChannels(socket: Socket, deps: RealtimeDeps): void {
   const { config, log } = deps;
   const limits = config.limits;
-  const pending = new Set<string>();
+  const pending = new Map<string, Promise<JoinAnswer>>();
   let tokens = limits.socketEventBurst;
   let tokensAt = Date.now();
   let expiryTimer: NodeJS.Timeout | undefined;
@@ -77,23 +77,43 @@ export function handleChannels(socket: Socket, deps: RealtimeDeps): void {
     if (!isChannelName(channel)) return { ok: false, error: 'invalid_channel' };
     if (rateLimited()) return { ok: false, error: 'rate_limited' };
     const room = roomOf(channel);
-    if (socket.rooms.has(room) || pending.has(room)) return { ok: true, channel };
+    if (socket.rooms.has(room)) return { ok: true, channel };
+    // The same channel's join still in progress: answer as it will, and never replay twice.
+    const inflight = pending.get(room);
+    if (inflight) return inflight.then((a) => (a.ok ? { ok: true, channel } : a));
     if (joinedCount() >= limits.maxChannelsPerSocket)
       return { ok: false, error: 'too_many_channels' };
-    const decision = deps.hooks.authorizeJoin
-      ? await deps.hooks.authorizeJoin(context(), channel, params, deps.defaults)
-      : await deps.defaults.authorizeJoin(context(), channel, params);
-    if (decision === false || (typeof decision === 'object' && decision !== null))
-      return { ok: false, error: 'forbidden' };
-    if (socket.disconnected) return { ok: false, error: 'invalid_request' };
-    pending.add(room);
+    // Reserved before the first await, so that concurrent joins count against the limit.
+    const attempt = admit(channel, room, since, params);
+    pending.set(room, attempt);
     try {
-      return since === undefined
-        ? await subscribe(channel, room)
-        : await recover(channel, room, since);
+      return await attempt;
     } finally {
       pending.delete(room);
     }
+  };
+
+  /** Authorization, then subscription or recovery, for a join that passed the checks. */
+  const admit = async (
+    channel: string,
+    room: string,
+    since: string | undefined,
+    params: unknown,
+  ): Promise<JoinAnswer> => {
+    let decision: unknown;
+    try {
+      decision = deps.hooks.authorizeJoin
+        ? await deps.hooks.authorizeJoin(context(), channel, params, deps.defaults)
+        : await deps.defaults.authorizeJoin(context(), channel, params);
+    } catch (err) {
+      // A hook that fails refuses, like an authenticate hook that throws.
+      log.warn({ err, conn: socket.id, channel }, 'authorizeJoin hook threw');
+      return { ok: false, error: 'forbidden' };
+    }
+    // Fail closed: only an explicit allow (or no opinion) lets the socket in.
+    if (decision !== true && decision !== undefined) return { ok: false, error: 'forbidden' };
+    if (socket.disconnected) return { ok: false, error: 'invalid_request' };
+    return since === undefined ? subscribe(channel, room) : recover(channel, room, since);
   };
 
   /** Plain join: subscribed first, then the position read, so everything after it arrives live. */

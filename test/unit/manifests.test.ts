@@ -120,7 +120,7 @@ describe.each(['k8s/base', 'k8s/overlays/dev', 'k8s/overlays/prod'])('manifests 
       (renderKustomization('k8s/overlays/dev').find((d) => d.kind === 'Secret') as Manifest);
     const env = {
       ...configMap,
-      ...(secretDoc as { stringData: Record<string, string> }).stringData,
+      ...(secretDoc as unknown as { stringData: Record<string, string> }).stringData,
       PORT: '4000',
     };
     const { config } = loadConfig(env, '/nonexistent');
