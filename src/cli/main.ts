@@ -1,36 +1,65 @@
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../config/load.js';
+import { CliError, pushCommand, statsCommand } from './api-commands.js';
 import { mintToken } from './token.js';
+
+const API_OPTIONS = `  --url <url>    server URL (default: $PUSHCAST_URL or http://localhost:$PORT, port 4000)
+  --key <key>    API key (default: $PUSHCAST_API_KEY, the first of $PUSHCAST_API_KEYS, or the development key)`;
 
 const HELP: Record<string, string> = {
   main: `Usage: pushcast <command> [options]
 
 Commands:
-  serve                      start a node (settings from config/ and PUSHCAST_* variables)
-  token --sub <id> [--channels a,b:*] [--ttl 3600]
-                             mint a socket token with the configured JWT secret (development)
-  help [command]             show help
-`,
-  token: `Usage: pushcast token --sub <user id> [--channels <names or prefix*, comma-separated>] [--ttl <seconds>]
+  serve                              start a node (settings: config/ files and PUSHCAST_* variables)
+  push <channel> <event> <json>      publish a push through the HTTP API
+  token --sub <id> [--channels ...]  mint a socket token with the configured JWT secret (development)
+  stats                              show the cluster's nodes
+  help [command]                     show help for a command
 
-Prints a JWT signed with PUSHCAST_JWT_SECRET (or the development secret outside production).
+Exit codes: 0 ok, 1 the server refused or could not be reached, 2 bad usage or settings.
 `,
   serve: `Usage: pushcast serve
 
-Starts one node. Settings: config/<NODE_ENV>.json or PUSHCAST_CONFIG, then PUSHCAST_* variables.
+Starts one node. Settings: config/<NODE_ENV>.json or the file in PUSHCAST_CONFIG, then PUSHCAST_*
+variables (see README). SIGTERM or SIGINT drains and stops it; a second signal exits at once.
+`,
+  push: `Usage: pushcast push <channel[,channel...]> <event> <json> [--url <url>] [--key <key>]
+
+Publishes one push and prints its id. Example:
+  pushcast push user:42 invoice.paid '{"amount": 12}'
+
+${API_OPTIONS}
+`,
+  token: `Usage: pushcast token --sub <user id> [--channels <names or prefix*, comma-separated>] [--ttl <seconds>]
+
+Prints a JWT signed with PUSHCAST_JWT_SECRET (the development secret outside production), for
+development and tests. Production tokens come from your own backend.
+`,
+  stats: `Usage: pushcast stats [--json] [--url <url>] [--key <key>]
+
+Shows every live node: id, version, state, uptime, sockets, channels, push rates.
+
+${API_OPTIONS}
 `,
 };
 
-/** The `pushcast` command line. Exit codes: 0 ok, 1 failure, 2 usage or settings error. */
-export async function runCli(argv: string[]): Promise<number> {
+/** The `pushcast` command line; returns the exit code (-1: `serve` owns the process). */
+export async function runCli(
+  argv: string[],
+  out = process.stdout,
+  err = process.stderr,
+): Promise<number> {
   const [command, ...rest] = argv;
   if (!command || command === 'help' || command === '--help' || command === '-h') {
-    process.stdout.write(HELP[rest[0] ?? 'main'] ?? HELP.main!);
-    return 0;
+    const topic = rest[0] ?? 'main';
+    out.write(HELP[topic] ?? HELP.main!);
+    return HELP[topic] ? 0 : 2;
   }
+  if (!HELP[command] || command === 'main')
+    return usage(err, 'main', `unknown command "${command}"`);
   if (rest.includes('--help') || rest.includes('-h')) {
-    process.stdout.write(HELP[command] ?? HELP.main!);
-    return HELP[command] ? 0 : 2;
+    out.write(HELP[command]);
+    return 0;
   }
   try {
     switch (command) {
@@ -46,31 +75,52 @@ export async function runCli(argv: string[]): Promise<number> {
             ttl: { type: 'string' },
           },
         });
-        if (!values.sub) return usage('token', '--sub is required');
+        if (!values.sub) return usage(err, 'token', '--sub is required');
         const ttlS = values.ttl === undefined ? 3600 : Number(values.ttl);
         if (!Number.isInteger(ttlS) || ttlS <= 0)
-          return usage('token', '--ttl must be a positive whole number');
+          return usage(err, 'token', '--ttl must be a positive whole number');
         const channels = (values.channels ?? '')
           .split(',')
           .map((c) => c.trim())
           .filter(Boolean);
-        process.stdout.write(`${await mintToken({ sub: values.sub, channels, ttlS })}\n`);
+        out.write(`${await mintToken({ sub: values.sub, channels, ttlS })}\n`);
         return 0;
       }
-      default:
-        return usage('main', `unknown command "${command}"`);
+      case 'push': {
+        const { values, positionals } = parseArgs({
+          args: rest,
+          allowPositionals: true,
+          options: { url: { type: 'string' }, key: { type: 'string' } },
+        });
+        out.write(`${await pushCommand(positionals, values)}\n`);
+        return 0;
+      }
+      case 'stats': {
+        const { values } = parseArgs({
+          args: rest,
+          options: { url: { type: 'string' }, key: { type: 'string' }, json: { type: 'boolean' } },
+        });
+        out.write(`${await statsCommand(values)}\n`);
+        return 0;
+      }
     }
-  } catch (err) {
-    if (err instanceof ConfigError || (err instanceof TypeError && 'code' in err)) {
-      process.stderr.write(`pushcast: ${err.message}\n`);
+    return 2;
+  } catch (e) {
+    if (e instanceof CliError) {
+      if (e.exitCode === 2) return usage(err, command, e.message);
+      err.write(`pushcast ${command}: ${e.message}\n`);
+      return e.exitCode;
+    }
+    if (e instanceof ConfigError || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      err.write(`pushcast ${command}: ${(e as Error).message}\n`);
       return 2;
     }
-    process.stderr.write(`pushcast: ${err instanceof Error ? err.message : String(err)}\n`);
+    err.write(`pushcast ${command}: ${e instanceof Error ? e.message : String(e)}\n`);
     return 1;
   }
 }
 
-function usage(command: string, problem: string): number {
-  process.stderr.write(`pushcast: ${problem}\n\n${HELP[command] ?? HELP.main}`);
+function usage(err: NodeJS.WritableStream, command: string, problem: string): number {
+  err.write(`pushcast: ${problem}\n\n${HELP[command] ?? HELP.main}`);
   return 2;
 }
