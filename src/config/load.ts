@@ -65,9 +65,12 @@ export function loadConfig(
     // Keys add up: the file's (possibly channel-limited) keys and the environment's full keys.
     const fileKeys = Array.isArray(merged.apiKeys) ? (merged.apiKeys as unknown[]) : [];
     merged.apiKeys = [...fileKeys, ...apiKeysFromEnv];
-    origin.set('apiKeys', 'PUSHCAST_API_KEYS');
+    // Blame the environment only for its own entries: a bad key from the file is named by path.
+    apiKeysFromEnv.forEach((_, i) =>
+      origin.set(`apiKeys.${fileKeys.length + i}`, 'PUSHCAST_API_KEYS'),
+    );
   }
-  return finish(merged as ConfigInput, origin);
+  return finish(merged, origin);
 }
 
 /** Validates settings given in code (embedding), with the same defaults and rules. */
@@ -141,16 +144,34 @@ function readConfigFile(env: NodeJS.ProcessEnv, cwd: string): Record<string, unk
     return {};
   }
   let value: unknown;
+  const text = readFileSync(path, 'utf8');
   try {
-    value = JSON.parse(readFileSync(path, 'utf8'));
+    value = JSON.parse(text);
   } catch (err) {
     throw new ConfigError(
-      `invalid setting PUSHCAST_CONFIG: ${path} is not valid JSON (${(err as Error).message})`,
+      `invalid setting PUSHCAST_CONFIG: ${path} is not valid JSON (${jsonErrorPlace(text, err)})`,
     );
   }
   if (!isPlainObject(value))
     throw new ConfigError(`invalid setting PUSHCAST_CONFIG: ${path} must hold a JSON object`);
   return value;
+}
+
+/**
+ * Where JSON.parse failed, as a line and column. Never its message: V8 quotes the text around the
+ * error, which may be a secret of the file and may span lines.
+ */
+function jsonErrorPlace(text: string, err: unknown): string {
+  const match = /at position (\d+)/.exec((err as Error).message);
+  const position = match ? Number(match[1]) : undefined;
+  if (position === undefined) {
+    if (/end of JSON input/.test((err as Error).message)) return 'unexpected end of file';
+    return 'syntax error';
+  }
+  const before = text.slice(0, position);
+  const line = before.split('\n').length;
+  const column = position - before.lastIndexOf('\n');
+  return `syntax error at line ${line}, column ${column}`;
 }
 
 function readEnv(env: NodeJS.ProcessEnv): {

@@ -34,9 +34,15 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
 
   begin(key: string): Promise<IdempotencyState> {
     this.sweep();
-    const e = this.entries.get(key);
+    const now = this.now();
+    let e = this.entries.get(key);
+    // The sweep stops at the first live entry; one behind it may have expired already.
+    if (e && e.expires <= now) {
+      this.entries.delete(key);
+      e = undefined;
+    }
     if (!e) {
-      this.entries.set(key, { value: 'pending', expires: this.now() + this.ttlS * 1000 });
+      this.entries.set(key, { value: 'pending', expires: now + this.ttlS * 1000 });
       return Promise.resolve({ state: 'new' });
     }
     return Promise.resolve(
@@ -45,6 +51,8 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
   }
 
   complete(key: string, response: StoredResponse): Promise<void> {
+    // Re-inserted so the map stays in expiry order, which the sweep relies on.
+    this.entries.delete(key);
     this.entries.set(key, { value: response, expires: this.now() + this.ttlS * 1000 });
     return Promise.resolve();
   }

@@ -5,6 +5,8 @@ import { PushcastError } from '../errors.js';
 /** Sends a {@link PushcastError} as the contract's JSON error. */
 export function sendError(res: Response, err: PushcastError): void {
   if (err.retryAfterS !== undefined) res.setHeader('Retry-After', String(err.retryAfterS));
+  // RFC 6750: a 401 names the scheme it wants.
+  if (err.code === 'unauthorized') res.setHeader('WWW-Authenticate', 'Bearer realm="pushcast"');
   res.status(err.status).json(err.toJSON());
 }
 

@@ -4,6 +4,8 @@ import type { PushRequest } from '../delivery/pipeline.js';
 import { PushcastError } from '../errors.js';
 import type { ApiSchemas } from './schemas.js';
 
+const REQUIRED = ['channel', 'event', 'data'] as const;
+
 /** Turns a request body into a validated push (422/413 as {@link PushcastError}). */
 export function parsePush(
   body: unknown,
@@ -15,9 +17,21 @@ export function parsePush(
       'invalid_push',
       'The body must be a JSON object with channel, event and data.',
     );
+  // Name a missing field plainly (the schema would only say "Invalid input" for data).
+  const missing = REQUIRED.filter((k) => !Object.hasOwn(body, k));
+  if (missing.length > 0)
+    throw new PushcastError('invalid_push', `${missing.join(', ')}: required`, {
+      details: {
+        field: missing[0],
+        issues: missing.map((field) => ({ field, message: 'required' })),
+      },
+    });
   const parsed = schemas.push.safeParse(body);
   if (!parsed.success) throw invalid(parsed.error);
-  const { channel, event, data } = parsed.data;
+  const { channel, event } = parsed.data;
+  // The schema checked that data is JSON; keep the value as sent rather than zod's rebuilt copy,
+  // which drops keys such as "__proto__" (so the push would silently change on the way).
+  const data = (body as Record<string, unknown>).data;
   // Duplicates removed, first occurrence kept in place.
   const channels = Array.isArray(channel) ? [...new Set(channel)] : [channel];
   const dataJson = JSON.stringify(data);

@@ -1,4 +1,4 @@
-import express, { type RequestHandler, type Response } from 'express';
+import express, { type ErrorRequestHandler, type RequestHandler, type Response } from 'express';
 import { PushcastError } from '../errors.js';
 import type { PushRequest } from '../delivery/pipeline.js';
 import { requireChannels } from './api-auth.js';
@@ -80,10 +80,13 @@ export function pushRoutes(deps: PushRouteDeps): express.Router {
           details: { field: 'pushes', issues: parsed.error.issues.map((i) => i.message) },
         });
       }
-      // Charge the batch's remaining pushes to the key's rate limit (one was charged above).
-      const extra = parsed.data.pushes.length - 1;
-      if (extra > 0) {
-        const wait = limiter.take(req.caller!.keyId, extra);
+      // Charge the whole batch at once, one token per push: the token taken up front (before the
+      // body was read) is given back first, so a batch over the burst is not refused for ever.
+      const count = parsed.data.pushes.length;
+      if (count > 1) {
+        const keyId = req.caller!.keyId;
+        limiter.refund(keyId, 1);
+        const wait = limiter.take(keyId, count);
         if (wait > 0)
           throw new PushcastError(
             'rate_limited',
@@ -134,7 +137,8 @@ export function pushRoutes(deps: PushRouteDeps): express.Router {
           details: { field: 'Idempotency-Key' },
         },
       );
-    const key = `${req.caller!.keyId}:${route}:${header}`;
+    // The key id comes from a hook and may hold ":"; escaped, no two (key, route, header) meet.
+    const key = `${route}:${encodeURIComponent(req.caller!.keyId)}:${header}`;
     const deadline = Date.now() + 5000;
     for (;;) {
       const found = await deps.idempotency.begin(key).catch((err: unknown) => {
@@ -173,12 +177,23 @@ export function pushRoutes(deps: PushRouteDeps): express.Router {
     } catch (err) {
       await deps.idempotency.abort(key).catch(() => {});
       if (err instanceof PushcastError) {
+        closeWhenDraining(res);
         sendError(res, err);
         return;
       }
       throw err;
     }
   }
+
+  /** A request taken before the drain and refused during it also tells the client to go. */
+  function closeWhenDraining(res: Response): void {
+    if (!deps.accepting() && !res.headersSent) res.setHeader('Connection', 'close');
+  }
+
+  router.use(((err, _req, res, next) => {
+    closeWhenDraining(res);
+    next(err);
+  }) as ErrorRequestHandler);
 
   return router;
 }

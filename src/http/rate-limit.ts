@@ -21,11 +21,20 @@ export class RateLimiter {
     }
     b.tokens = Math.min(this.burst, b.tokens + ((now - b.at) / 1000) * this.rate);
     b.at = now;
-    if (b.tokens >= cost) {
+    // A cost over the burst could never fit: it goes through once the bucket is full and leaves
+    // a debt that later requests wait for, so every answered wait is one that will be honoured.
+    const needed = Math.min(cost, this.burst);
+    if (b.tokens >= needed) {
       b.tokens -= cost;
       return 0;
     }
-    return Math.max(1, Math.ceil((cost - b.tokens) / this.rate));
+    return Math.max(1, Math.ceil((needed - b.tokens) / this.rate));
+  }
+
+  /** Gives back `cost` tokens taken for `key` (a request charged up front, then charged whole). */
+  refund(key: string, cost = 1): void {
+    const b = this.buckets.get(key);
+    if (b) b.tokens = Math.min(this.burst, b.tokens + cost);
   }
 
   /** Forgets a key (a socket that disconnected). */

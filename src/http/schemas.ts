@@ -17,13 +17,16 @@ export const eventNameSchema = z
 /** The request schemas, sized by the configured limits. */
 export function apiSchemas(limits: Config['limits']) {
   const push = z.object({
-    channel: z.union([
-      channelNameSchema,
-      z
-        .array(channelNameSchema)
-        .min(1, 'at least one channel')
-        .max(limits.maxChannelsPerPush, `at most ${limits.maxChannelsPerPush} channels`),
-    ]),
+    channel: z.union(
+      [
+        channelNameSchema,
+        z
+          .array(channelNameSchema)
+          .min(1, 'at least one channel')
+          .max(limits.maxChannelsPerPush, `at most ${limits.maxChannelsPerPush} channels`),
+      ],
+      { error: 'a channel name or an array of channel names' },
+    ),
     event: eventNameSchema,
     data: z
       .json()

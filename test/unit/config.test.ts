@@ -1,0 +1,345 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../../src/config/load.js';
+import { DEV_API_KEY, DEV_JWT_SECRET } from '../../src/config/development.js';
+import { spawnNode } from '../support/process.js';
+
+const KEY = 'prod-key-0123456789abcdef';
+const SECRET = 'prod-jwt-secret-0123456789abcdef-0123456789';
+
+let dir: string;
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'pushcast-config-'));
+});
+afterAll(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** Loads settings with only `env` (no process env) from the empty temp dir. */
+function load(env: Record<string, string>, cwd = dir): ReturnType<typeof loadConfig> {
+  return loadConfig(env, cwd);
+}
+
+/** The ConfigError `fn` throws (fails the test if it throws nothing or something else). */
+function configError(fn: () => unknown): ConfigError {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return err as ConfigError;
+  }
+  throw new Error('expected a ConfigError, nothing was thrown');
+}
+
+function writeJson(name: string, value: unknown): string {
+  const path = join(dir, name);
+  writeFileSync(path, typeof value === 'string' ? value : JSON.stringify(value));
+  return path;
+}
+
+describe('loadConfig', () => {
+  it('fills every default, with development secrets outside production', () => {
+    const { config, development } = load({});
+    expect(config).toMatchObject({
+      env: 'development',
+      host: '0.0.0.0',
+      port: 4000,
+      redis: { mode: 'sharded', keyPrefix: 'pc', commandTimeoutMs: 1000 },
+      publicChannels: [],
+      socketPath: '/socket.io',
+      corsOrigins: '*',
+      logLevel: 'info',
+      limits: {
+        maxBodyBytes: 4 * 1024 * 1024,
+        maxDataBytes: 64 * 1024,
+        maxChannelsPerPush: 100,
+        maxBatch: 100,
+      },
+      idempotencyTtlS: 86_400,
+      history: { size: 100, ttlS: 300, channels: [] },
+      maxInflight: 50_000,
+      shutdown: { delayMs: 0, drainTimeoutMs: 10_000, disconnect: false },
+    });
+    expect(config.redisUrl).toBeUndefined();
+    expect(config.apiKeys).toEqual([{ key: DEV_API_KEY, id: 'development' }]);
+    expect(config.jwt.secret).toBe(DEV_JWT_SECRET);
+    expect(config.jwt.algorithms).toEqual(['HS256']);
+    expect(development).toEqual({ apiKey: DEV_API_KEY, jwtSecret: DEV_JWT_SECRET });
+  });
+
+  it('reads the environment variables', () => {
+    const { config, development } = load({
+      PORT: '8080',
+      HOST: '127.0.0.1',
+      REDIS_URL: 'redis://r:6379',
+      PUSHCAST_REDIS_MODE: 'classic',
+      PUSHCAST_API_KEYS: `${KEY}, other-key-0123456789abcdef`,
+      PUSHCAST_JWT_SECRET: SECRET,
+      PUSHCAST_MAX_DATA_BYTES: '2048',
+      PUSHCAST_DISCONNECT_ON_SHUTDOWN: 'yes',
+      LOG_LEVEL: 'warn',
+    });
+    expect(config.port).toBe(8080);
+    expect(config.host).toBe('127.0.0.1');
+    expect(config.redisUrl).toBe('redis://r:6379');
+    expect(config.redis.mode).toBe('classic');
+    expect(config.apiKeys).toEqual([
+      { key: KEY, id: 'env-1' },
+      { key: 'other-key-0123456789abcdef', id: 'env-2' },
+    ]);
+    expect(config.jwt.secret).toBe(SECRET);
+    expect(config.limits.maxDataBytes).toBe(2048);
+    expect(config.shutdown.disconnect).toBe(true);
+    expect(config.logLevel).toBe('warn');
+    expect(development).toEqual({});
+  });
+
+  it('refuses PORT=abc naming PORT', () => {
+    const err = configError(() => load({ PORT: 'abc' }));
+    expect(err.message).toMatch(/^invalid setting PORT\b/);
+    expect(err.message).toContain('whole number');
+    expect(err.message).not.toContain('\n');
+  });
+
+  it('refuses an out-of-range PORT naming PORT', () => {
+    const err = configError(() => load({ PORT: '70000' }));
+    expect(err.message).toMatch(/^invalid setting PORT \(port\)/);
+  });
+
+  it('refuses a short API key naming PUSHCAST_API_KEYS and the 16-character rule, never the key', () => {
+    const short = 'shortkey123';
+    const err = configError(() => load({ PUSHCAST_API_KEYS: `${KEY},${short}` }));
+    expect(err.message).toContain('PUSHCAST_API_KEYS');
+    expect(err.message).toContain('16 characters');
+    expect(err.message).not.toContain(short);
+    expect(err.message).not.toContain(KEY);
+  });
+
+  it('does not blame PUSHCAST_API_KEYS for a short key that came from the file', () => {
+    const file = writeJson('short-key.json', { apiKeys: [{ key: 'tooshort' }] });
+    const err = configError(() => load({ PUSHCAST_CONFIG: file, PUSHCAST_API_KEYS: KEY }));
+    expect(err.message).toMatch(/^invalid setting apiKeys\.0\.key: /);
+    expect(err.message).not.toContain('tooshort');
+  });
+
+  it('never echoes a short JWT secret', () => {
+    const err = configError(() => load({ PUSHCAST_JWT_SECRET: 'secret-value-xyz' }));
+    expect(err.message).toMatch(/^invalid setting PUSHCAST_JWT_SECRET \(jwt\.secret\): /);
+    expect(err.message).toContain('32 characters');
+    expect(err.message).not.toContain('secret-value-xyz');
+  });
+
+  it('refuses production without API keys', () => {
+    const err = configError(() => load({ NODE_ENV: 'production', PUSHCAST_JWT_SECRET: SECRET }));
+    expect(err.message).toMatch(/^invalid setting PUSHCAST_API_KEYS\b/);
+    expect(err.message).toContain('production');
+  });
+
+  it('refuses production without a JWT key', () => {
+    const err = configError(() => load({ NODE_ENV: 'production', PUSHCAST_API_KEYS: KEY }));
+    expect(err.message).toMatch(/^invalid setting PUSHCAST_JWT_SECRET\b/);
+  });
+
+  it('refuses production with the development API key', () => {
+    const err = configError(() =>
+      load({ NODE_ENV: 'production', PUSHCAST_API_KEYS: DEV_API_KEY, PUSHCAST_JWT_SECRET: SECRET }),
+    );
+    expect(err.message).toMatch(/^invalid setting PUSHCAST_API_KEYS\b/);
+    expect(err.message).toContain('development API key');
+    expect(err.message).not.toContain(DEV_API_KEY);
+  });
+
+  it('refuses production with the development JWT secret', () => {
+    const err = configError(() =>
+      load({ NODE_ENV: 'production', PUSHCAST_API_KEYS: KEY, PUSHCAST_JWT_SECRET: DEV_JWT_SECRET }),
+    );
+    expect(err.message).toMatch(/^invalid setting PUSHCAST_JWT_SECRET\b/);
+    expect(err.message).not.toContain(DEV_JWT_SECRET);
+  });
+
+  it('accepts production with keys and a secret, filling no development secret', () => {
+    const { config, development } = load({
+      NODE_ENV: 'production',
+      PUSHCAST_API_KEYS: KEY,
+      PUSHCAST_JWT_SECRET: SECRET,
+    });
+    expect(config.env).toBe('production');
+    expect(config.apiKeys).toEqual([{ key: KEY, id: 'env-1' }]);
+    expect(config.jwt.secret).toBe(SECRET);
+    expect(development).toEqual({});
+  });
+
+  it('reads the file named by PUSHCAST_CONFIG, with channel-limited keys, env over file', () => {
+    const file = writeJson('settings.json', {
+      port: 5000,
+      host: '127.0.0.1',
+      logLevel: 'debug',
+      apiKeys: [{ key: 'orders-key-0123456789abcdef', id: 'orders', channels: ['orders:*'] }],
+      limits: { maxDataBytes: 1024, maxBatch: 10 },
+      publicChannels: ['news:*'],
+    });
+    const { config } = load({
+      PUSHCAST_CONFIG: file,
+      PORT: '6000',
+      PUSHCAST_MAX_DATA_BYTES: '4096',
+    });
+    expect(config.port).toBe(6000);
+    expect(config.host).toBe('127.0.0.1');
+    expect(config.logLevel).toBe('debug');
+    expect(config.limits.maxDataBytes).toBe(4096);
+    // Merged deeply: the file's other limits stay.
+    expect(config.limits.maxBatch).toBe(10);
+    expect(config.limits.maxChannelsPerPush).toBe(100);
+    expect(config.publicChannels).toEqual(['news:*']);
+    expect(config.apiKeys).toEqual([
+      { key: 'orders-key-0123456789abcdef', id: 'orders', channels: ['orders:*'] },
+    ]);
+  });
+
+  it('adds PUSHCAST_API_KEYS to the keys of the file', () => {
+    const file = writeJson('keys.json', {
+      apiKeys: [{ key: 'orders-key-0123456789abcdef', channels: ['orders:*'] }],
+    });
+    const { config } = load({ PUSHCAST_CONFIG: file, PUSHCAST_API_KEYS: KEY });
+    expect(config.apiKeys).toEqual([
+      { key: 'orders-key-0123456789abcdef', id: 'key-1', channels: ['orders:*'] },
+      { key: KEY, id: 'env-1' },
+    ]);
+  });
+
+  it('resolves PUSHCAST_CONFIG against cwd, and reads config/<NODE_ENV>.json by default', () => {
+    const cwd = mkdtempSync(join(tmpdir(), 'pushcast-cwd-'));
+    try {
+      mkdirSync(join(cwd, 'config'));
+      writeFileSync(join(cwd, 'config', 'test.json'), JSON.stringify({ port: 4100 }));
+      writeFileSync(join(cwd, 'mine.json'), JSON.stringify({ port: 4200 }));
+      expect(load({ NODE_ENV: 'test' }, cwd).config.port).toBe(4100);
+      expect(load({ NODE_ENV: 'test', PUSHCAST_CONFIG: 'mine.json' }, cwd).config.port).toBe(4200);
+      // No config/development.json: defaults.
+      expect(load({}, cwd).config.port).toBe(4000);
+    } finally {
+      rmSync(cwd, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses PUSHCAST_CONFIG pointing nowhere', () => {
+    const err = configError(() => load({ PUSHCAST_CONFIG: 'nope/missing.json' }));
+    expect(err.message).toBe(
+      `invalid setting PUSHCAST_CONFIG: no file at ${resolve(dir, 'nope/missing.json')}`,
+    );
+  });
+
+  it('refuses a config file that is not valid JSON, in one line', () => {
+    const file = writeJson('broken.json', '{ "port": 4000,\n  oops }');
+    const err = configError(() => load({ PUSHCAST_CONFIG: file }));
+    expect(err.message).toMatch(
+      /^invalid setting PUSHCAST_CONFIG: .*broken\.json is not valid JSON/,
+    );
+    expect(err.message).not.toContain('\n');
+  });
+
+  it('never quotes the text of a broken config file (it may hold a secret)', () => {
+    const unquoted = writeJson('unquoted.json', '{ "jwt": { "secret": hunter2-unquoted } }');
+    const err1 = configError(() => load({ PUSHCAST_CONFIG: unquoted }));
+    expect(err1.message).toMatch(/is not valid JSON/);
+    expect(err1.message).not.toContain('hunter2');
+    const multiline = writeJson('multiline.json', '{\n  "a": 1,\n  "b": "hunter2"\n  "c": 2\n}');
+    const err2 = configError(() => load({ PUSHCAST_CONFIG: multiline }));
+    expect(err2.message).toMatch(/is not valid JSON \(syntax error at line 4, column 3\)$/);
+    expect(err2.message).not.toContain('hunter2');
+  });
+
+  it('refuses a config file that holds no object', () => {
+    const file = writeJson('array.json', [1, 2]);
+    const err = configError(() => load({ PUSHCAST_CONFIG: file }));
+    expect(err.message).toContain('must hold a JSON object');
+  });
+
+  it('refuses unknown settings in the file', () => {
+    const file = writeJson('unknown.json', { prot: 4000 });
+    const err = configError(() => load({ PUSHCAST_CONFIG: file }));
+    expect(err.message).toContain('prot');
+  });
+
+  it('refuses PUSHCAST_JWT_ALGORITHMS=RS256 with only a secret', () => {
+    const err = configError(() =>
+      load({ PUSHCAST_JWT_SECRET: SECRET, PUSHCAST_JWT_ALGORITHMS: 'RS256' }),
+    );
+    expect(err.message).toMatch(/^invalid setting PUSHCAST_JWT_ALGORITHMS\b/);
+    expect(err.message).toContain('HS256');
+  });
+
+  it('refuses an unknown JWT algorithm naming PUSHCAST_JWT_ALGORITHMS', () => {
+    const err = configError(() =>
+      load({ PUSHCAST_JWT_SECRET: SECRET, PUSHCAST_JWT_ALGORITHMS: 'HS256,none' }),
+    );
+    expect(err.message).toMatch(/^invalid setting PUSHCAST_JWT_ALGORITHMS \(jwt\.algorithms\.1\)/);
+  });
+
+  it('reads PUSHCAST_JWT_ALGORITHMS as a list', () => {
+    const { config } = load({
+      PUSHCAST_JWT_SECRET: SECRET,
+      PUSHCAST_JWT_ALGORITHMS: 'HS256, HS512',
+    });
+    expect(config.jwt.algorithms).toEqual(['HS256', 'HS512']);
+  });
+
+  it('reads PUSHCAST_PUBLIC_CHANNELS as a list, and refuses a bad pattern naming it', () => {
+    expect(load({ PUSHCAST_PUBLIC_CHANNELS: 'news:*, status ,,' }).config.publicChannels).toEqual([
+      'news:*',
+      'status',
+    ]);
+    const err = configError(() => load({ PUSHCAST_PUBLIC_CHANNELS: 'ok,bad channel' }));
+    expect(err.message).toMatch(/^invalid setting PUSHCAST_PUBLIC_CHANNELS \(publicChannels\.1\)/);
+  });
+
+  it('reads PUSHCAST_CORS_ORIGINS as * or a list', () => {
+    expect(load({ PUSHCAST_CORS_ORIGINS: '*' }).config.corsOrigins).toBe('*');
+    expect(
+      load({ PUSHCAST_CORS_ORIGINS: 'https://a.example, https://b.example' }).config.corsOrigins,
+    ).toEqual(['https://a.example', 'https://b.example']);
+  });
+
+  it('refuses a bad LOG_LEVEL naming LOG_LEVEL', () => {
+    const err = configError(() => load({ LOG_LEVEL: 'loud' }));
+    expect(err.message).toMatch(/^invalid setting LOG_LEVEL \(logLevel\): /);
+  });
+
+  it('refuses a bad NODE_ENV naming NODE_ENV', () => {
+    const err = configError(() => load({ NODE_ENV: 'prod' }));
+    expect(err.message).toMatch(/^invalid setting NODE_ENV \(env\): /);
+  });
+
+  it('refuses a bad boolean naming its variable', () => {
+    const err = configError(() => load({ PUSHCAST_DISCONNECT_ON_SHUTDOWN: 'maybe' }));
+    expect(err.message).toMatch(/^invalid setting PUSHCAST_DISCONNECT_ON_SHUTDOWN\b/);
+  });
+
+  it('refuses a REDIS_URL that is not redis://, without echoing it', () => {
+    const url = 'http://user:hunter2-password@redis:6379';
+    const err = configError(() => load({ REDIS_URL: url }));
+    expect(err.message).toMatch(/^invalid setting REDIS_URL \(redisUrl\): /);
+    expect(err.message).not.toContain('hunter2');
+  });
+});
+
+describe('the process with invalid settings', () => {
+  it('exits with code 2 and one line on stderr naming PORT', async () => {
+    const child = spawnNode({
+      script: resolve(import.meta.dirname, '../../src/main.ts'),
+      env: { PORT: 'notanumber', LOG_LEVEL: 'silent' },
+      cwd: dir,
+    });
+    try {
+      const { code } = await child.exited;
+      expect(code).toBe(2);
+      expect(child.stderr).toHaveLength(1);
+      expect(child.stderr[0]).toMatch(/^pushcast: invalid setting PORT\b/);
+      expect(child.stdout).toEqual([]);
+    } finally {
+      await child[Symbol.asyncDispose]();
+    }
+  });
+});
