@@ -144,7 +144,16 @@ export function createPushServer(
       );
       const wiring = await installRedisAdapter(sockets, redis, config.redis.mode, log);
       ensureSubscribed = (room) => wiring.ensureSubscribed(room);
-      bus = new RedisBus(redis.pub, redis.sub, config.redis.mode, config.redis.keyPrefix);
+      const redisBus = new RedisBus(
+        redis.pub,
+        redis.sub,
+        config.redis.mode,
+        config.redis.keyPrefix,
+        config.redis.commandTimeoutMs,
+        () => wiring.live(),
+      );
+      await redisBus.syncClock();
+      bus = redisBus;
       idempotency = new RedisIdempotencyStore(
         redis.pub,
         config.redis.keyPrefix,

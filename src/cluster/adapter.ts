@@ -9,6 +9,8 @@ import { adapterChannelFor } from './envelope.js';
 export interface AdapterWiring {
   /** Resolves once this node's subscription for the room is active in Redis. */
   ensureSubscribed(room: string): Promise<void>;
+  /** False from a subscriber disconnect until every local room is subscribed again. */
+  live(): boolean;
 }
 
 /** The classic adapter gets a JSON parser so the publish script can write its messages in Lua. */
@@ -39,25 +41,32 @@ export async function installRedisAdapter(
 
   // Redis came back after an outage: a room whose SSUBSCRIBE was sent (and failed) while it was
   // down is not in ioredis' resubscribe set, so subscribe every local room again. Idempotent.
-  let first = true;
+  // Registered after the first `ready` (connectRedis waits for it): every `ready` here is a reconnect.
+  let live = true;
+  sub.on('close', () => {
+    live = false;
+  });
   sub.on('ready', () => {
-    if (first) {
-      first = false;
-      return;
-    }
-    if (mode !== 'sharded') return;
-    let count = 0;
-    for (const room of adapter.rooms.keys()) {
-      if (channelOfRoom(room) === undefined) continue;
-      count += 1;
-      void sub
-        .ssubscribe(adapterChannelFor(room))
-        .catch((err: Error) => log.warn({ err: err.message, room }, 'resubscribe failed'));
-    }
-    log.info({ rooms: count }, 'redis subscriber reconnected; rooms resubscribed');
+    const rooms = [...adapter.rooms.keys()].filter((room) => channelOfRoom(room) !== undefined);
+    // Commands on one connection complete in order: once these resolve, ioredis' own
+    // resubscriptions (sent first) are active too. Classic mode: its one pattern.
+    const again =
+      mode === 'sharded'
+        ? rooms.map((room) => sub.ssubscribe(adapterChannelFor(room)))
+        : [sub.psubscribe('socket.io#/#*')];
+    Promise.all(again).then(
+      () => {
+        if (sub.status !== 'ready') return;
+        live = true;
+        log.info({ rooms: rooms.length }, 'redis subscriber reconnected; rooms resubscribed');
+      },
+      (err: Error) =>
+        log.warn({ err: err.message }, 'resubscribe failed; retried on the next reconnect'),
+    );
   });
 
   return {
+    live: () => live,
     async ensureSubscribed(room) {
       if (mode === 'sharded') await sub.ssubscribe(adapterChannelFor(room));
       else await sub.ping();

@@ -18,6 +18,7 @@ type PublishFn = (
   mode: 's' | 'p',
   envHead: string,
   envTail: string,
+  deadline: number,
 ) => Promise<string>;
 type HistoryFn = (
   meta: string,
@@ -39,12 +40,18 @@ export class RedisBus implements Bus {
   readonly kind = 'redis' as const;
   private readonly pub: ScriptedRedis;
   private readonly envelopes = new Map<string, { head: string; tail: string }>();
+  /** Redis clock minus this node's clock (ms), for publish deadlines. */
+  private clockOffsetMs = 0;
+  private clockTimer: NodeJS.Timeout | undefined;
 
   constructor(
     pub: Redis,
     private readonly sub: Redis,
     private readonly mode: 'sharded' | 'classic',
     private readonly keyPrefix: string,
+    private readonly commandTimeoutMs: number,
+    /** Whether the subscriber connection is up with every local room subscribed again. */
+    private readonly subscriptionsLive: () => boolean,
   ) {
     // defineCommand sends EVALSHA and falls back to EVAL when Redis lost the script (NOSCRIPT).
     pub.defineCommand('pushcastPublish', { numberOfKeys: 2, lua: PUBLISH_SCRIPT });
@@ -53,7 +60,22 @@ export class RedisBus implements Bus {
   }
 
   ready(): boolean {
-    return this.pub.status === 'ready';
+    // Both directions: a push answered 200 while this node's subscriptions are not back yet
+    // would never reach the sockets already joined here.
+    return this.pub.status === 'ready' && this.sub.status === 'ready' && this.subscriptionsLive();
+  }
+
+  /** Measures the Redis clock against this node's (and again every minute). */
+  async syncClock(): Promise<void> {
+    const measure = async (): Promise<void> => {
+      const before = Date.now();
+      const [s, us] = await this.pub.time();
+      const after = Date.now();
+      this.clockOffsetMs = Number(s) * 1000 + Math.floor(Number(us) / 1000) - (before + after) / 2;
+    };
+    await measure();
+    this.clockTimer ??= setInterval(() => void measure().catch(() => undefined), 60_000);
+    this.clockTimer.unref();
   }
 
   async publish(m: PreparedMessage): Promise<string | undefined> {
@@ -72,6 +94,8 @@ export class RedisBus implements Bus {
         this.mode === 'sharded' ? 's' : 'p',
         env.head,
         env.tail,
+        // A little before the client-side timeout, so a reply in flight is not taken for a failure.
+        Math.floor(Date.now() + this.clockOffsetMs + this.commandTimeoutMs * 0.8),
       );
       return offset === '' ? undefined : offset;
     } catch (err) {
@@ -118,6 +142,7 @@ export class RedisBus implements Bus {
   }
 
   close(): Promise<void> {
+    if (this.clockTimer) clearInterval(this.clockTimer);
     return Promise.resolve();
   }
 

@@ -7,9 +7,17 @@
 /**
  * Append and publish. KEYS: meta hash, stream. ARGV: shard channel, message head, history size
  * (0 = off), TTL seconds, epoch for a new history, 's' (SPUBLISH) or 'p' (PUBLISH), envelope
- * head, envelope tail. Returns the offset, or '' when history is off.
+ * head, envelope tail, deadline (ms, Redis clock). Returns the offset, or '' when history is off.
+ *
+ * The deadline: a publish whose client already gave up (command timeout, answered 503 "nothing
+ * was pushed") may still be queued in Redis, e.g. behind a stall; past its deadline it does
+ * nothing, so a 503 stays true and a retry with the same Idempotency-Key pushes only once.
  */
 export const PUBLISH_SCRIPT = `
+local clock = redis.call('TIME')
+if tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000) > tonumber(ARGV[9]) then
+  return redis.error_reply('PUSHCAST_EXPIRED publish deadline passed')
+end
 local size = tonumber(ARGV[3])
 local body
 local offset = ''

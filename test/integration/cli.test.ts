@@ -1,7 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeJwt } from 'jose';
 import { spawnNode } from '../support/process.js';
-import { API_KEY, JWT_SECRET, connectClient, startNode, token, type TestNode } from '../support/nodes.js';
+import {
+  API_KEY,
+  JWT_SECRET,
+  connectClient,
+  startNode,
+  token,
+  type TestNode,
+} from '../support/nodes.js';
 
 /** Runs the CLI (TypeScript source, as `pushcast ...`) and collects its output and exit code. */
 async function pushcast(argv: string[], env: Record<string, string> = {}) {
@@ -42,9 +49,12 @@ describe('pushcast CLI', () => {
   });
 
   it('mints a development token with the configured secret', async () => {
-    const r = await pushcast(['token', '--sub', 'u7', '--channels', 'user:7,org:1:*', '--ttl', '60'], {
-      PUSHCAST_JWT_SECRET: JWT_SECRET,
-    });
+    const r = await pushcast(
+      ['token', '--sub', 'u7', '--channels', 'user:7,org:1:*', '--ttl', '60'],
+      {
+        PUSHCAST_JWT_SECRET: JWT_SECRET,
+      },
+    );
     expect(r.code).toBe(0);
     const claims = decodeJwt(r.stdout.trim());
     expect(claims).toMatchObject({ sub: 'u7', channels: ['user:7', 'org:1:*'] });
@@ -56,26 +66,39 @@ describe('pushcast CLI', () => {
   });
 
   it('pushes through the API and prints the id', async () => {
-    const c = await connectClient(node.url, { token: await token({ sub: 'u', channels: ['cli:*'] }) });
+    const c = await connectClient(node.url, {
+      token: await token({ sub: 'u', channels: ['cli:*'] }),
+    });
     try {
       await c.join('cli:a');
       const r = await pushcast(['push', 'cli:a', 'hello', '{"x":1}'], env());
       expect(r.code).toBe(0);
       const [m] = await c.waitFor(1);
-      expect(m).toMatchObject({ channel: 'cli:a', event: 'hello', data: { x: 1 }, id: r.stdout.trim() });
+      expect(m).toMatchObject({
+        channel: 'cli:a',
+        event: 'hello',
+        data: { x: 1 },
+        id: r.stdout.trim(),
+      });
     } finally {
       c.close();
     }
   });
 
   it('exits 1 with the server’s error when refused or unreachable', async () => {
-    const refused = await pushcast(['push', 'cli:a', 'e', '1'], { ...env(), PUSHCAST_API_KEY: 'wrong-key-0123456789abc' });
+    const refused = await pushcast(['push', 'cli:a', 'e', '1'], {
+      ...env(),
+      PUSHCAST_API_KEY: 'wrong-key-0123456789abc',
+    });
     expect(refused.code).toBe(1);
     expect(refused.stderr).toContain('401 unauthorized');
     const invalid = await pushcast(['push', 'bad channel', 'e', '1'], env());
     expect(invalid.code).toBe(1);
     expect(invalid.stderr).toContain('422 invalid_push');
-    const down = await pushcast(['push', 'cli:a', 'e', '1'], { PUSHCAST_URL: 'http://127.0.0.1:1', PUSHCAST_API_KEY: API_KEY });
+    const down = await pushcast(['push', 'cli:a', 'e', '1'], {
+      PUSHCAST_URL: 'http://127.0.0.1:1',
+      PUSHCAST_API_KEY: API_KEY,
+    });
     expect(down.code).toBe(1);
     expect(down.stderr).toContain('cannot reach');
   });

@@ -315,32 +315,27 @@ describe('HTTP push API over Redis: two nodes sharing one Redis', () => {
     }
   });
 
-  // BUG (outside the push API: cluster/redis-clients.ts + cluster/scripts.ts): a publish that
-  // times out (redis.commandTimeoutMs) is answered 503 "nothing was pushed", but the EVALSHA is
-  // still queued in Redis and runs when Redis resumes, so the push is delivered after all. With an
-  // Idempotency-Key the claim is released on 503, so the client's retry pushes it a second time.
-  // `it.fails` keeps the suite green while the bug stands; flip it to `it` once fixed.
-  it.fails(
-    'answers 503 when a Redis command times out, and the push does not happen later',
-    async () => {
-      const impatient = await startNode({ redisUrl: redis.url, redis: { commandTimeoutMs: 100 } });
-      const client = await subscriber(a, ['late:1']);
-      try {
-        await pauseRedis(redis.url, 400);
-        const res = await postJson(`${impatient.url}/api/push`, {
-          channel: 'late:1',
-          event: 'late',
-          data: 1,
-        });
-        expectUnavailable(res);
-        // CONTRACT: a 503 means nothing was pushed, so no delivery may follow once Redis resumes.
-        await expectExactly(a, client, 'late:1', 0);
-      } finally {
-        client.close();
-        await impatient.stop();
-      }
-    },
-  );
+  // A publish that times out (redis.commandTimeoutMs) is answered 503 "nothing was pushed"; the
+  // EVALSHA may still be queued in Redis, so the script carries a deadline and does nothing once
+  // it has passed (cluster/scripts.ts).
+  it('answers 503 when a Redis command times out, and the push does not happen later', async () => {
+    const impatient = await startNode({ redisUrl: redis.url, redis: { commandTimeoutMs: 100 } });
+    const client = await subscriber(a, ['late:1']);
+    try {
+      await pauseRedis(redis.url, 400);
+      const res = await postJson(`${impatient.url}/api/push`, {
+        channel: 'late:1',
+        event: 'late',
+        data: 1,
+      });
+      expectUnavailable(res);
+      // CONTRACT: a 503 means nothing was pushed, so no delivery may follow once Redis resumes.
+      await expectExactly(a, client, 'late:1', 0);
+    } finally {
+      client.close();
+      await impatient.stop();
+    }
+  });
 });
 
 describe('HTTP push API over Redis: Redis goes away and comes back', () => {
@@ -423,14 +418,11 @@ describe('HTTP push API over Redis: Redis goes away and comes back', () => {
   });
 });
 
-// BUG (outside the push API: cluster/redis-bus.ts `ready()` / cluster/adapter.ts resubscribe):
-// after a Redis restart the publisher connection is ready (pushes answered 200, /readyz 200)
-// before the subscriber connection has reconnected and re-subscribed, so a push answered 200 in
-// that window is recorded in history but never reaches the sockets already joined on this node,
-// and they are not told to recover. Timing-dependent (lost 1-2 pushes in about half the runs),
-// so it is skipped rather than `it.fails`; un-skip once readiness waits for the subscriber.
+// After a Redis restart the publisher connection can be ready before the subscriber connection
+// has reconnected and subscribed every local room again; pushes must be refused (503) until then,
+// or one answered 200 in that window would never reach the sockets already joined here.
 describe('HTTP push API over Redis: every push answered 200 after a restart is delivered', () => {
-  it.skip('delivers to a socket joined before the outage every push answered 200 after it', async () => {
+  it('delivers to a socket joined before the outage every push answered 200 after it', async () => {
     await using redis = await startRedis();
     const node = await startNode({ redisUrl: redis.url });
     const client = await subscriber(node, ['outage:2']);
