@@ -278,8 +278,7 @@ function anyJsonForShared(node: unknown): unknown {
   if (node === null || typeof node !== 'object') return node;
   const obj = node as Json;
   if (typeof obj.$ref === 'string' && obj.$ref.includes('__shared')) {
-    const { $ref: _ref, ...rest } = obj;
-    return rest;
+    return Object.fromEntries(Object.entries(obj).filter(([k]) => k !== '$ref'));
   }
   return Object.fromEntries(Object.entries(obj).map(([k, v]) => [k, anyJsonForShared(v)]));
 }

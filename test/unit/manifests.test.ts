@@ -117,7 +117,7 @@ describe.each(['k8s/base', 'k8s/overlays/dev', 'k8s/overlays/prod'])('manifests 
   it('its settings are accepted by the server in production', () => {
     const secretDoc =
       docs.find((d) => d.kind === 'Secret') ??
-      (renderKustomization('k8s/overlays/dev').find((d) => d.kind === 'Secret') as Manifest);
+      renderKustomization('k8s/overlays/dev').find((d) => d.kind === 'Secret');
     const env = {
       ...configMap,
       ...(secretDoc as unknown as { stringData: Record<string, string> }).stringData,
