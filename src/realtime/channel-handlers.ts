@@ -251,11 +251,10 @@ export function handleChannels(socket: Socket, deps: RealtimeDeps): void {
   on(socket, 'leave', leave, deps);
   on(socket, 'refresh', refresh, deps);
 
-  socket.on('disconnect', (reason) => {
+  socket.on('disconnect', () => {
     if (expiryTimer) clearTimeout(expiryTimer);
     const channels = socket.rooms.size > 0 ? socket.rooms.size - 1 : 0;
     if (channels > 0) deps.onSubscriptions?.(-channels);
-    log.debug({ conn: socket.id, reason }, 'socket disconnected');
   });
 }
 

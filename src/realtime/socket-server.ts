@@ -76,6 +76,18 @@ export function createSocketServer(http: HttpServer, deps: RealtimeDeps): Server
   });
 
   io.on('connection', (socket: Socket) => {
+    // The socket id is the connection id in every log line about this socket.
+    deps.log.info(
+      {
+        conn: socket.id,
+        userId: (socket.data as SocketData).userId,
+        transport: socket.conn.transport.name,
+      },
+      'socket connected',
+    );
+    socket.on('disconnect', (reason) =>
+      deps.log.info({ conn: socket.id, reason }, 'socket disconnected'),
+    );
     handleChannels(socket, deps);
   });
   return io;

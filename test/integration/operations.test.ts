@@ -203,3 +203,39 @@ describe('a crashed node', () => {
     }
   }, 45_000);
 });
+
+describe('Grafana dashboard (k8s/grafana-dashboard.json)', () => {
+  it('only uses metrics a node exports', async () => {
+    const { readFileSync } = await import('node:fs');
+    const dashboard = JSON.parse(readFileSync('k8s/grafana-dashboard.json', 'utf8'));
+    const exprs: string[] = dashboard.panels.flatMap((p: any) =>
+      p.targets.map((t: any) => t.expr as string),
+    );
+    const names = new Set(
+      exprs.flatMap((e) => e.match(/\b(?:pushcast|process|nodejs)_[a-z0-9_]+/g) ?? []),
+    );
+    expect(names.size).toBeGreaterThanOrEqual(10);
+    const node = await startNode();
+    try {
+      // Labelled series exist once something was counted.
+      await get(`${node.url}/api/stats`);
+      const text = await (await fetch(`${node.url}/metrics`)).text();
+      const exported = new Set(
+        text
+          .split('\n')
+          .filter((l) => l && !l.startsWith('#'))
+          .map((l) => l.split(/[{ ]/)[0]),
+      );
+      for (const name of names) expect(exported.has(name), name).toBe(true);
+      for (const required of [
+        'pushcast_sockets_connected',
+        'pushcast_pushes_requested_total',
+        'pushcast_pushes_delivered_total',
+        'pushcast_push_delivery_lag_seconds_bucket',
+      ])
+        expect(names.has(required), required).toBe(true);
+    } finally {
+      await node.stop();
+    }
+  });
+});

@@ -129,6 +129,18 @@ describe.each(['k8s/base', 'k8s/overlays/dev', 'k8s/overlays/prod'])('manifests 
   });
 });
 
+describe('the schema check itself', () => {
+  it('rejects a broken object (so a passing check means something)', () => {
+    const docs = renderKustomization('k8s/base');
+    const broken = structuredClone(docs.find((d) => d.kind === 'Deployment')!) as any;
+    broken.spec.template.spec.containers[0].ports[0].containerPort = 'http';
+    expect(() => new Deployment(broken).validate()).toThrow(/containerPort/);
+    const noSelector = structuredClone(docs.find((d) => d.kind === 'PodDisruptionBudget')!) as any;
+    noSelector.spec.maxUnavailable = { nope: true };
+    expect(() => new PodDisruptionBudget(noSelector).validate()).toThrow();
+  });
+});
+
 describe('Dockerfile', () => {
   const text = readFileSync('Dockerfile', 'utf8');
   it('builds in one stage and runs node directly as a non-root user in another', () => {

@@ -1,0 +1,79 @@
+import { Writable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pino } from 'pino';
+import { createPushServer, type PushServer } from '../../src/server.js';
+import { API_KEY, JWT_SECRET, connectClient, postJson, token } from '../support/nodes.js';
+
+/** Logs at info level: a request id per API call, a connection id per socket, no secrets or payloads. */
+describe('logs', () => {
+  const lines: Array<Record<string, unknown>> = [];
+  const raw: string[] = [];
+  let server: PushServer;
+  let url: string;
+
+  beforeAll(async () => {
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        for (const line of chunk.toString().split('\n').filter(Boolean)) {
+          raw.push(line);
+          lines.push(JSON.parse(line) as Record<string, unknown>);
+        }
+        done();
+      },
+    });
+    server = createPushServer(
+      {
+        env: 'test',
+        host: '127.0.0.1',
+        port: 0,
+        apiKeys: [{ key: API_KEY, id: 'backend' }],
+        jwt: { secret: JWT_SECRET },
+      },
+      { logger: pino({ level: 'info' }, sink) },
+    );
+    url = (await server.start()).url.replace('localhost', '127.0.0.1');
+  });
+  afterAll(async () => server?.stop());
+
+  it('gives every API call a request id (echoed in X-Request-Id) and every socket a connection id', async () => {
+    const jwt = await token({ sub: 'user-9', channels: ['logs:*'] });
+    const c = await connectClient(url, { token: jwt });
+    await c.join('logs:a');
+    const res = await postJson(
+      `${url}/api/push`,
+      { channel: 'logs:a', event: 'secret-event', data: { card: '4111-1111' } },
+      { 'x-request-id': 'req-abc-1' },
+    );
+    expect(res.status).toBe(200);
+    expect(res.headers.get('x-request-id')).toBe('req-abc-1');
+    const bad = await postJson(
+      `${url}/api/push`,
+      {},
+      { authorization: 'Bearer not-the-key-0123456789' },
+    );
+    expect(bad.status).toBe(401);
+    const generated = bad.headers.get('x-request-id');
+    expect(generated).toMatch(/^[0-9a-f-]{36}$/);
+    await c.waitFor(1);
+    c.close();
+    await new Promise((r) => setTimeout(r, 100));
+
+    const api = lines.filter((l) => l.msg === 'api request');
+    expect(api.find((l) => l.requestId === 'req-abc-1')).toMatchObject({
+      method: 'POST',
+      path: '/api/push',
+      status: 200,
+      keyId: 'backend',
+    });
+    expect(api.find((l) => l.requestId === generated)).toMatchObject({ status: 401 });
+    const connected = lines.find((l) => l.msg === 'socket connected');
+    expect(connected).toMatchObject({ conn: c.socket.id ?? expect.any(String), userId: 'user-9' });
+    expect(lines.find((l) => l.msg === 'socket disconnected')).toMatchObject({
+      conn: connected!.conn,
+    });
+
+    const all = raw.join('\n');
+    for (const secret of [API_KEY, 'not-the-key-0123456789', JWT_SECRET, jwt, '4111-1111'])
+      expect(all).not.toContain(secret);
+  });
+});
