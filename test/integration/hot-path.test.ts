@@ -1,0 +1,103 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startRedis, type RedisFixture } from '../support/redis.js';
+import {
+  connectClient,
+  postJson,
+  startNode,
+  token,
+  type TestClient,
+  type TestNode,
+} from '../support/nodes.js';
+
+/**
+ * The broadcast hot path (issue: "per-push work once, only the unavoidable write per socket"):
+ * a push to a room of N sockets on a node is encoded once, and every socket is handed the very
+ * same encoded packets; no per-socket serialization.
+ */
+async function measure(
+  node: TestNode,
+  publisher: TestNode,
+  clients: TestClient[],
+  channel: string,
+) {
+  const adapter = node.server.io.of('/').adapter as unknown as {
+    _encode(packet: unknown, opts: unknown): unknown;
+  };
+  const encode = adapter._encode.bind(adapter);
+  let encodes = 0;
+  adapter._encode = (packet, opts) => {
+    encodes += 1;
+    return encode(packet, opts);
+  };
+  const written = new Set<unknown>();
+  let writes = 0;
+  for (const socket of node.server.io.of('/').sockets.values()) {
+    const client = socket.client as unknown as {
+      writeToEngine(packets: unknown, opts: unknown): void;
+    };
+    const write = client.writeToEngine.bind(client);
+    client.writeToEngine = (packets, opts) => {
+      writes += 1;
+      written.add(packets);
+      write(packets, opts);
+    };
+  }
+  const res = await postJson(`${publisher.url}/api/push`, {
+    channel,
+    event: 'e',
+    data: { big: 'x'.repeat(1000) },
+  });
+  expect(res.status).toBe(200);
+  await Promise.all(clients.map((c) => c.waitFor(1)));
+  return { encodes, writes, distinctPayloads: written.size };
+}
+
+describe('broadcast hot path', () => {
+  const N = 50;
+  let redis: RedisFixture;
+  const nodes: TestNode[] = [];
+  beforeAll(async () => {
+    redis = await startRedis();
+    nodes.push(await startNode());
+    nodes.push(await startNode({ redisUrl: redis.url }), await startNode({ redisUrl: redis.url }));
+  });
+  afterAll(async () => {
+    await Promise.allSettled(nodes.map((n) => n.stop()));
+    await redis?.stop();
+  });
+
+  const join = async (node: TestNode, channel: string) => {
+    const jwt = await token({ sub: 'u', channels: [channel] });
+    const clients = await Promise.all(
+      [...Array(N).keys()].map(() => connectClient(node.url, { token: jwt })),
+    );
+    await Promise.all(clients.map((c) => c.join(channel)));
+    return clients;
+  };
+
+  it('memory: one encode per push, the same encoded packets written to every socket', async () => {
+    const clients = await join(nodes[0]!, 'hot:mem');
+    try {
+      expect(await measure(nodes[0]!, nodes[0]!, clients, 'hot:mem')).toEqual({
+        encodes: 1,
+        writes: N,
+        distinctPayloads: 1,
+      });
+    } finally {
+      for (const c of clients) c.close();
+    }
+  });
+
+  it('redis: one encode per push on the receiving node, whichever node published', async () => {
+    const clients = await join(nodes[1]!, 'hot:redis');
+    try {
+      expect(await measure(nodes[1]!, nodes[2]!, clients, 'hot:redis')).toEqual({
+        encodes: 1,
+        writes: N,
+        distinctPayloads: 1,
+      });
+    } finally {
+      for (const c of clients) c.close();
+    }
+  });
+});
