@@ -24,7 +24,7 @@ import { PushPipeline, type PushResult } from './delivery/pipeline.js';
 import { PushIdGenerator } from './delivery/push-id.js';
 import { PushcastError } from './errors.js';
 import { builtInApiAuth } from './http/api-auth.js';
-import { createHttpApp } from './http/app.js';
+import { createHttpApp, safely } from './http/app.js';
 import { parsePush } from './http/push-input.js';
 import { apiSchemas } from './http/schemas.js';
 import { closeSocketsSpread } from './lifecycle/disconnect.js';
@@ -204,7 +204,7 @@ export function createPushServer(
           event: result.event,
           ts: result.ts,
         };
-        setImmediate(() => safeCall(log, () => hooks.requested?.(push, { node })));
+        setImmediate(() => safely(log, () => hooks.requested?.(push, { node })));
       },
     );
     // After io.adapter(): the adapter instance is replaced when the Redis adapter is installed.
@@ -221,7 +221,7 @@ export function createPushServer(
           ts: message.ts,
         };
         setImmediate(() =>
-          safeCall(log, () => hooks.delivered?.(push, { node, channel: message.channel, count })),
+          safely(log, () => hooks.delivered?.(push, { node, channel: message.channel, count })),
         );
       }
     });
@@ -329,17 +329,6 @@ export function createPushServer(
       return http;
     },
   };
-}
-
-function safeCall(log: Logger, fn: () => unknown): void {
-  try {
-    const result = fn();
-    // An async listener's rejection would otherwise be unhandled, which ends the process.
-    if (result instanceof Promise)
-      result.catch((err: unknown) => log.warn({ err }, 'instrumentation hook threw'));
-  } catch (err) {
-    log.warn({ err }, 'instrumentation hook threw');
-  }
 }
 
 function sleep(ms: number): Promise<void> {

@@ -6,6 +6,7 @@ import { startNginx, type NginxFixture } from '../support/nginx.js';
 import { freePort } from '../support/ports.js';
 import { spawnNode, type NodeProcess } from '../support/process.js';
 import { API_KEY, JWT_SECRET, token } from '../support/nodes.js';
+import { until } from '../support/assertions.js';
 
 const NODES = 3;
 const CHANNELS = 10;
@@ -33,19 +34,6 @@ function nodeEnv(port: number, redisUrl: string): Record<string, string> {
 function percentile(values: number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
-}
-
-function until(check: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const started = Date.now();
-    const tick = (): void => {
-      if (check()) return resolve();
-      if (Date.now() - started > timeoutMs)
-        return reject(new Error(`timed out waiting for ${what}`));
-      setTimeout(tick, 25);
-    };
-    tick();
-  });
 }
 
 /** A stock socket.io-client that rejoins with `since` by itself: what an app without the SDK does. */

@@ -17,19 +17,7 @@ import {
   token,
   type TestNode,
 } from '../support/nodes.js';
-
-function until(check: () => boolean, timeoutMs = 10_000, what = 'condition'): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const started = Date.now();
-    const tick = (): void => {
-      if (check()) return resolve();
-      if (Date.now() - started > timeoutMs)
-        return reject(new Error(`timed out waiting for ${what}`));
-      setTimeout(tick, 20);
-    };
-    tick();
-  });
-}
+import { until } from '../support/assertions.js';
 
 describe('client SDK against one node', () => {
   let node: TestNode;

@@ -2,15 +2,8 @@ import { connect, type Socket } from 'node:net';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRedis, type RedisFixture } from '../support/redis.js';
-import {
-  API_KEY,
-  connectClient,
-  postJson,
-  startNode,
-  token,
-  type TestClient,
-  type TestNode,
-} from '../support/nodes.js';
+import { API_KEY, postJson, startNode, type TestNode } from '../support/nodes.js';
+import { expectExactly, subscriber } from '../support/assertions.js';
 
 const OTHER_KEY = 'other-key-0123456789abcdef';
 const API_KEYS = [
@@ -64,26 +57,6 @@ async function pauseRedis(url: string, ms: number): Promise<void> {
   } finally {
     admin.disconnect();
   }
-}
-
-async function subscriber(node: TestNode, channels: string[]): Promise<TestClient> {
-  const client = await connectClient(node.url, { token: await token({ sub: 'u', channels }) });
-  for (const channel of channels) expect(await client.join(channel)).toMatchObject({ ok: true });
-  return client;
-}
-
-/** Pushes a sentinel through `via` and waits for it: `client` then holds exactly `expected` more. */
-async function expectExactly(
-  via: TestNode,
-  client: TestClient,
-  channel: string,
-  expected: number,
-): Promise<void> {
-  const sentinel = await postJson(`${via.url}/api/push`, { channel, event: 'sentinel', data: 0 });
-  expect(sentinel.status).toBe(200);
-  await client.waitFor(expected + 1);
-  expect(client.messages[client.messages.length - 1]!.id).toBe(sentinel.body.id);
-  expect(client.messages).toHaveLength(expected + 1);
 }
 
 describe('HTTP push API over Redis: two nodes sharing one Redis', () => {

@@ -1,13 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  API_KEY,
-  connectClient,
-  postJson,
-  startNode,
-  token,
-  type TestClient,
-  type TestNode,
-} from '../support/nodes.js';
+import { API_KEY, postJson, startNode, type TestNode } from '../support/nodes.js';
+import { expectExactly, subscriber } from '../support/assertions.js';
 
 const ORDERS_KEY = 'orders-key-0123456789abcdef';
 const OTHER_KEY = 'other-key-0123456789abcdef';
@@ -50,31 +43,6 @@ function expectError(reply: Reply, status: number, code: string): void {
   expect((reply.body.error as string).length).toBeGreaterThan(0);
   for (const k of Object.keys(reply.body)) expect(['error', 'code', 'details']).toContain(k);
   if ('details' in reply.body) expect(typeof reply.body.details).toBe('object');
-}
-
-/** A socket client on `node` joined to `channels`. */
-async function subscriber(node: TestNode, channels: string[]): Promise<TestClient> {
-  const client = await connectClient(node.url, { token: await token({ sub: 'u', channels }) });
-  for (const channel of channels) expect(await client.join(channel)).toMatchObject({ ok: true });
-  return client;
-}
-
-/**
- * Asserts `client` got exactly `expected` messages so far: pushes a sentinel on `channel` and
- * waits for it, so anything pushed before it has arrived (one node, one channel: in order).
- */
-async function expectExactly(
-  node: TestNode,
-  client: TestClient,
-  channel: string,
-  expected: number,
-): Promise<void> {
-  const sentinel = await postJson(`${node.url}/api/push`, { channel, event: 'sentinel', data: 0 });
-  expect(sentinel.status).toBe(200);
-  await client.waitFor(expected + 1);
-  const last = client.messages[client.messages.length - 1]!;
-  expect(last.id).toBe(sentinel.body.id);
-  expect(client.messages).toHaveLength(expected + 1);
 }
 
 describe('HTTP push API (memory mode)', () => {
