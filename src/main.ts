@@ -40,6 +40,11 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  // Defence in depth: a library promise nobody awaits (the Redis adapter has some) must not end
+  // the process that holds thousands of sockets; it is logged loudly instead.
+  process.on('unhandledRejection', (reason) => {
+    server.log.error({ err: reason }, 'unhandled promise rejection');
+  });
 
   // Signals are handled from before start, so a SIGTERM during start still drains cleanly.
   let address;

@@ -151,6 +151,7 @@ export function createPushServer(
         config.redis.keyPrefix,
         config.redis.commandTimeoutMs,
         () => wiring.live(),
+        (channel) => history.for(channel).size,
       );
       await redisBus.syncClock();
       bus = redisBus;
@@ -182,6 +183,7 @@ export function createPushServer(
         },
       }),
       Boolean(config.redisUrl),
+      () => bus?.ready() ?? false,
     );
     const metrics: PushMetrics = new PushMetrics(options.registry ?? new Registry(), {
       sockets: () => sockets.of('/').sockets.size,

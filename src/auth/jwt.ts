@@ -49,7 +49,7 @@ export class TokenVerifier {
       return;
     }
     if (jwt.secret) key = new TextEncoder().encode(jwt.secret);
-    else if (jwt.publicKey) key = createPublicKey(jwt.publicKey);
+    else if (jwt.publicKey) key = publicKeyFrom(jwt.publicKey);
     else throw new ConfigError('invalid setting PUSHCAST_JWT_SECRET (jwt): no JWT key configured');
     this.check = async (token) => (await jwtVerify(token, key, options)).payload;
   }
@@ -91,6 +91,20 @@ function loadJwks(path: string): ReturnType<typeof createLocalJWKSet> {
   } catch (err) {
     throw new ConfigError(
       `invalid setting PUSHCAST_JWT_JWKS_FILE (jwt.jwksFile): cannot read a JWKS from ${path} (${(err as Error).message})`,
+    );
+  }
+}
+
+/**
+ * A PEM public key. Environment files and Secrets often carry the PEM on one line with literal
+ * `\n` escapes: those are turned back into newlines.
+ */
+function publicKeyFrom(pem: string): KeyObject {
+  try {
+    return createPublicKey(pem.includes('\\n') ? pem.replace(/\\n/g, '\n') : pem);
+  } catch {
+    throw new ConfigError(
+      'invalid setting PUSHCAST_JWT_PUBLIC_KEY (jwt.publicKey): not a PEM public key (-----BEGIN PUBLIC KEY-----)',
     );
   }
 }

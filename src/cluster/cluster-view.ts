@@ -1,5 +1,6 @@
 import type { Server } from 'socket.io';
 import { channelOfRoom } from '../delivery/names.js';
+import { PushcastError } from '../errors.js';
 
 /** What one node reports about itself. */
 export interface NodeStats {
@@ -28,6 +29,8 @@ export class ClusterView {
     private readonly io: Server,
     private readonly basics: () => NodeBasics,
     private readonly clustered: boolean,
+    /** Whether the cluster bus can carry requests now. */
+    private readonly busReady: () => boolean = () => true,
   ) {
     const on = (event: string, fn: (...args: unknown[]) => unknown): void => {
       (this.io as unknown as { on(e: string, l: (...a: unknown[]) => void): void }).on(
@@ -101,6 +104,14 @@ export class ClusterView {
   /** Asks every other node; a node that does not answer in time is left out, not waited for. */
   private ask<T>(event: string, ...args: unknown[]): Promise<T[]> {
     if (!this.clustered) return Promise.resolve([]);
+    // The adapter's request path awaits a Redis command nobody catches: never start it while
+    // Redis is away (the rejection would be unhandled), answer 503 instead.
+    if (!this.busReady())
+      return Promise.reject(
+        new PushcastError('unavailable', 'The cluster bus (Redis) is unreachable; retry later.', {
+          retryAfterS: 1,
+        }),
+      );
     return new Promise((resolve) => {
       const emit = this.io.serverSideEmit.bind(this.io) as (ev: string, ...a: unknown[]) => boolean;
       // The adapter answers with what it has on timeout (5 s), along with an error.

@@ -52,6 +52,8 @@ export class RedisBus implements Bus {
     private readonly commandTimeoutMs: number,
     /** Whether the subscriber connection is up with every local room subscribed again. */
     private readonly subscriptionsLive: () => boolean,
+    /** History size of a channel: the stream may hold more (MAXLEN ~), history is the last N. */
+    private readonly historySize: (channel: string) => number,
   ) {
     // defineCommand sends EVALSHA and falls back to EVAL when Redis lost the script (NOSCRIPT).
     pub.defineCommand('pushcastPublish', { numberOfKeys: 2, lua: PUBLISH_SCRIPT });
@@ -110,13 +112,16 @@ export class RedisBus implements Bus {
     const since = options.since === undefined ? undefined : parseOffset(options.since);
     if (options.since !== undefined && !since)
       return { messages: [], top: undefined, complete: false };
+    // `MAXLEN ~` trims whole stream nodes, so the stream can hold more than the channel's
+    // history size; history is the last `size` messages, in Redis as in memory.
+    const size = this.historySize(channel);
     let reply: Awaited<ReturnType<HistoryFn>>;
     try {
       reply = await this.pub.pushcastHistory(
         this.key(channel, 'm'),
         this.key(channel, 's'),
         since ? since.n : -1,
-        options.limit,
+        since ? options.limit : Math.min(options.limit, size),
       );
     } catch (err) {
       throw unavailable(err);
@@ -128,6 +133,7 @@ export class RedisBus implements Bus {
     if (!since) return { messages: messages.reverse(), top, complete: true };
     if (since.epoch !== epoch || since.n > topN) return { messages: [], top, complete: false };
     if (since.n === topN) return { messages: [], top, complete: true };
+    if (since.n < topN - size) return { messages: [], top, complete: false };
     // Complete only if the entry right after `since` is still there (not trimmed, not expired).
     const oldest = oldestId === '' ? Infinity : Number(oldestId.split('-')[0]);
     return oldest <= since.n + 1

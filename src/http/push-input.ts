@@ -26,6 +26,14 @@ export function parsePush(
         issues: missing.map((field) => ({ field, message: 'required' })),
       },
     });
+  // Say which limit a too-long channel list broke (the schema's union would hide it).
+  const list = (body as { channel?: unknown }).channel;
+  if (Array.isArray(list) && list.length > limits.maxChannelsPerPush)
+    throw new PushcastError(
+      'invalid_push',
+      `channel: at most ${limits.maxChannelsPerPush} channels per push (got ${list.length})`,
+      { details: { field: 'channel', limit: limits.maxChannelsPerPush, size: list.length } },
+    );
   const parsed = schemas.push.safeParse(body);
   if (!parsed.success) throw invalid(parsed.error);
   const { channel, event } = parsed.data;

@@ -24,11 +24,22 @@ export function pushRoutes(deps: PushRouteDeps): express.Router {
   const json = express.json({ limit: config.limits.maxBodyBytes, strict: false, type: () => true });
 
   const requireJson: RequestHandler = (req, _res, next) => {
-    if (!req.is('application/json'))
+    // The header itself: `req.is()` answers null for a request without a body.
+    if (!/^application\/json\s*(;|$)/i.test(req.headers['content-type'] ?? ''))
       throw new PushcastError(
         'unsupported_media_type',
         'Send the body as application/json (Content-Type header).',
       );
+    next();
+  };
+
+  // No body at all (no Content-Length or 0, not chunked) is not JSON.
+  const requireBody: RequestHandler = (req, _res, next) => {
+    if (
+      req.headers['transfer-encoding'] === undefined &&
+      Number(req.headers['content-length'] ?? 0) === 0
+    )
+      throw new PushcastError('invalid_json', 'The request body is empty; send a JSON object.');
     next();
   };
 
@@ -52,6 +63,7 @@ export function pushRoutes(deps: PushRouteDeps): express.Router {
     deps.authenticate('push'),
     rateLimit(() => 1),
     requireJson,
+    requireBody,
     json,
     async (req: ApiRequest, res) => {
       const push = parsePush(req.body, schemas, config.limits);
@@ -71,6 +83,7 @@ export function pushRoutes(deps: PushRouteDeps): express.Router {
     deps.authenticate('push'),
     rateLimit(() => 1),
     requireJson,
+    requireBody,
     json,
     async (req: ApiRequest, res) => {
       const parsed = schemas.batch.safeParse(req.body);

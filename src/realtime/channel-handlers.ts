@@ -215,7 +215,8 @@ export function handleChannels(socket: Socket, deps: RealtimeDeps): void {
     payload: unknown,
   ): Promise<{ ok: true } | { ok: false; error: string }> => {
     const parsed = refreshSchema.safeParse(payload);
-    if (!parsed.success) return { ok: false, error: 'invalid_request' };
+    // The contract knows one refusal for refresh: a payload without a usable token is one.
+    if (!parsed.success) return { ok: false, error: 'unauthorized' };
     if (rateLimited()) return { ok: false, error: 'rate_limited' };
     const current = data();
     try {

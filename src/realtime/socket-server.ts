@@ -38,14 +38,22 @@ export interface SocketData {
 /** Creates the Socket.IO server: connect auth, then the channel events per socket. */
 export function createSocketServer(http: HttpServer, deps: RealtimeDeps): Server {
   const { config } = deps;
+  const allowedOrigins = config.corsOrigins === '*' ? undefined : new Set(config.corsOrigins);
   const io = new Server(http, {
     path: config.socketPath,
     serveClient: false,
     cors: { origin: config.corsOrigins === '*' ? '*' : config.corsOrigins },
     // Refusing here, not in a Socket.IO middleware, leaves standard clients reconnecting (to
     // another node, through the load balancer) instead of giving up.
-    allowRequest: (_req, callback) =>
-      callback(deps.accepting() ? null : 'draining', deps.accepting()),
+    allowRequest: (req, callback) => {
+      if (!deps.accepting()) return callback('draining', false);
+      // CORS headers only guard long-polling; a browser's WebSocket carries its Origin too, so
+      // the same origin list is enforced here. Clients that send no Origin (servers) pass.
+      const origin = req.headers.origin;
+      if (allowedOrigins && origin !== undefined && !allowedOrigins.has(origin))
+        return callback('origin not allowed', false);
+      callback(null, true);
+    },
   });
 
   io.use((socket, next) => {
