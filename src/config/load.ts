@@ -33,6 +33,8 @@ const envMap: ReadonlyArray<[string, string, EnvKind]> = [
   ['PUSHCAST_MAX_BODY_BYTES', 'limits.maxBodyBytes', 'int'],
   ['PUSHCAST_MAX_CHANNELS_PER_PUSH', 'limits.maxChannelsPerPush', 'int'],
   ['PUSHCAST_IDEMPOTENCY_TTL_S', 'idempotencyTtlS', 'int'],
+  ['PUSHCAST_RATE_LIMIT_PER_S', 'limits.pushesPerSecond', 'int'],
+  ['PUSHCAST_RATE_LIMIT_BURST', 'limits.pushBurst', 'int'],
   ['PUSHCAST_HISTORY_SIZE', 'history.size', 'int'],
   ['PUSHCAST_HISTORY_TTL_S', 'history.ttlS', 'int'],
   ['PUSHCAST_MAX_INFLIGHT', 'maxInflight', 'int'],

@@ -343,3 +343,16 @@ describe('the process with invalid settings', () => {
     }
   });
 });
+
+describe('rate limit from the environment', () => {
+  it('reads PUSHCAST_RATE_LIMIT_PER_S and PUSHCAST_RATE_LIMIT_BURST', () => {
+    const { config } = loadConfig(
+      { PUSHCAST_RATE_LIMIT_PER_S: '5', PUSHCAST_RATE_LIMIT_BURST: '7' },
+      '/nonexistent',
+    );
+    expect(config.limits).toMatchObject({ pushesPerSecond: 5, pushBurst: 7 });
+    expect(() => loadConfig({ PUSHCAST_RATE_LIMIT_PER_S: 'fast' }, '/nonexistent')).toThrow(
+      /PUSHCAST_RATE_LIMIT_PER_S/,
+    );
+  });
+});
