@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
+import { launchChromium } from '../support/browser.js';
 import { startRedis, type RedisFixture } from '../support/redis.js';
 import { connectClient, startNode, token, type TestNode } from '../support/nodes.js';
 
@@ -22,18 +23,7 @@ describe('admin console in Chromium', () => {
     ];
     a = await startNode({ redisUrl: redis.url, apiKeys });
     b = await startNode({ redisUrl: redis.url, apiKeys });
-    browser = await chromium.launch({
-      executablePath: '/usr/bin/chromium',
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        '--no-first-run',
-        '--disable-quic',
-      ],
-    });
+    browser = await launchChromium();
   }, 60_000);
   afterAll(async () => {
     await browser?.close();
