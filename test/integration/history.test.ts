@@ -295,3 +295,20 @@ describe('history epochs (redis)', () => {
     }
   });
 });
+
+let classicRedis: RedisFixture | undefined;
+historySuite('redis classic pub/sub, 2 nodes', async () => {
+  classicRedis = await startRedis();
+  const nodes: TestNode[] = [];
+  for (let i = 0; i < 2; i++)
+    nodes.push(
+      await startNode({ ...historyConfig, redisUrl: classicRedis.url, redis: { mode: 'classic' } }),
+    );
+  return {
+    nodes,
+    stop: async () => {
+      await Promise.allSettled(nodes.map((n) => n.stop()));
+      await classicRedis?.stop();
+    },
+  };
+});
