@@ -5,7 +5,7 @@ import { roomOf } from '../delivery/names.js';
 import { formatOffset, newEpoch, parseOffset } from '../delivery/offset.js';
 import { PushcastError } from '../errors.js';
 import { adapterChannelFor, envelopeFor } from './envelope.js';
-import { HISTORY_SCRIPT, PUBLISH_SCRIPT } from './scripts.js';
+import { HISTORY_SCRIPT, POSITION_SCRIPT, PUBLISH_SCRIPT } from './scripts.js';
 
 type PublishFn = (
   meta: string,
@@ -30,6 +30,7 @@ type HistoryFn = (
 interface ScriptedRedis extends Redis {
   pushcastPublish: PublishFn;
   pushcastHistory: HistoryFn;
+  pushcastPosition: (meta: string, epoch: string, ttl: number) => Promise<[string, number]>;
 }
 
 /**
@@ -58,6 +59,7 @@ export class RedisBus implements Bus {
     // defineCommand sends EVALSHA and falls back to EVAL when Redis lost the script (NOSCRIPT).
     pub.defineCommand('pushcastPublish', { numberOfKeys: 2, lua: PUBLISH_SCRIPT });
     pub.defineCommand('pushcastHistory', { numberOfKeys: 2, lua: HISTORY_SCRIPT });
+    pub.defineCommand('pushcastPosition', { numberOfKeys: 1, lua: POSITION_SCRIPT });
     this.pub = pub as ScriptedRedis;
   }
 
@@ -139,6 +141,23 @@ export class RedisBus implements Bus {
     return oldest <= since.n + 1
       ? { messages, top, complete: true }
       : { messages: [], top, complete: false };
+  }
+
+  async position(
+    channel: string,
+    history: { size: number; ttlS: number },
+  ): Promise<string | undefined> {
+    if (history.size <= 0) return undefined;
+    try {
+      const [epoch, n] = await this.pub.pushcastPosition(
+        this.key(channel, 'm'),
+        newEpoch(),
+        history.ttlS,
+      );
+      return formatOffset(epoch, n);
+    } catch (err) {
+      throw unavailable(err);
+    }
   }
 
   async settle(): Promise<void> {

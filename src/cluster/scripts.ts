@@ -47,6 +47,24 @@ return offset
 `;
 
 /**
+ * Current position. KEYS: meta hash. ARGV: epoch for a new history, TTL seconds. Starts the
+ * history at 0 (with its epoch) if the channel has none. Returns { epoch, n }.
+ */
+export const POSITION_SCRIPT = `
+local epoch = redis.call('HGET', KEYS[1], 'e')
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('HSET', KEYS[1], 'e', epoch)
+  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+end
+local n = redis.call('HGET', KEYS[1], 's')
+if not n then
+  n = 0
+end
+return {epoch, tonumber(n)}
+`;
+
+/**
  * Read history. KEYS: meta hash, stream. ARGV: since n (-1: the newest), limit. Returns
  * { epoch or '', top n, entries, id of the oldest entry or '' }; entries are [id, [field, value]].
  */

@@ -26,6 +26,12 @@ export interface Bus {
     channel: string,
     options: { since?: string | undefined; limit: number },
   ): Promise<HistoryPage>;
+  /**
+   * The channel's current position (the offset of its newest message), starting its history
+   * (a new epoch at 0) if it has none, so that "nothing yet" is a position a client can resume
+   * from. Undefined when history is off for the channel.
+   */
+  position(channel: string, history: { size: number; ttlS: number }): Promise<string | undefined>;
   /** Resolves once messages published before this call have reached this node's subscriptions. */
   settle(channel: string): Promise<void>;
   close(): Promise<void>;

@@ -82,6 +82,16 @@ export class MemoryBus implements Bus {
     });
   }
 
+  position(channel: string, history: { size: number; ttlS: number }): Promise<string | undefined> {
+    if (history.size <= 0) return Promise.resolve(undefined);
+    let log = this.live(channel);
+    if (!log) {
+      log = this.create(channel);
+      log.expiresAt = this.now() + history.ttlS * 1000;
+    }
+    return Promise.resolve(formatOffset(log.epoch, log.seq));
+  }
+
   settle(): Promise<void> {
     return Promise.resolve();
   }

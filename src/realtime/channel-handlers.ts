@@ -123,10 +123,12 @@ export function handleChannels(socket: Socket, deps: RealtimeDeps): void {
     // Redis down: the room is subscribed again when it returns (see cluster/adapter.ts).
     await deps.ensureSubscribed(room).catch(() => {});
     const answer: JoinAnswer = { ok: true, channel };
-    if (deps.history.for(channel).size > 0) {
-      const page = await deps.bus.history(channel, { limit: 0 }).catch(() => undefined);
-      if (page?.top !== undefined) answer.offset = page.top;
-    }
+    // Read after the subscription is active: every message past this position arrives live, so
+    // a client that saw none can still resume from here (the history starts if it had none).
+    const offset = await deps.bus
+      .position(channel, deps.history.for(channel))
+      .catch(() => undefined);
+    if (offset !== undefined) answer.offset = offset;
     return answer;
   };
 
@@ -168,7 +170,8 @@ export function handleChannels(socket: Socket, deps: RealtimeDeps): void {
         if (page.messages.length < limit || last === undefined) break;
         cursor = last;
       }
-      if (!complete) top = undefined;
+      if (!complete)
+        top = await deps.bus.position(channel, deps.history.for(channel)).catch(() => undefined);
       await deps.bus.settle(channel).catch(() => (complete = false));
       if (socket.disconnected) return { ok: false, error: 'invalid_request' };
       // From here to the end: synchronous, so no live message can slip between the steps.

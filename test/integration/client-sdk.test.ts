@@ -75,6 +75,37 @@ describe('client SDK against one node', () => {
     }
   });
 
+  it('recovers pushes made while it was away, even on a channel that was empty when it joined', async () => {
+    const client = createClient(node.url, {
+      token: await token({ sub: 'u', channels: ['sdk:*'] }),
+      transports: ['websocket'],
+    });
+    try {
+      const got: PushMessage[] = [];
+      let joins = 0;
+      let lost = 0;
+      client.subscribe('sdk:empty', {
+        onMessage: (m) => got.push(m),
+        onJoin: () => (joins += 1),
+        onLost: () => (lost += 1),
+      });
+      await until(() => joins === 1, 5000, 'first join');
+      client.socket.io.engine.close(); // the transport drops; the SDK reconnects by itself
+      await until(() => !client.socket.connected, 5000, 'disconnect');
+      const ids: string[] = [];
+      for (let i = 0; i < 3; i++)
+        ids.push(
+          (await postJson(`${node.url}/api/push`, { channel: 'sdk:empty', event: 'e', data: i }))
+            .body.id as string,
+        );
+      await until(() => joins === 2 && got.length === 3, 8000, 'rejoin with the missed pushes');
+      expect(got.map((m) => m.id)).toEqual(ids);
+      expect(lost).toBe(0);
+    } finally {
+      client.close();
+    }
+  });
+
   it('calls getToken again on every reconnect', async () => {
     let calls = 0;
     const client = createClient(node.url, {

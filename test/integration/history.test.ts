@@ -83,6 +83,24 @@ function historySuite(
       }
     });
 
+    it('a client that joined an empty channel and saw nothing resumes from the join position', async () => {
+      const c = await client(['h:empty']);
+      const ack = await c.join('h:empty');
+      expect(typeof ack.offset).toBe('string');
+      c.close();
+      const ids = [await push('h:empty', 'a'), await push('h:empty', 'b')];
+      const again = await client(['h:empty']);
+      try {
+        expect(await again.join('h:empty', { since: ack.offset })).toMatchObject({
+          recovered: true,
+          missed: 2,
+        });
+        expect((await again.waitFor(2)).map((m) => m.id)).toEqual(ids);
+      } finally {
+        again.close();
+      }
+    });
+
     it('since older than the history window answers recovered: false, then streams live', async () => {
       const small = 'h:small:x';
       const c = await client(['h:small:*']);
