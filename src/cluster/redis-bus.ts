@@ -7,19 +7,7 @@ import { PushcastError } from '../errors.js';
 import { adapterChannelFor, envelopeFor } from './envelope.js';
 import { HISTORY_SCRIPT, POSITION_SCRIPT, PUBLISH_SCRIPT } from './scripts.js';
 
-type PublishFn = (
-  meta: string,
-  stream: string,
-  channel: string,
-  head: string,
-  size: number,
-  ttl: number,
-  epoch: string,
-  mode: 's' | 'p',
-  envHead: string,
-  envTail: string,
-  deadline: number,
-) => Promise<string>;
+type PublishFn = (numKeys: number, ...keysAndArgs: Array<string | number>) => Promise<string[]>;
 type HistoryFn = (
   meta: string,
   stream: string,
@@ -57,7 +45,7 @@ export class RedisBus implements Bus {
     private readonly historySize: (channel: string) => number,
   ) {
     // defineCommand sends EVALSHA and falls back to EVAL when Redis lost the script (NOSCRIPT).
-    pub.defineCommand('pushcastPublish', { numberOfKeys: 2, lua: PUBLISH_SCRIPT });
+    pub.defineCommand('pushcastPublish', { lua: PUBLISH_SCRIPT });
     pub.defineCommand('pushcastHistory', { numberOfKeys: 2, lua: HISTORY_SCRIPT });
     pub.defineCommand('pushcastPosition', { numberOfKeys: 1, lua: POSITION_SCRIPT });
     this.pub = pub as ScriptedRedis;
@@ -82,26 +70,29 @@ export class RedisBus implements Bus {
     this.clockTimer.unref();
   }
 
-  async publish(m: PreparedMessage): Promise<string | undefined> {
+  async publish(messages: PreparedMessage[]): Promise<Array<string | undefined>> {
     if (!this.ready()) throw unavailable();
-    const room = roomOf(m.channel);
-    const env = this.envelope(room);
-    try {
-      const offset = await this.pub.pushcastPublish(
-        this.key(m.channel, 'm'),
-        this.key(m.channel, 's'),
+    const keys: string[] = [];
+    // A little before the client-side timeout, so a reply in flight is not taken for a failure.
+    const deadline = Math.floor(Date.now() + this.clockOffsetMs + this.commandTimeoutMs * 0.8);
+    const args: Array<string | number> = [deadline, this.mode === 'sharded' ? 's' : 'p'];
+    for (const m of messages) {
+      const room = roomOf(m.channel);
+      const env = this.envelope(room);
+      keys.push(this.key(m.channel, 'm'), this.key(m.channel, 's'));
+      args.push(
         adapterChannelFor(room),
         m.head,
         m.history.size,
         m.history.ttlS,
         newEpoch(),
-        this.mode === 'sharded' ? 's' : 'p',
         env.head,
         env.tail,
-        // A little before the client-side timeout, so a reply in flight is not taken for a failure.
-        Math.floor(Date.now() + this.clockOffsetMs + this.commandTimeoutMs * 0.8),
       );
-      return offset === '' ? undefined : offset;
+    }
+    try {
+      const offsets = await this.pub.pushcastPublish(keys.length, ...keys, ...args);
+      return offsets.map((o) => (o === '' ? undefined : o));
     } catch (err) {
       throw unavailable(err);
     }

@@ -5,45 +5,57 @@
  */
 
 /**
- * Append and publish. KEYS: meta hash, stream. ARGV: shard channel, message head, history size
- * (0 = off), TTL seconds, epoch for a new history, 's' (SPUBLISH) or 'p' (PUBLISH), envelope
- * head, envelope tail, deadline (ms, Redis clock). Returns the offset, or '' when history is off.
+ * Append and publish one push to each of its channels, all in one step. KEYS: meta hash and
+ * stream of each channel, in pairs. ARGV: deadline (ms, Redis clock), 's' (SPUBLISH) or 'p'
+ * (PUBLISH), then per channel: adapter channel, message head, history size (0 = off), TTL
+ * seconds, epoch for a new history, envelope head, envelope tail. Returns the offsets, '' where
+ * history is off.
  *
- * The deadline: a publish whose client already gave up (command timeout, answered 503 "nothing
- * was pushed") may still be queued in Redis, e.g. behind a stall; past its deadline it does
- * nothing, so a 503 stays true and a retry with the same Idempotency-Key pushes only once.
+ * One script for all channels: a multi-channel push is published everywhere or nowhere, so a 503
+ * always means "nothing was pushed" (standalone Redis; Redis Cluster would need one per slot).
+ *
+ * The deadline: a publish whose client already gave up (command timeout, answered 503) may still
+ * be queued in Redis, e.g. behind a stall; past its deadline it does nothing, so the 503 stays
+ * true and a retry with the same Idempotency-Key pushes only once.
  */
 export const PUBLISH_SCRIPT = `
 local clock = redis.call('TIME')
-if tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000) > tonumber(ARGV[9]) then
+if tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000) > tonumber(ARGV[1]) then
   return redis.error_reply('PUSHCAST_EXPIRED publish deadline passed')
 end
-local size = tonumber(ARGV[3])
-local body
-local offset = ''
-if size > 0 then
-  local ttl = tonumber(ARGV[4])
-  local epoch = redis.call('HGET', KEYS[1], 'e')
-  if not epoch then
-    epoch = ARGV[5]
-    redis.call('HSET', KEYS[1], 'e', epoch)
+local publish = 'PUBLISH'
+if ARGV[2] == 's' then
+  publish = 'SPUBLISH'
+end
+local offsets = {}
+for i = 1, #KEYS / 2 do
+  local meta = KEYS[2 * i - 1]
+  local stream = KEYS[2 * i]
+  local a = 2 + (i - 1) * 7
+  local head = ARGV[a + 2]
+  local size = tonumber(ARGV[a + 3])
+  local body
+  local offset = ''
+  if size > 0 then
+    local ttl = tonumber(ARGV[a + 4])
+    local epoch = redis.call('HGET', meta, 'e')
+    if not epoch then
+      epoch = ARGV[a + 5]
+      redis.call('HSET', meta, 'e', epoch)
+    end
+    local n = redis.call('HINCRBY', meta, 's', 1)
+    redis.call('XADD', stream, 'MAXLEN', '~', size, n .. '-0', 'm', head)
+    redis.call('EXPIRE', meta, ttl)
+    redis.call('EXPIRE', stream, ttl)
+    offset = epoch .. ':' .. n
+    body = head .. ',"offset":"' .. offset .. '"}'
+  else
+    body = head .. '}'
   end
-  local n = redis.call('HINCRBY', KEYS[1], 's', 1)
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', size, n .. '-0', 'm', ARGV[2])
-  redis.call('EXPIRE', KEYS[1], ttl)
-  redis.call('EXPIRE', KEYS[2], ttl)
-  offset = epoch .. ':' .. n
-  body = ARGV[2] .. ',"offset":"' .. offset .. '"}'
-else
-  body = ARGV[2] .. '}'
+  redis.call(publish, ARGV[a + 1], ARGV[a + 6] .. body .. ARGV[a + 7])
+  offsets[i] = offset
 end
-local envelope = ARGV[7] .. body .. ARGV[8]
-if ARGV[6] == 's' then
-  redis.call('SPUBLISH', ARGV[1], envelope)
-else
-  redis.call('PUBLISH', ARGV[1], envelope)
-end
-return offset
+return offsets
 `;
 
 /**

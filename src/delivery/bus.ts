@@ -19,8 +19,11 @@ export interface Bus {
   readonly kind: 'memory' | 'redis';
   /** Whether publishes can succeed now (Redis connected). */
   ready(): boolean;
-  /** Appends and fans out; resolves with the message's offset (undefined when history is off). */
-  publish(message: PreparedMessage): Promise<string | undefined>;
+  /**
+   * Appends and fans out one push to each of its channels, all or none; resolves with each
+   * message's offset (undefined where history is off).
+   */
+  publish(messages: PreparedMessage[]): Promise<Array<string | undefined>>;
   /** Messages after `since` (or the newest `limit` when no since), oldest first. */
   history(
     channel: string,

@@ -32,7 +32,11 @@ export class MemoryBus implements Bus {
     return true;
   }
 
-  publish(m: PreparedMessage): Promise<string | undefined> {
+  publish(messages: PreparedMessage[]): Promise<Array<string | undefined>> {
+    return Promise.resolve(messages.map((m) => this.publishOne(m)));
+  }
+
+  private publishOne(m: PreparedMessage): string | undefined {
     const message: ChannelMessage = {
       channel: m.channel,
       event: m.event,
@@ -49,7 +53,7 @@ export class MemoryBus implements Bus {
       log.expiresAt = this.now() + m.history.ttlS * 1000;
     }
     this.deliver(roomOf(m.channel), message);
-    return Promise.resolve(message.offset);
+    return message.offset;
   }
 
   history(

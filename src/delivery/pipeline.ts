@@ -52,18 +52,16 @@ export class PushPipeline {
     this.inflight += 1;
     try {
       const { id, ms } = this.ids.next();
-      const offsets = await Promise.all(
-        request.channels.map((channel) =>
-          this.bus.publish({
-            channel,
-            id,
-            ts: ms,
-            event: request.event,
-            data: request.data,
-            head: messageHead(channel, request.event, request.dataJson, id, ms),
-            history: this.history.for(channel),
-          }),
-        ),
+      const offsets = await this.bus.publish(
+        request.channels.map((channel) => ({
+          channel,
+          id,
+          ts: ms,
+          event: request.event,
+          data: request.data,
+          head: messageHead(channel, request.event, request.dataJson, id, ms),
+          history: this.history.for(channel),
+        })),
       );
       const result: PushResult = {
         id,
