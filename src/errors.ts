@@ -54,3 +54,22 @@ export class PushcastError extends Error {
       : { error: this.message, code: this.code, details: this.details };
   }
 }
+
+/** Why a node answers 503: one sentence each, used wherever the condition is found. */
+const UNAVAILABLE = {
+  draining: 'The server is shutting down; nothing was pushed. Retry on another node.',
+  overloaded: 'The server is overloaded; nothing was pushed. Retry later.',
+  bus: 'The cluster bus (Redis) is unreachable; nothing was pushed. Retry later.',
+  cluster: 'The cluster bus (Redis) is unreachable, so other nodes cannot be asked; retry later.',
+  idempotency: 'The idempotency store is unreachable; nothing was pushed. Retry later.',
+  duplicate: 'A request with this Idempotency-Key is still running; retry later.',
+  starting: 'The server is not started yet; retry later.',
+} as const;
+
+/** A 503 `unavailable` with `Retry-After: 1` for one of the known reasons. */
+export function unavailable(
+  reason: keyof typeof UNAVAILABLE,
+  options: { details?: Record<string, unknown>; cause?: unknown } = {},
+): PushcastError {
+  return new PushcastError('unavailable', UNAVAILABLE[reason], { retryAfterS: 1, ...options });
+}

@@ -7,6 +7,7 @@ import type { Server as SocketServer } from 'socket.io';
 import { ApiKeyring } from './auth/api-keys.js';
 import { loadHooks, type DefaultAuth, type Hooks } from './auth/hooks.js';
 import { TokenVerifier } from './auth/jwt.js';
+import { RateLimiter } from './auth/rate-limiter.js';
 import { installRedisAdapter } from './cluster/adapter.js';
 import { RedisBus } from './cluster/redis-bus.js';
 import { connectRedis, type RedisClients } from './cluster/redis-clients.js';
@@ -22,7 +23,7 @@ import {
 import { MemoryBus } from './delivery/memory-bus.js';
 import { PushPipeline, type PushResult } from './delivery/pipeline.js';
 import { PushIdGenerator } from './delivery/push-id.js';
-import { PushcastError } from './errors.js';
+import { unavailable } from './errors.js';
 import { builtInApiAuth } from './http/api-auth.js';
 import { createHttpApp, safely } from './http/app.js';
 import { parsePush } from './http/push-input.js';
@@ -113,14 +114,17 @@ export function createPushServer(
       authorizeJoin: builtInJoinAuth(config.publicChannels),
       authenticateApi: builtInApiAuth(new ApiKeyring(config.apiKeys)),
     };
-    const taps = new RoomTaps();
     // The request listener must exist before Socket.IO attaches: engine.io then takes over the
     // listeners and forwards only requests outside its path (polling would otherwise get a 404).
     let app: RequestListener = (_req, res) => void res.writeHead(503).end();
     const server = createServer((req, res) => app(req, res));
     http = server;
     let ensureSubscribed: (room: string) => Promise<void> = () => Promise.resolve();
-    const sockets = createSocketServer(server, {
+    const taps = new RoomTaps(
+      () => sockets.of('/').adapter,
+      (room) => ensureSubscribed(room),
+    );
+    const sockets: SocketServer = createSocketServer(server, {
       config,
       log,
       hooks,
@@ -131,6 +135,10 @@ export function createPushServer(
       history,
       taps,
       ensureSubscribed: (room) => ensureSubscribed(room),
+      eventLimiter: new RateLimiter(
+        config.limits.socketEventsPerSecond,
+        config.limits.socketEventBurst,
+      ),
       accepting: () => accepting,
     });
     io = sockets;
@@ -144,15 +152,15 @@ export function createPushServer(
       );
       const wiring = await installRedisAdapter(sockets, redis, config.redis.mode, log);
       ensureSubscribed = (room) => wiring.ensureSubscribed(room);
-      const redisBus = new RedisBus(
-        redis.pub,
-        redis.sub,
-        config.redis.mode,
-        config.redis.keyPrefix,
-        config.redis.commandTimeoutMs,
-        () => wiring.live(),
-        (channel) => history.for(channel).size,
-      );
+      const redisBus = new RedisBus({
+        pub: redis.pub,
+        sub: redis.sub,
+        mode: config.redis.mode,
+        keyPrefix: config.redis.keyPrefix,
+        commandTimeoutMs: config.redis.commandTimeoutMs,
+        subscriptionsLive: () => wiring.live(),
+        history,
+      });
       await redisBus.syncClock();
       bus = redisBus;
       idempotency = new RedisIdempotencyStore(
@@ -163,7 +171,7 @@ export function createPushServer(
     } else {
       bus = new MemoryBus((room, message) => {
         sockets.to(room).emit('msg', message);
-      });
+      }, history);
       idempotency = new MemoryIdempotencyStore(config.idempotencyTtlS);
     }
     const startedAt = Date.now();
@@ -182,8 +190,8 @@ export function createPushServer(
           delivered60s: metrics.deliveredRate.rate(59),
         },
       }),
-      Boolean(config.redisUrl),
-      () => bus?.ready() ?? false,
+      // Several nodes only over Redis; they can be asked while the bus is up.
+      config.redisUrl ? () => bus?.ready() ?? false : undefined,
     );
     const metrics: PushMetrics = new PushMetrics(options.registry ?? new Registry(), {
       sockets: () => sockets.of('/').sockets.size,
@@ -192,27 +200,20 @@ export function createPushServer(
       draining: () => state === 'draining',
       redisUp: () => bus?.ready() ?? false,
     });
-    pipeline = new PushPipeline(
-      bus,
-      new PushIdGenerator(),
-      history,
-      config.maxInflight,
-      (result) => {
-        metrics.pushRequested();
-        if (!hooks.requested) return;
-        const push = {
-          id: result.id,
-          channels: result.channel,
-          event: result.event,
-          ts: result.ts,
-        };
-        setImmediate(() => safely(log, () => hooks.requested?.(push, { node })));
-      },
-    );
+    pipeline = new PushPipeline(bus, new PushIdGenerator(), config.maxInflight, (result) => {
+      metrics.pushRequested();
+      if (!hooks.requested) return;
+      const push = {
+        id: result.id,
+        channels: result.channel,
+        event: result.event,
+        ts: result.ts,
+      };
+      setImmediate(() => safely(log, () => hooks.requested?.(push, { node })));
+    });
     // After io.adapter(): the adapter instance is replaced when the Redis adapter is installed.
     observeBroadcasts(sockets.of('/').adapter, (room, members, message) => {
-      // Every tap holds one placeholder member of the room that is not a socket.
-      const count = members - taps.size(room);
+      const count = taps.sockets(room, members);
       taps.onMessage(room, message);
       metrics.pushDelivered(count, message.ts);
       if (hooks.delivered && count > 0) {
@@ -236,22 +237,10 @@ export function createPushServer(
       idempotency,
       state: () => state,
       accepting: () => accepting,
-      busReady: () => bus?.ready() ?? false,
       bus: () => bus!,
       view: () => view,
       metrics,
-      watch: async (channel, listener) => {
-        const room = roomOf(channel);
-        const placeholder = `watch:${randomBytes(6).toString('hex')}`;
-        const stop = taps.listen(room, listener);
-        // A placeholder member keeps this node subscribed to the channel while it is watched.
-        void sockets.of('/').adapter.addAll(placeholder, new Set([room]));
-        await ensureSubscribed(room).catch(() => undefined);
-        return () => {
-          stop();
-          void sockets.of('/').adapter.delAll(placeholder);
-        };
-      },
+      watch: async (channel, listener) => (await taps.tap(roomOf(channel), listener)).close,
       node,
     });
 
@@ -292,12 +281,10 @@ export function createPushServer(
     const inflightLeft = pipeline?.inflightCount ?? 0;
     if (!drained) log.error({ inflight: inflightLeft }, 'drain timed out with pushes in flight');
     if (io) {
-      if (config.shutdown.disconnect) {
-        const n = await closeSocketsSpread(io, config.shutdown.disconnectSpreadMs);
-        log.info({ sockets: n }, 'sockets closed');
-      } else {
-        for (const s of io.of('/').sockets.values()) s.conn.close();
-      }
+      // Without PUSHCAST_DISCONNECT_ON_SHUTDOWN the sockets would simply die with the process;
+      // an embedded server closes them all at once, the same way.
+      const spreadMs = config.shutdown.disconnect ? config.shutdown.disconnectSpreadMs : 0;
+      log.info({ sockets: await closeSocketsSpread(io, spreadMs) }, 'sockets closed');
       await io.close().catch(() => {});
     }
     http?.closeAllConnections();
@@ -310,7 +297,7 @@ export function createPushServer(
   }
 
   async function push(input: PushInput): Promise<PushResult> {
-    if (!pipeline) throw new PushcastError('unavailable', 'The server is not started.');
+    if (!pipeline) throw unavailable('starting');
     return pipeline.push(parsePush(input, schemas, config.limits));
   }
 

@@ -3,6 +3,21 @@
  * every channel). Compiled once so a check is a set lookup plus a short prefix scan.
  */
 export class ChannelPatterns {
+  private static readonly compiled = new WeakMap<readonly string[], ChannelPatterns>();
+
+  /**
+   * The compiled form of a pattern list, built once per list object: a socket's claim and an API
+   * key's limits are the same array on every check, so checks after the first compile nothing.
+   */
+  static of(patterns: readonly string[]): ChannelPatterns {
+    let m = ChannelPatterns.compiled.get(patterns);
+    if (!m) {
+      m = new ChannelPatterns(patterns);
+      ChannelPatterns.compiled.set(patterns, m);
+    }
+    return m;
+  }
+
   private readonly exact: Set<string>;
   private readonly prefixes: string[];
 

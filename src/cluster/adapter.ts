@@ -13,6 +13,9 @@ export interface AdapterWiring {
   live(): boolean;
 }
 
+/** The one pattern the classic adapter subscribes to (its key prefix and the `/` namespace). */
+const CLASSIC_PATTERN = 'socket.io#/#*';
+
 /** The classic adapter gets a JSON parser so the publish script can write its messages in Lua. */
 const jsonParser = {
   encode: (value: unknown): string => JSON.stringify(value),
@@ -35,7 +38,7 @@ export async function installRedisAdapter(
   } else {
     io.adapter(createAdapter(pub, sub, { parser: jsonParser }));
     // The classic adapter listens with one pattern; make sure it is active before serving.
-    await sub.psubscribe('socket.io#/#*');
+    await sub.psubscribe(CLASSIC_PATTERN);
   }
   const adapter = io.of('/').adapter;
 
@@ -53,7 +56,7 @@ export async function installRedisAdapter(
     const again =
       mode === 'sharded'
         ? rooms.map((room) => sub.ssubscribe(adapterChannelFor(room)))
-        : [sub.psubscribe('socket.io#/#*')];
+        : [sub.psubscribe(CLASSIC_PATTERN)];
     Promise.all(again).then(
       () => {
         if (sub.status !== 'ready') return;

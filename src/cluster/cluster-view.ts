@@ -1,6 +1,6 @@
 import type { Server } from 'socket.io';
 import { channelOfRoom } from '../delivery/names.js';
-import { PushcastError } from '../errors.js';
+import { unavailable } from '../errors.js';
 
 /** What one node reports about itself. */
 export interface NodeStats {
@@ -28,9 +28,8 @@ export class ClusterView {
   constructor(
     private readonly io: Server,
     private readonly basics: () => NodeBasics,
-    private readonly clustered: boolean,
-    /** Whether the cluster bus can carry requests now. */
-    private readonly busReady: () => boolean = () => true,
+    /** Single node: undefined. Otherwise whether the cluster bus can carry requests now. */
+    private readonly clusterReady: (() => boolean) | undefined,
   ) {
     const on = (event: string, fn: (...args: unknown[]) => unknown): void => {
       (this.io as unknown as { on(e: string, l: (...a: unknown[]) => void): void }).on(
@@ -60,15 +59,8 @@ export class ClusterView {
 
   /** Occupied channels and channel subscriptions on this node. */
   occupancy(): { channels: number; subscriptions: number } {
-    let channels = 0;
-    let subscriptions = 0;
-    for (const room of this.io.of('/').adapter.rooms.keys()) {
-      if (channelOfRoom(room) === undefined) continue;
-      const n = this.localCount(room);
-      if (n > 0) channels += 1;
-      subscriptions += n;
-    }
-    return { channels, subscriptions };
+    const counts = Object.values(this.localRooms(''));
+    return { channels: counts.length, subscriptions: counts.reduce((a, n) => a + n, 0) };
   }
 
   /** Sockets subscribed to a room across the cluster. */
@@ -79,39 +71,22 @@ export class ClusterView {
 
   /** Occupied channels (optionally by prefix) with their subscriber counts, across the cluster. */
   async channels(prefix: string): Promise<Map<string, number>> {
-    const all = [
-      this.localRooms(prefix),
-      ...(await this.ask<Record<string, number>>('pushcast:rooms', prefix)),
-    ];
-    const total = new Map<string, number>();
-    for (const part of all)
-      for (const [c, n] of Object.entries(part)) total.set(c, (total.get(c) ?? 0) + n);
-    return total;
+    const others = await this.ask<Record<string, number>>('pushcast:rooms', prefix);
+    return sumCounts([this.localRooms(prefix), ...others]);
   }
 
   /** Connected users of a room (by user id) with their connection counts, across the cluster. */
   async presence(room: string): Promise<Map<string, number>> {
-    const all = [
-      this.localPresence(room),
-      ...(await this.ask<Record<string, number>>('pushcast:presence', room)),
-    ];
-    const total = new Map<string, number>();
-    for (const part of all)
-      for (const [u, n] of Object.entries(part)) total.set(u, (total.get(u) ?? 0) + n);
-    return total;
+    const others = await this.ask<Record<string, number>>('pushcast:presence', room);
+    return sumCounts([this.localPresence(room), ...others]);
   }
 
   /** Asks every other node; a node that does not answer in time is left out, not waited for. */
   private ask<T>(event: string, ...args: unknown[]): Promise<T[]> {
-    if (!this.clustered) return Promise.resolve([]);
+    if (!this.clusterReady) return Promise.resolve([]);
     // The adapter's request path awaits a Redis command nobody catches: never start it while
     // Redis is away (the rejection would be unhandled), answer 503 instead.
-    if (!this.busReady())
-      return Promise.reject(
-        new PushcastError('unavailable', 'The cluster bus (Redis) is unreachable; retry later.', {
-          retryAfterS: 1,
-        }),
-      );
+    if (!this.clusterReady()) return Promise.reject(unavailable('cluster'));
     return new Promise((resolve) => {
       const emit = this.io.serverSideEmit.bind(this.io) as (ev: string, ...a: unknown[]) => boolean;
       // The adapter answers with what it has on timeout (5 s), along with an error.
@@ -155,4 +130,12 @@ export class ClusterView {
     }
     return out;
   }
+}
+
+/** Adds up per-node counts by key. */
+function sumCounts(parts: Array<Record<string, number>>): Map<string, number> {
+  const total = new Map<string, number>();
+  for (const part of parts)
+    for (const [key, n] of Object.entries(part)) total.set(key, (total.get(key) ?? 0) + n);
+  return total;
 }

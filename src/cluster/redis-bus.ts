@@ -3,8 +3,9 @@ import type { Bus, HistoryPage } from '../delivery/bus.js';
 import { messageJson, type ChannelMessage, type PreparedMessage } from '../delivery/message.js';
 import { roomOf } from '../delivery/names.js';
 import { formatOffset, newEpoch, parseOffset } from '../delivery/offset.js';
-import { PushcastError } from '../errors.js';
+import { unavailable } from '../errors.js';
 import { adapterChannelFor, envelopeFor } from './envelope.js';
+import type { HistoryPolicy } from '../delivery/history-policy.js';
 import { HISTORY_SCRIPT, POSITION_SCRIPT, PUBLISH_SCRIPT } from './scripts.js';
 
 type PublishFn = (numKeys: number, ...keysAndArgs: Array<string | number>) => Promise<string[]>;
@@ -21,29 +22,44 @@ interface ScriptedRedis extends Redis {
   pushcastPosition: (meta: string, epoch: string, ttl: number) => Promise<[string, number]>;
 }
 
+/** What the Redis bus is built from. */
+export interface RedisBusOptions {
+  pub: Redis;
+  sub: Redis;
+  mode: 'sharded' | 'classic';
+  keyPrefix: string;
+  commandTimeoutMs: number;
+  /** Whether the subscriber connection is up with every local room subscribed again. */
+  subscriptionsLive: () => boolean;
+  /** History per channel. The stream may hold more (MAXLEN ~): history is the last `size`. */
+  history: HistoryPolicy;
+}
+
 /**
- * The cluster bus on Redis: one Lua script per channel appends to the channel's stream and
+ * The cluster bus on Redis: one Lua script per push appends to each channel's stream and
  * publishes the adapter message, so history order and live order agree on every node.
  */
 export class RedisBus implements Bus {
-  readonly kind = 'redis' as const;
   private readonly pub: ScriptedRedis;
+  private readonly sub: Redis;
+  private readonly mode: 'sharded' | 'classic';
+  private readonly keyPrefix: string;
+  private readonly commandTimeoutMs: number;
+  private readonly subscriptionsLive: () => boolean;
+  private readonly policy: HistoryPolicy;
   private readonly envelopes = new Map<string, { head: string; tail: string }>();
   /** Redis clock minus this node's clock (ms), for publish deadlines. */
   private clockOffsetMs = 0;
   private clockTimer: NodeJS.Timeout | undefined;
 
-  constructor(
-    pub: Redis,
-    private readonly sub: Redis,
-    private readonly mode: 'sharded' | 'classic',
-    private readonly keyPrefix: string,
-    private readonly commandTimeoutMs: number,
-    /** Whether the subscriber connection is up with every local room subscribed again. */
-    private readonly subscriptionsLive: () => boolean,
-    /** History size of a channel: the stream may hold more (MAXLEN ~), history is the last N. */
-    private readonly historySize: (channel: string) => number,
-  ) {
+  constructor(options: RedisBusOptions) {
+    const { pub } = options;
+    this.sub = options.sub;
+    this.mode = options.mode;
+    this.keyPrefix = options.keyPrefix;
+    this.commandTimeoutMs = options.commandTimeoutMs;
+    this.subscriptionsLive = options.subscriptionsLive;
+    this.policy = options.history;
     // defineCommand sends EVALSHA and falls back to EVAL when Redis lost the script (NOSCRIPT).
     pub.defineCommand('pushcastPublish', { lua: PUBLISH_SCRIPT });
     pub.defineCommand('pushcastHistory', { numberOfKeys: 2, lua: HISTORY_SCRIPT });
@@ -71,21 +87,24 @@ export class RedisBus implements Bus {
   }
 
   async publish(messages: PreparedMessage[]): Promise<Array<string | undefined>> {
-    if (!this.ready()) throw unavailable();
+    if (!this.ready()) throw unavailable('bus');
     const keys: string[] = [];
     // A little before the client-side timeout, so a reply in flight is not taken for a failure.
     const deadline = Math.floor(Date.now() + this.clockOffsetMs + this.commandTimeoutMs * 0.8);
     const args: Array<string | number> = [deadline, this.mode === 'sharded' ? 's' : 'p'];
+    // Only used by a channel whose history starts with this push: one fresh epoch serves all.
+    const epoch = newEpoch();
     for (const m of messages) {
+      const history = this.policy.for(m.channel);
       const room = roomOf(m.channel);
       const env = this.envelope(room);
       keys.push(this.key(m.channel, 'm'), this.key(m.channel, 's'));
       args.push(
         adapterChannelFor(room),
         m.head,
-        m.history.size,
-        m.history.ttlS,
-        newEpoch(),
+        history.size,
+        history.ttlS,
+        epoch,
         env.head,
         env.tail,
       );
@@ -94,7 +113,7 @@ export class RedisBus implements Bus {
       const offsets = await this.pub.pushcastPublish(keys.length, ...keys, ...args);
       return offsets.map((o) => (o === '' ? undefined : o));
     } catch (err) {
-      throw unavailable(err);
+      throw unavailable('bus', { cause: err });
     }
   }
 
@@ -107,7 +126,7 @@ export class RedisBus implements Bus {
       return { messages: [], top: undefined, complete: false };
     // `MAXLEN ~` trims whole stream nodes, so the stream can hold more than the channel's
     // history size; history is the last `size` messages, in Redis as in memory.
-    const size = this.historySize(channel);
+    const { size } = this.policy.for(channel);
     let reply: Awaited<ReturnType<HistoryFn>>;
     try {
       reply = await this.pub.pushcastHistory(
@@ -117,7 +136,7 @@ export class RedisBus implements Bus {
         since ? options.limit : Math.min(options.limit, size),
       );
     } catch (err) {
-      throw unavailable(err);
+      throw unavailable('bus', { cause: err });
     }
     const [epoch, topN, entries, oldestId] = reply;
     if (epoch === '') return { messages: [], top: undefined, complete: since === undefined };
@@ -134,10 +153,8 @@ export class RedisBus implements Bus {
       : { messages: [], top, complete: false };
   }
 
-  async position(
-    channel: string,
-    history: { size: number; ttlS: number },
-  ): Promise<string | undefined> {
+  async position(channel: string): Promise<string | undefined> {
+    const history = this.policy.for(channel);
     if (history.size <= 0) return undefined;
     try {
       const [epoch, n] = await this.pub.pushcastPosition(
@@ -147,7 +164,7 @@ export class RedisBus implements Bus {
       );
       return formatOffset(epoch, n);
     } catch (err) {
-      throw unavailable(err);
+      throw unavailable('bus', { cause: err });
     }
   }
 
@@ -184,15 +201,4 @@ function toMessage(epoch: string, id: string, fields: string[]): ChannelMessage 
   return JSON.parse(
     messageJson(head, formatOffset(epoch, Number(id.split('-')[0]))),
   ) as ChannelMessage;
-}
-
-function unavailable(cause?: unknown): PushcastError {
-  return new PushcastError(
-    'unavailable',
-    'The cluster bus (Redis) is unreachable; nothing was pushed. Retry later.',
-    {
-      retryAfterS: 1,
-      cause,
-    },
-  );
 }

@@ -11,12 +11,11 @@ export interface HistoryPage {
 
 /**
  * The seam between a node and the cluster. `publish` appends a message to its channel's history
- * (where history is on) and hands it to every node with subscribers, in one step, so live order
+ * (where the bus's HistoryPolicy has it on) and hands it to every node with subscribers, in one step, so live order
  * equals history order even when several nodes publish to one channel. It resolves only once the
  * message is recorded and handed over: an API answer of 200 relies on it.
  */
 export interface Bus {
-  readonly kind: 'memory' | 'redis';
   /** Whether publishes can succeed now (Redis connected). */
   ready(): boolean;
   /**
@@ -34,7 +33,7 @@ export interface Bus {
    * (a new epoch at 0) if it has none, so that "nothing yet" is a position a client can resume
    * from. Undefined when history is off for the channel.
    */
-  position(channel: string, history: { size: number; ttlS: number }): Promise<string | undefined>;
+  position(channel: string): Promise<string | undefined>;
   /** Resolves once messages published before this call have reached this node's subscriptions. */
   settle(channel: string): Promise<void>;
   close(): Promise<void>;

@@ -1,4 +1,5 @@
 import type { Bus, HistoryPage, LocalMessageListener } from './bus.js';
+import type { HistoryPolicy } from './history-policy.js';
 import type { ChannelMessage, PreparedMessage } from './message.js';
 import { formatOffset, newEpoch, parseOffset } from './offset.js';
 import { roomOf } from './names.js';
@@ -15,12 +16,12 @@ interface ChannelLog {
  * sockets. Same semantics as the Redis bus (size, TTL, epochs), so one test suite serves both.
  */
 export class MemoryBus implements Bus {
-  readonly kind = 'memory' as const;
   private readonly logs = new Map<string, ChannelLog>();
   private readonly sweeper: NodeJS.Timeout;
 
   constructor(
     private readonly deliver: LocalMessageListener,
+    private readonly policy: HistoryPolicy,
     private readonly now: () => number = Date.now,
   ) {
     // Expired channels would otherwise stay in memory until their next publish.
@@ -44,13 +45,14 @@ export class MemoryBus implements Bus {
       id: m.id,
       ts: m.ts,
     };
-    if (m.history.size > 0) {
+    const history = this.policy.for(m.channel);
+    if (history.size > 0) {
       const log = this.live(m.channel) ?? this.create(m.channel);
       log.seq += 1;
       message.offset = formatOffset(log.epoch, log.seq);
       log.ring.push(message);
-      if (log.ring.length > m.history.size) log.ring.splice(0, log.ring.length - m.history.size);
-      log.expiresAt = this.now() + m.history.ttlS * 1000;
+      if (log.ring.length > history.size) log.ring.splice(0, log.ring.length - history.size);
+      log.expiresAt = this.now() + history.ttlS * 1000;
     }
     this.deliver(roomOf(m.channel), message);
     return message.offset;
@@ -86,7 +88,8 @@ export class MemoryBus implements Bus {
     });
   }
 
-  position(channel: string, history: { size: number; ttlS: number }): Promise<string | undefined> {
+  position(channel: string): Promise<string | undefined> {
+    const history = this.policy.for(channel);
     if (history.size <= 0) return Promise.resolve(undefined);
     let log = this.live(channel);
     if (!log) {

@@ -20,8 +20,6 @@ export interface PreparedMessage {
   head: string;
   event: string;
   data: unknown;
-  /** History for this channel: size 0 = off (no offset). */
-  history: { size: number; ttlS: number };
 }
 
 /** Builds the JSON head of a message; `dataJson` is the payload already serialized. */

@@ -1,6 +1,5 @@
-import { PushcastError } from '../errors.js';
+import { unavailable } from '../errors.js';
 import type { Bus } from './bus.js';
-import type { HistoryPolicy } from './history-policy.js';
 import { messageHead } from './message.js';
 import type { PushIdGenerator } from './push-id.js';
 
@@ -36,7 +35,6 @@ export class PushPipeline {
   constructor(
     private readonly bus: Bus,
     private readonly ids: PushIdGenerator,
-    private readonly history: HistoryPolicy,
     private readonly maxInflight: number,
     private readonly onRequested: (result: PushResult) => void = () => {},
   ) {}
@@ -60,7 +58,6 @@ export class PushPipeline {
           event: request.event,
           data: request.data,
           head: messageHead(channel, request.event, request.dataJson, id, ms),
-          history: this.history.for(channel),
         })),
       );
       const result: PushResult = {
@@ -69,12 +66,10 @@ export class PushPipeline {
         event: request.event,
         data: request.data,
         ts: ms,
-        offsets: {},
+        offsets: Object.fromEntries(
+          request.channels.flatMap((c, i) => (offsets[i] === undefined ? [] : [[c, offsets[i]]])),
+        ),
       };
-      request.channels.forEach((c, i) => {
-        const offset = offsets[i];
-        if (offset !== undefined) result.offsets[c] = offset;
-      });
       this.onRequested(result);
       return result;
     } finally {
@@ -85,31 +80,10 @@ export class PushPipeline {
 
   /** Throws 503 when a push cannot be taken now (draining, full, bus down). */
   admit(): void {
-    if (this.draining)
-      throw new PushcastError(
-        'unavailable',
-        'The server is shutting down; nothing was pushed. Retry on another node.',
-        {
-          retryAfterS: 1,
-        },
-      );
+    if (this.draining) throw unavailable('draining');
     if (this.inflight >= this.maxInflight)
-      throw new PushcastError(
-        'unavailable',
-        'The server is overloaded; nothing was pushed. Retry later.',
-        {
-          retryAfterS: 1,
-          details: { limit: this.maxInflight },
-        },
-      );
-    if (!this.bus.ready())
-      throw new PushcastError(
-        'unavailable',
-        'The cluster bus (Redis) is unreachable; nothing was pushed. Retry later.',
-        {
-          retryAfterS: 1,
-        },
-      );
+      throw unavailable('overloaded', { details: { limit: this.maxInflight } });
+    if (!this.bus.ready()) throw unavailable('bus');
   }
 
   /** Refuses new pushes from now on; resolves true when in-flight ones finish, false on timeout. */

@@ -42,19 +42,8 @@ export async function authenticateRequest(
   return {
     keyId: identity.keyId,
     scopes: new Set(identity.scopes ?? []),
-    channels: identity.channels ? compiled(identity.channels) : undefined,
+    channels: identity.channels ? ChannelPatterns.of(identity.channels) : undefined,
   };
-}
-
-const matchers = new WeakMap<readonly string[], ChannelPatterns>();
-/** Compiles a pattern list once per list object (the keyring hands out the same arrays). */
-function compiled(patterns: readonly string[]): ChannelPatterns {
-  let m = matchers.get(patterns);
-  if (!m) {
-    m = new ChannelPatterns(patterns);
-    matchers.set(patterns, m);
-  }
-  return m;
 }
 
 /** Throws 403 unless the caller holds the scope. */

@@ -10,13 +10,13 @@ import type { DefaultAuth, Hooks } from '../auth/hooks.js';
 import type { Config } from '../config/schema.js';
 import type { IdempotencyStore } from '../delivery/idempotency.js';
 import type { PushPipeline } from '../delivery/pipeline.js';
-import { PushcastError } from '../errors.js';
-import { authenticateRequest, type ApiCaller } from './api-auth.js';
+import { PushcastError, unavailable } from '../errors.js';
+import { authenticateRequest, requireScope, type ApiCaller } from './api-auth.js';
 import { errorHandler, sendError } from './errors.js';
 import { pushRoutes } from './push-routes.js';
 import { channelRoutes } from './channel-routes.js';
 import type { Bus } from '../delivery/bus.js';
-import { RateLimiter } from './rate-limit.js';
+import { RateLimiter } from '../auth/rate-limiter.js';
 import type { ClusterView } from '../cluster/cluster-view.js';
 import type { ChannelMessage } from '../delivery/message.js';
 import type { PushMetrics } from '../metrics/metrics.js';
@@ -37,8 +37,6 @@ export interface HttpDeps {
   state(): 'starting' | 'ready' | 'draining' | 'stopped';
   /** False once a draining node stops taking requests (after the shutdown delay). */
   accepting(): boolean;
-  /** Whether the cluster bus is connected. */
-  busReady(): boolean;
   bus(): Bus;
   /** Cluster-wide counts and node stats. */
   view(): ClusterView;
@@ -66,7 +64,7 @@ export function createHttpApp(deps: HttpDeps): express.Express {
   });
   app.get('/readyz', (_req, res) => {
     const state = deps.state();
-    const ready = state === 'ready' && deps.busReady();
+    const ready = state === 'ready' && deps.bus().ready();
     res
       .status(ready ? 200 : 503)
       .json({ status: ready ? 'ready' : state === 'ready' ? 'bus_unavailable' : state });
@@ -145,20 +143,14 @@ function requestContext(deps: HttpDeps): RequestHandler {
         }),
       );
     });
-    if (!deps.accepting()) {
-      res.setHeader('Connection', 'close');
-      sendError(
-        res,
-        new PushcastError(
-          'unavailable',
-          'The server is shutting down; nothing was pushed. Retry on another node.',
-          {
-            retryAfterS: 1,
-          },
-        ),
-      );
-      return;
-    }
+    // Any answer written once the node stops taking traffic (this one, or one of a request taken
+    // just before) tells the client to drop the connection and come back through the balancer.
+    const writeHead = res.writeHead.bind(res) as (...args: unknown[]) => Response;
+    res.writeHead = ((...args: unknown[]) => {
+      if (!deps.accepting() && !res.headersSent) res.setHeader('Connection', 'close');
+      return writeHead(...args);
+    }) as typeof res.writeHead;
+    if (!deps.accepting()) throw unavailable('draining');
     next();
   };
 }
@@ -167,10 +159,7 @@ function requestContext(deps: HttpDeps): RequestHandler {
 function authenticate(deps: HttpDeps): (scope: string) => RequestHandler {
   return (scope) => async (req: ApiRequest, _res, next) => {
     const caller = await authenticateRequest(req, deps.hooks, deps.defaults);
-    if (!caller.scopes.has(scope))
-      throw new PushcastError('forbidden', `This API key lacks the "${scope}" scope.`, {
-        details: { scope },
-      });
+    requireScope(caller, scope);
     req.caller = caller;
     next();
   };

@@ -1,11 +1,11 @@
-import express, { type ErrorRequestHandler, type RequestHandler, type Response } from 'express';
-import { PushcastError } from '../errors.js';
+import express, { type RequestHandler, type Response } from 'express';
+import { PushcastError, unavailable } from '../errors.js';
 import type { PushRequest } from '../delivery/pipeline.js';
 import { requireChannels } from './api-auth.js';
 import type { ApiRequest, HttpDeps } from './app.js';
-import { sendError, toPushcastError } from './errors.js';
+import { toPushcastError } from './errors.js';
 import { parsePush } from './push-input.js';
-import type { RateLimiter } from './rate-limit.js';
+import type { RateLimiter } from '../auth/rate-limiter.js';
 import type { ApiSchemas } from './schemas.js';
 
 interface PushRouteDeps extends HttpDeps {
@@ -43,25 +43,26 @@ export function pushRoutes(deps: PushRouteDeps): express.Router {
     next();
   };
 
-  const rateLimit =
-    (cost: (req: ApiRequest) => number): RequestHandler =>
-    (req: ApiRequest, _res, next) => {
-      const wait = limiter.take(req.caller!.keyId, cost(req));
-      if (wait > 0)
-        throw new PushcastError(
-          'rate_limited',
-          `Rate limit for this API key exceeded; retry in ${wait} s.`,
-          {
-            retryAfterS: wait,
-          },
-        );
-      next();
-    };
+  /** Charges `cost` pushes to the caller's key; 429 with the wait when they do not fit. */
+  const charge = (keyId: string, cost: number): void => {
+    const wait = limiter.take(keyId, cost);
+    if (wait > 0)
+      throw new PushcastError(
+        'rate_limited',
+        `Rate limit for this API key exceeded; retry in ${wait} s.`,
+        { retryAfterS: wait },
+      );
+  };
+  // One push charged before the body is read; a batch is charged whole once it is parsed.
+  const rateLimit: RequestHandler = (req: ApiRequest, _res, next) => {
+    charge(req.caller!.keyId, 1);
+    next();
+  };
 
   router.post(
     '/push',
     deps.authenticate('push'),
-    rateLimit(() => 1),
+    rateLimit,
     requireJson,
     requireBody,
     json,
@@ -81,7 +82,7 @@ export function pushRoutes(deps: PushRouteDeps): express.Router {
   router.post(
     '/push/batch',
     deps.authenticate('push'),
-    rateLimit(() => 1),
+    rateLimit,
     requireJson,
     requireBody,
     json,
@@ -97,17 +98,8 @@ export function pushRoutes(deps: PushRouteDeps): express.Router {
       // body was read) is given back first, so a batch over the burst is not refused for ever.
       const count = parsed.data.pushes.length;
       if (count > 1) {
-        const keyId = req.caller!.keyId;
-        limiter.refund(keyId, 1);
-        const wait = limiter.take(keyId, count);
-        if (wait > 0)
-          throw new PushcastError(
-            'rate_limited',
-            `Rate limit for this API key exceeded; retry in ${wait} s.`,
-            {
-              retryAfterS: wait,
-            },
-          );
+        limiter.refund(req.caller!.keyId, 1);
+        charge(req.caller!.keyId, count);
       }
       pipeline.admit();
       await idempotent(req, res, 'batch', async () => {
@@ -155,14 +147,7 @@ export function pushRoutes(deps: PushRouteDeps): express.Router {
     const deadline = Date.now() + 5000;
     for (;;) {
       const found = await deps.idempotency.begin(key).catch((err: unknown) => {
-        throw new PushcastError(
-          'unavailable',
-          'The idempotency store is unreachable; nothing was pushed.',
-          {
-            retryAfterS: 1,
-            cause: err,
-          },
-        );
+        throw unavailable('idempotency', { cause: err });
       });
       if (found.state === 'done') {
         res.setHeader('Idempotent-Replayed', 'true');
@@ -171,14 +156,7 @@ export function pushRoutes(deps: PushRouteDeps): express.Router {
       }
       if (found.state === 'new') break;
       // Another request with this key is running: wait for its answer.
-      if (Date.now() > deadline)
-        throw new PushcastError(
-          'unavailable',
-          'A request with this Idempotency-Key is still running; retry later.',
-          {
-            retryAfterS: 1,
-          },
-        );
+      if (Date.now() > deadline) throw unavailable('duplicate');
       await new Promise((r) => setTimeout(r, 25));
     }
     try {
@@ -188,25 +166,11 @@ export function pushRoutes(deps: PushRouteDeps): express.Router {
         .catch((err: unknown) => deps.log.warn({ err }, 'idempotency store failed'));
       res.status(r.status).json(r.body);
     } catch (err) {
+      // Only answers that succeeded are kept: the request may be retried with the same key.
       await deps.idempotency.abort(key).catch(() => {});
-      if (err instanceof PushcastError) {
-        closeWhenDraining(res);
-        sendError(res, err);
-        return;
-      }
       throw err;
     }
   }
-
-  /** A request taken before the drain and refused during it also tells the client to go. */
-  function closeWhenDraining(res: Response): void {
-    if (!deps.accepting() && !res.headersSent) res.setHeader('Connection', 'close');
-  }
-
-  router.use(((err, _req, res, next) => {
-    closeWhenDraining(res);
-    next(err);
-  }) as ErrorRequestHandler);
 
   return router;
 }

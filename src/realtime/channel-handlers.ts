@@ -25,8 +25,6 @@ export function handleChannels(socket: Socket, deps: RealtimeDeps): void {
   const { config, log } = deps;
   const limits = config.limits;
   const pending = new Map<string, Promise<JoinAnswer>>();
-  let tokens = limits.socketEventBurst;
-  let tokensAt = Date.now();
   let expiryTimer: NodeJS.Timeout | undefined;
 
   const data = (): SocketData => socket.data as SocketData;
@@ -37,17 +35,7 @@ export function handleChannels(socket: Socket, deps: RealtimeDeps): void {
     data: data().data,
   });
   const joinedCount = (): number => socket.rooms.size - 1 + pending.size;
-  const rateLimited = (): boolean => {
-    const now = Date.now();
-    tokens = Math.min(
-      limits.socketEventBurst,
-      tokens + ((now - tokensAt) / 1000) * limits.socketEventsPerSecond,
-    );
-    tokensAt = now;
-    if (tokens < 1) return true;
-    tokens -= 1;
-    return false;
-  };
+  const rateLimited = (): boolean => deps.eventLimiter.take(socket.id) > 0;
 
   const armExpiry = (): void => {
     if (expiryTimer) clearTimeout(expiryTimer);
@@ -119,85 +107,54 @@ export function handleChannels(socket: Socket, deps: RealtimeDeps): void {
   /** Plain join: subscribed first, then the position read, so everything after it arrives live. */
   const subscribe = async (channel: string, room: string): Promise<JoinAnswer> => {
     void socket.join(room);
-    deps.onSubscriptions?.(1);
     // Redis down: the room is subscribed again when it returns (see cluster/adapter.ts).
     await deps.ensureSubscribed(room).catch(() => {});
     const answer: JoinAnswer = { ok: true, channel };
     // Read after the subscription is active: every message past this position arrives live, so
     // a client that saw none can still resume from here (the history starts if it had none).
-    const offset = await deps.bus
-      .position(channel, deps.history.for(channel))
-      .catch(() => undefined);
+    const offset = await deps.bus.position(channel).catch(() => undefined);
     if (offset !== undefined) answer.offset = offset;
     return answer;
   };
 
   /**
-   * Join with `since`: buffer live messages (the socket is not in the room yet, a placeholder
-   * member keeps the node subscribed), read history after `since`, wait until every message
-   * published before the read has reached this node, then hand over history, the buffered
-   * messages it did not contain, and the room, in one synchronous step: no gap, no duplicate.
+   * Join with `since`: buffer live messages (the socket is not in the room yet; the tap keeps the
+   * node subscribed), read history after `since`, wait until every message published before the
+   * read has reached this node, then hand over history, the buffered messages it did not
+   * contain, and the room, in one synchronous step: no gap, no duplicate.
    */
   const recover = async (channel: string, room: string, since: string): Promise<JoinAnswer> => {
-    const adapter = socket.nsp.adapter;
-    const placeholder = `recovering:${socket.id}:${channel}`;
     const buffered: ChannelMessage[] = [];
-    const stopBuffering = deps.taps.listen(room, (m) => buffered.push(m));
-    void adapter.addAll(placeholder, new Set([room]));
+    const live = await deps.taps.tap(room, (m) => buffered.push(m));
     try {
-      let subscribed = true;
-      await deps.ensureSubscribed(room).catch(() => (subscribed = false));
-      const size = deps.history.for(channel).size;
-      const missed: ChannelMessage[] = [];
-      // History that cannot be read, or a subscription that cannot be proven: not recovered.
-      let complete = subscribed && parseOffset(since) !== undefined && size > 0;
-      let top: string | undefined;
-      let cursor = since;
-      // Approximate trimming can keep more than `size` entries: page until history is exhausted.
-      for (let pageNo = 0; complete && pageNo < 20; pageNo++) {
-        const limit = Math.max(size, 100);
-        const page = await deps.bus
-          .history(channel, { since: cursor, limit })
-          .catch(() => undefined);
-        if (!page) {
-          complete = false;
-          break;
-        }
-        top = page.top;
-        if (!page.complete) complete = false;
-        missed.push(...page.messages);
-        const last = page.messages.at(-1)?.offset;
-        if (page.messages.length < limit || last === undefined) break;
-        cursor = last;
-      }
-      if (!complete)
-        top = await deps.bus.position(channel, deps.history.for(channel)).catch(() => undefined);
+      const { size } = deps.history.for(channel);
+      // One read is enough: history never holds more than `size` messages after a `since` it
+      // can still serve. Unreadable history, or a subscription not proven: not recovered.
+      const page =
+        live.subscribed && size > 0 && parseOffset(since)
+          ? await deps.bus.history(channel, { since, limit: size }).catch(() => undefined)
+          : undefined;
+      let complete = page?.complete ?? false;
+      const missed = complete ? page!.messages : [];
+      const top = complete ? page!.top : await deps.bus.position(channel).catch(() => undefined);
       await deps.bus.settle(channel).catch(() => (complete = false));
       if (socket.disconnected) return { ok: false, error: 'invalid_request' };
       // From here to the end: synchronous, so no live message can slip between the steps.
-      const lastSent = parseOffset(missed.at(-1)?.offset ?? (complete ? since : undefined));
+      const lastSent = complete ? parseOffset(missed.at(-1)?.offset ?? since) : undefined;
       const fresh = buffered.filter((m) => {
         const o = parseOffset(m.offset);
         return !lastSent || !o || o.epoch !== lastSent.epoch || o.n > lastSent.n;
       });
-      const position = fresh.at(-1)?.offset ?? missed.at(-1)?.offset ?? top;
+      const offset = fresh.at(-1)?.offset ?? missed.at(-1)?.offset ?? top;
       const answer: JoinAnswer = complete
-        ? {
-            ok: true,
-            channel,
-            recovered: true,
-            missed: missed.length,
-            ...(position ? { offset: position } : {}),
-          }
-        : { ok: true, channel, recovered: false, ...(position ? { offset: position } : {}) };
-      if (complete) for (const m of missed) socket.emit('msg', m);
-      for (const m of fresh) socket.emit('msg', m);
+        ? { ok: true, channel, recovered: true, missed: missed.length }
+        : { ok: true, channel, recovered: false };
+      if (offset !== undefined) answer.offset = offset;
+      for (const m of complete ? [...missed, ...fresh] : fresh) socket.emit('msg', m);
       void socket.join(room);
-      deps.onSubscriptions?.(1);
       return answer;
     } finally {
-      stopBuffering();
-      void adapter.delAll(placeholder);
+      live.close();
     }
   };
 
@@ -207,10 +164,7 @@ export function handleChannels(socket: Socket, deps: RealtimeDeps): void {
     if (!isChannelName(parsed.data.channel)) return { ok: false, error: 'invalid_channel' };
     if (rateLimited()) return { ok: false, error: 'rate_limited' };
     const room = roomOf(parsed.data.channel);
-    if (socket.rooms.has(room)) {
-      void socket.leave(room);
-      deps.onSubscriptions?.(-1);
-    }
+    void socket.leave(room);
     return { ok: true };
   };
 
@@ -257,8 +211,7 @@ export function handleChannels(socket: Socket, deps: RealtimeDeps): void {
 
   socket.on('disconnect', () => {
     if (expiryTimer) clearTimeout(expiryTimer);
-    const channels = socket.rooms.size > 0 ? socket.rooms.size - 1 : 0;
-    if (channels > 0) deps.onSubscriptions?.(-channels);
+    deps.eventLimiter.forget(socket.id);
   });
 }
 

@@ -1,30 +1,61 @@
+import type { Adapter } from 'socket.io-adapter';
 import type { ChannelMessage } from '../delivery/message.js';
+
+/** An open tap on a room; `close()` ends it. */
+export interface RoomTap {
+  /** False when this node's subscription to the room could not be confirmed (Redis away). */
+  subscribed: boolean;
+  close: () => void;
+}
 
 /**
  * Listeners on a room's live messages that are not sockets of the room: a socket catching up on
  * a channel (join with `since`) buffers here until it is handed the room; the admin console's
  * channel watcher streams from here. Fed once per broadcast by `observeBroadcasts`.
+ *
+ * Each tap holds one placeholder member in the adapter's room, so the node stays subscribed to
+ * the channel even when no socket has joined it; the placeholder is no socket, so broadcasts skip
+ * it, and {@link sockets} takes it out of the room's member count.
  */
 export class RoomTaps {
   private readonly byRoom = new Map<string, Set<(message: ChannelMessage) => void>>();
+  private next = 0;
 
-  /** Calls `fn` with every live message of the room until the returned function is called. */
-  listen(room: string, fn: (message: ChannelMessage) => void): () => void {
+  constructor(
+    /** The namespace's adapter (read at each tap: installing the Redis adapter replaces it). */
+    private readonly adapter: () => Adapter,
+    /** Resolves once this node receives the room's messages. */
+    private readonly ensureSubscribed: (room: string) => Promise<void>,
+  ) {}
+
+  /** Calls `fn` with every live message of the room until closed; resolves once subscribed. */
+  async tap(room: string, fn: (message: ChannelMessage) => void): Promise<RoomTap> {
     let set = this.byRoom.get(room);
     if (!set) {
       set = new Set();
       this.byRoom.set(room, set);
     }
     set.add(fn);
-    return () => {
+    const placeholder = `tap:${this.next++}`;
+    void this.adapter().addAll(placeholder, new Set([room]));
+    let open = true;
+    const close = (): void => {
+      if (!open) return;
+      open = false;
       set.delete(fn);
       if (set.size === 0 && this.byRoom.get(room) === set) this.byRoom.delete(room);
+      void this.adapter().delAll(placeholder);
     };
+    const subscribed = await this.ensureSubscribed(room).then(
+      () => true,
+      () => false,
+    );
+    return { subscribed, close };
   }
 
-  /** Listeners on the room (each holds one placeholder member in the adapter's room). */
-  size(room: string): number {
-    return this.byRoom.get(room)?.size ?? 0;
+  /** Sockets among a room's `members` (the adapter's count, placeholders included). */
+  sockets(room: string, members: number): number {
+    return members - (this.byRoom.get(room)?.size ?? 0);
   }
 
   /** A live message reached this node for the room. */

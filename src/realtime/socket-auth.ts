@@ -23,16 +23,10 @@ export function builtInSocketAuth(verifier: TokenVerifier): DefaultAuth['authent
 /** The built-in join rule: the channel is public, or the socket's `channels` claim covers it. */
 export function builtInJoinAuth(publicChannels: readonly string[]): DefaultAuth['authorizeJoin'] {
   const publicPatterns = new ChannelPatterns(publicChannels);
-  const cache = new WeakMap<readonly string[], ChannelPatterns>();
-  return (socket: SocketContext, channel: string) => {
-    if (publicPatterns.matches(channel)) return Promise.resolve(true);
-    let own = cache.get(socket.channels);
-    if (!own) {
-      own = new ChannelPatterns(socket.channels);
-      cache.set(socket.channels, own);
-    }
-    return Promise.resolve(own.matches(channel));
-  };
+  return (socket: SocketContext, channel: string) =>
+    Promise.resolve(
+      publicPatterns.matches(channel) || ChannelPatterns.of(socket.channels).matches(channel),
+    );
 }
 
 /** Runs socket authentication through the hooks module or the built-in; throws on refusal. */

@@ -8,6 +8,7 @@ import type { HistoryPolicy } from '../delivery/history-policy.js';
 import { authenticateSocket, refusalCode } from './socket-auth.js';
 import { handleChannels } from './channel-handlers.js';
 import type { RoomTaps } from './room-taps.js';
+import type { RateLimiter } from '../auth/rate-limiter.js';
 
 /** What the socket layer needs from the rest of the server. */
 export interface RealtimeDeps {
@@ -21,10 +22,10 @@ export interface RealtimeDeps {
   taps: RoomTaps;
   /** Resolves once this node receives the room's messages (Redis subscription active). */
   ensureSubscribed(room: string): Promise<void>;
+  /** join/leave/refresh per socket (keyed by socket id). */
+  eventLimiter: RateLimiter;
   /** False while draining: new connections are refused at the transport level. */
   accepting(): boolean;
-  /** A socket's subscription count changed by `delta` (metrics). */
-  onSubscriptions?(delta: number): void;
 }
 
 /** Per-socket state kept in `socket.data`: plain JSON only, so it can cross nodes. */
