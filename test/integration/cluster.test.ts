@@ -1,23 +1,13 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startRedis, type RedisFixture } from '../support/redis.js';
-import { connectClient, postJson, startCluster, token, type TestNode } from '../support/nodes.js';
+import { describe, expect, it } from 'vitest';
+import { useRedisCluster } from '../support/cluster.js';
+import { connectClient, postJson, token } from '../support/nodes.js';
 
 for (const mode of ['sharded', 'classic'] as const) {
   describe(`cluster delivery over Redis (${mode})`, () => {
-    let redis: RedisFixture;
-    let nodes: TestNode[] & AsyncDisposable;
-
-    beforeAll(async () => {
-      redis = await startRedis();
-      nodes = await startCluster({ nodes: 3, redisUrl: redis.url, config: { redis: { mode } } });
-    });
-    afterAll(async () => {
-      await nodes?.[Symbol.asyncDispose]();
-      await redis?.stop();
-    });
+    const cluster = useRedisCluster({ nodes: 3, config: { redis: { mode } } });
 
     it('delivers a push made on node B to a socket on node A', async () => {
-      const [a, b] = nodes;
+      const [a, b] = cluster.nodes;
       const client = await connectClient(a!.url, {
         token: await token({ sub: 'u1', channels: ['user:1'] }),
       });
@@ -45,7 +35,7 @@ for (const mode of ['sharded', 'classic'] as const) {
 
     it('keeps 100 sequential pushes in order on every node, whichever node accepts them', async () => {
       const clients = await Promise.all(
-        nodes.map(async (n) =>
+        cluster.nodes.map(async (n) =>
           connectClient(n.url, { token: await token({ sub: 'u', channels: ['seq:*'] }) }),
         ),
       );
@@ -53,7 +43,7 @@ for (const mode of ['sharded', 'classic'] as const) {
         for (const c of clients) expect(await c.join('seq:order')).toMatchObject({ ok: true });
         const ids: string[] = [];
         for (let i = 0; i < 100; i++) {
-          const res = await postJson(`${nodes[i % nodes.length]!.url}/api/push`, {
+          const res = await postJson(`${cluster.nodes[i % cluster.nodes.length]!.url}/api/push`, {
             channel: 'seq:order',
             event: 'n',
             data: i,
@@ -72,13 +62,13 @@ for (const mode of ['sharded', 'classic'] as const) {
     });
 
     it('delivers a multi-channel push once per channel, duplicates removed, order kept', async () => {
-      const client = await connectClient(nodes[0]!.url, {
+      const client = await connectClient(cluster.nodes[0]!.url, {
         token: await token({ sub: 'u', channels: ['multi:*'] }),
       });
       try {
         await client.join('multi:a');
         await client.join('multi:b');
-        const res = await postJson(`${nodes[2]!.url}/api/push`, {
+        const res = await postJson(`${cluster.nodes[2]!.url}/api/push`, {
           channel: ['multi:b', 'multi:a', 'multi:b'],
           event: 'e',
           data: null,
@@ -97,7 +87,7 @@ for (const mode of ['sharded', 'classic'] as const) {
 
     it('keeps live order equal to history order under concurrent publishers on several nodes', async () => {
       const clients = await Promise.all(
-        nodes.map(async (n) =>
+        cluster.nodes.map(async (n) =>
           connectClient(n.url, { token: await token({ sub: 'u', channels: ['race'] }) }),
         ),
       );
@@ -106,7 +96,7 @@ for (const mode of ['sharded', 'classic'] as const) {
         const total = 150;
         await Promise.all(
           [...Array(total).keys()].map((i) =>
-            postJson(`${nodes[i % nodes.length]!.url}/api/push`, {
+            postJson(`${cluster.nodes[i % cluster.nodes.length]!.url}/api/push`, {
               channel: 'race',
               event: 'n',
               data: i,

@@ -10,6 +10,7 @@ import {
   type TestNode,
 } from '../support/nodes.js';
 import type { ChannelMessage } from '../../src/delivery/message.js';
+import { useRedisCluster } from '../support/cluster.js';
 
 /**
  * One suite, two stores: history and recovery must behave the same in memory (single node) and
@@ -277,15 +278,11 @@ historySuite('redis, 3 nodes', async () => {
 });
 
 describe('history epochs (redis)', () => {
+  const cluster = useRedisCluster();
   let fixture: RedisFixture;
   let node: TestNode;
-  beforeAll(async () => {
-    fixture = await startRedis();
-    node = await startNode({ redisUrl: fixture.url });
-  });
-  afterAll(async () => {
-    await node?.stop();
-    await fixture?.stop();
+  beforeAll(() => {
+    ({ redis: fixture, node } = cluster);
   });
 
   it('an offset from a history that was lost and started again is not taken for one in the new one', async () => {

@@ -12,6 +12,7 @@ import {
   type TestClient,
   type TestNode,
 } from '../support/nodes.js';
+import { useRedisCluster } from '../support/cluster.js';
 
 const get = async (url: string): Promise<any> => {
   const res = await fetch(url, { headers: { authorization: `Bearer ${API_KEY}` } });
@@ -45,15 +46,13 @@ async function eventually(
 }
 
 describe('operations across two nodes (Redis)', () => {
-  let redis: RedisFixture;
+  const cluster = useRedisCluster({ nodes: 2 });
   let a: TestNode;
   let b: TestNode;
   const clients: TestClient[] = [];
 
   beforeAll(async () => {
-    redis = await startRedis();
-    a = await startNode({ redisUrl: redis.url });
-    b = await startNode({ redisUrl: redis.url });
+    [a, b] = cluster.nodes as [TestNode, TestNode];
     for (const [node, sub] of [
       [a, 'alice'],
       [a, 'bob'],
@@ -65,11 +64,8 @@ describe('operations across two nodes (Redis)', () => {
     }
     expect(await clients[0]!.join('ops:b')).toMatchObject({ ok: true });
   });
-  afterAll(async () => {
+  afterAll(() => {
     for (const c of clients) c.close();
-    await a?.stop();
-    await b?.stop();
-    await redis?.stop();
   });
 
   it('counts requested once per push and delivered once per socket written, per node', async () => {

@@ -1,9 +1,10 @@
 import { connect, type Socket } from 'node:net';
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { startRedis, type RedisFixture } from '../support/redis.js';
 import { API_KEY, postJson, startNode, type TestNode } from '../support/nodes.js';
 import { expectExactly, subscriber } from '../support/assertions.js';
+import { useRedisCluster } from '../support/cluster.js';
 
 const OTHER_KEY = 'other-key-0123456789abcdef';
 const API_KEYS = [
@@ -60,18 +61,13 @@ async function pauseRedis(url: string, ms: number): Promise<void> {
 }
 
 describe('HTTP push API over Redis: two nodes sharing one Redis', () => {
+  const cluster = useRedisCluster({ nodes: 2, config: { apiKeys: API_KEYS } });
   let redis: RedisFixture;
   let a: TestNode;
   let b: TestNode;
-
-  beforeAll(async () => {
-    redis = await startRedis();
-    a = await startNode({ redisUrl: redis.url, apiKeys: API_KEYS });
-    b = await startNode({ redisUrl: redis.url, apiKeys: API_KEYS });
-  });
-  afterAll(async () => {
-    await Promise.allSettled([a?.stop(), b?.stop()]);
-    await redis?.stop();
+  beforeAll(() => {
+    ({ redis } = cluster);
+    [a, b] = cluster.nodes as [TestNode, TestNode];
   });
 
   it('answers 200 with {id, channel, event, data} and /readyz 200', async () => {
@@ -312,16 +308,11 @@ describe('HTTP push API over Redis: two nodes sharing one Redis', () => {
 });
 
 describe('HTTP push API over Redis: Redis goes away and comes back', () => {
+  const cluster = useRedisCluster();
   let redis: RedisFixture;
   let node: TestNode;
-
-  beforeAll(async () => {
-    redis = await startRedis();
-    node = await startNode({ redisUrl: redis.url });
-  });
-  afterAll(async () => {
-    await node?.stop();
-    await redis?.stop();
+  beforeAll(() => {
+    ({ redis, node } = cluster);
   });
 
   it('answers 503 while Redis is down, /readyz 503, and works again after a restart', async () => {

@@ -13,17 +13,14 @@ import {
 } from '../support/nodes.js';
 import { TokenVerifier } from '../../src/auth/jwt.js';
 import { ConfigError } from '../../src/config/load.js';
+import { useRedisCluster } from '../support/cluster.js';
 
 describe('cluster APIs while Redis is away', () => {
+  const cluster = useRedisCluster();
   let redis: RedisFixture;
   let node: TestNode;
-  beforeAll(async () => {
-    redis = await startRedis();
-    node = await startNode({ redisUrl: redis.url });
-  });
-  afterAll(async () => {
-    await node?.stop();
-    await redis?.stop();
+  beforeAll(() => {
+    ({ redis, node } = cluster);
   });
 
   it('answer 503 unavailable with Retry-After, and the node keeps serving', async () => {
