@@ -106,6 +106,38 @@ describe('client SDK against one node', () => {
     }
   });
 
+  it('refreshes a short-lived token over the open connection before it expires', async () => {
+    let calls = 0;
+    const states: string[] = [];
+    const client = createClient(node.url, {
+      // Tokens good for 3 s: without a refresh the server closes the session at expiry.
+      getToken: async () => {
+        calls += 1;
+        return token({ sub: 'u', channels: ['sdk:*'] }, { exp: Math.floor(Date.now() / 1000) + 3 });
+      },
+      transports: ['websocket'],
+      onStateChange: (s) => states.push(s),
+    });
+    try {
+      const got: PushMessage[] = [];
+      await new Promise((r) =>
+        client.subscribe('sdk:refresh', { onMessage: (m) => got.push(m), onJoin: r }),
+      );
+      await new Promise((r) => setTimeout(r, 4500)); // past the first token's expiry
+      expect(client.socket.connected).toBe(true);
+      expect(states).toEqual(['connecting', 'connected']);
+      expect(calls).toBeGreaterThanOrEqual(2);
+      await postJson(`${node.url}/api/push`, {
+        channel: 'sdk:refresh',
+        event: 'e',
+        data: 'still here',
+      });
+      await until(() => got.length === 1, 5000, 'a push after the first expiry');
+    } finally {
+      client.close();
+    }
+  });
+
   it('calls getToken again on every reconnect', async () => {
     let calls = 0;
     const client = createClient(node.url, {

@@ -418,6 +418,35 @@ describe('throwing instrumentation listeners', () => {
   });
 });
 
+describe('slow instrumentation listeners', () => {
+  // Listeners that take their time (or never finish): delivery and answers must not wait for them.
+  let pending = 0;
+  const slow = (): Promise<void> => {
+    pending += 1;
+    return new Promise(() => {});
+  };
+  const node = useNode({
+    requested: slow,
+    delivered: slow,
+    apiRequested: slow,
+    apiProcessed: slow,
+  });
+
+  it('hold up neither delivery nor the API answer', async () => {
+    await withClient(node().url, { token: await token({ channels: ['t'] }) }, async (c) => {
+      await c.join('t');
+      for (let i = 0; i < 3; i++) {
+        const res = await postJson(`${node().url}/api/push`, { channel: 't', event: 'e', data: i });
+        expect(res.status).toBe(200);
+      }
+      await c.waitFor(3);
+      expect(c.messages.map((m) => m.data)).toEqual([0, 1, 2]);
+      // Every listener was called, and none of them has finished.
+      expect(pending).toBeGreaterThanOrEqual(3 * 4);
+    });
+  });
+});
+
 /** Pushes once through a node whose listeners reject, and collects unhandled rejections. */
 async function unhandledRejectionsOf(node: TestNode): Promise<unknown[]> {
   const unhandled: unknown[] = [];

@@ -76,4 +76,23 @@ describe('logs', () => {
     for (const secret of [API_KEY, 'not-the-key-0123456789', JWT_SECRET, jwt, '4111-1111'])
       expect(all).not.toContain(secret);
   });
+
+  it('writes nothing per delivery: one push to many sockets logs its API call only', async () => {
+    const jwt = await token({ sub: 'many', channels: ['logs:fan'] });
+    const clients = await Promise.all(
+      [...Array(30).keys()].map(() => connectClient(url, { token: jwt })),
+    );
+    try {
+      for (const c of clients) await c.join('logs:fan');
+      const before = lines.length;
+      server.log.level = 'trace';
+      const res = await postJson(`${url}/api/push`, { channel: 'logs:fan', event: 'e', data: 1 });
+      expect(res.status).toBe(200);
+      await Promise.all(clients.map((c) => c.waitFor(1)));
+      server.log.level = 'info';
+      expect(lines.slice(before).map((l) => l.msg)).toEqual(['api request']);
+    } finally {
+      for (const c of clients) c.close();
+    }
+  });
 });
