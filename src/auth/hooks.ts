@@ -82,11 +82,14 @@ export interface Hooks {
     defaults: DefaultAuth,
   ): ApiIdentity | Promise<ApiIdentity>;
   /** A push was accepted by the API (PushEx `requested`). */
-  requested?(push: PushInfo, ctx: { node: string }): void;
+  requested?(push: PushInfo, ctx: { node: string }): void | Promise<void>;
   /** A push was written to this node's sockets of a channel (`delivered`, `count` sockets). */
-  delivered?(push: PushInfo, ctx: { node: string; channel: string; count: number }): void;
+  delivered?(
+    push: PushInfo,
+    ctx: { node: string; channel: string; count: number },
+  ): void | Promise<void>;
   /** An API request arrived (PushEx `api_requested`). */
-  apiRequested?(ctx: { requestId: string; method: string; path: string }): void;
+  apiRequested?(ctx: { requestId: string; method: string; path: string }): void | Promise<void>;
   /** An API request was answered (PushEx `api_processed`). */
   apiProcessed?(ctx: {
     requestId: string;
@@ -94,7 +97,7 @@ export interface Hooks {
     path: string;
     status: number;
     durationMs: number;
-  }): void;
+  }): void | Promise<void>;
 }
 
 const HOOK_NAMES = [

@@ -468,7 +468,7 @@ async function unhandledRejectionsOf(node: TestNode): Promise<unknown[]> {
 }
 
 describe('async instrumentation listeners that reject', () => {
-  const reject = (): never => Promise.reject(new Error('async listener failed')) as never;
+  const reject = (): Promise<void> => Promise.reject(new Error('async listener failed'));
   const inCode = useNode({
     requested: reject,
     delivered: reject,
