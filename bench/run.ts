@@ -11,7 +11,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { Agent, request } from 'node:http';
 import { createServer } from 'node:net';
 import { io, type Socket } from 'socket.io-client';
+import { Redis } from 'ioredis';
 import { SignJWT } from 'jose';
+import { startRedis } from '../test/support/redis.js';
 
 const API_KEY = 'bench-api-key-0123456789abcdef';
 const SECRET = 'bench-jwt-secret-0123456789abcdef-0123456789';
@@ -242,31 +244,78 @@ async function apiThroughput(label: string, env: Record<string, string>, nodes =
   }
 }
 
+/**
+ * A publisher that outruns Redis: Redis stalls (CLIENT PAUSE) while 50 publishers keep pushing
+ * into a node whose in-flight bound is 20, three times over. The bound must hold (the rest are
+ * answered 503 at once), and the heap after each round must not climb with the rounds (the
+ * numbers move with V8's garbage collection, not with the backlog).
+ */
+async function backpressure(redisUrl: string): Promise<void> {
+  const MAX_INFLIGHT = 20;
+  const node = await startNode({
+    REDIS_URL: redisUrl,
+    PUSHCAST_MAX_INFLIGHT: String(MAX_INFLIGHT),
+  });
+  const admin = new Redis(redisUrl);
+  try {
+    record('backpressure', 'in-flight bound', MAX_INFLIGHT, 'pushes');
+    record(
+      'backpressure',
+      'heap before',
+      (await metric(node.url, 'nodejs_heap_size_used_bytes')) / 2 ** 20,
+      'MiB',
+    );
+    let peakInflight = 0;
+    const statuses = new Map<number, number>();
+    for (let round = 1; round <= 3; round++) {
+      let sampling = true;
+      const sampler = (async () => {
+        while (sampling) {
+          peakInflight = Math.max(peakInflight, await metric(node.url, 'pushcast_inflight_pushes'));
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      })();
+      await admin.call('CLIENT', 'PAUSE', '2000', 'WRITE');
+      const until = Date.now() + 2000;
+      await Promise.all(
+        [...Array(50).keys()].map(async () => {
+          let i = 0;
+          while (Date.now() < until) {
+            const status = await push(node.url, 'bench:bp', { i: i++ });
+            statuses.set(status, (statuses.get(status) ?? 0) + 1);
+          }
+        }),
+      );
+      sampling = false;
+      await sampler;
+      await new Promise((r) => setTimeout(r, 1000));
+      const heap = await metric(node.url, 'nodejs_heap_size_used_bytes');
+      record('backpressure', `heap after stall ${round}`, heap / 2 ** 20, 'MiB');
+    }
+    record('backpressure', 'in-flight peak', peakInflight, 'pushes');
+    record('backpressure', '503 answers while Redis stalls', statuses.get(503) ?? 0, 'count');
+    const others = [...statuses].filter(([status]) => status !== 503);
+    record(
+      'backpressure',
+      'other answers',
+      others.reduce((a, [, n]) => a + n, 0),
+      'count',
+    );
+  } finally {
+    admin.disconnect();
+    await stop(node.child);
+  }
+}
+
 async function main(): Promise<void> {
   await fanoutAndMemory();
   await apiThroughput('memory, 1 node', {});
-  const port = await freePort();
-  const redis = await startProcess(
-    'redis-server',
-    [
-      '--port',
-      String(port),
-      '--bind',
-      '127.0.0.1',
-      '--save',
-      '',
-      '--appendonly',
-      'no',
-      '--daemonize',
-      'no',
-    ],
-    {},
-    /Ready to accept connections/,
-  );
+  const redis = await startRedis();
   try {
-    await apiThroughput('redis, 2 nodes', { REDIS_URL: `redis://127.0.0.1:${port}` }, 2);
+    await apiThroughput('redis, 2 nodes', { REDIS_URL: redis.url }, 2);
+    await backpressure(redis.url);
   } finally {
-    await stop(redis);
+    await redis.stop();
   }
   const width = Math.max(...rows.map((r) => `${r.bench}  ${r.metric}`.length));
   console.log(`\n${'benchmark'.padEnd(width)}  value`);
