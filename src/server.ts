@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Server as SocketServer } from 'socket.io';
 import { ApiKeyring } from './auth/api-keys.js';
-import { loadHooks, type DefaultAuth, type Hooks } from './auth/hooks.js';
+import { callListener, loadHooks, type DefaultAuth, type Hooks } from './auth/hooks.js';
 import { TokenVerifier } from './auth/jwt.js';
 import { RateLimiter } from './auth/rate-limiter.js';
 import { installRedisAdapter } from './cluster/adapter.js';
@@ -25,7 +25,7 @@ import { PushPipeline, type PushResult } from './delivery/pipeline.js';
 import { PushIdGenerator } from './delivery/push-id.js';
 import { unavailable } from './errors.js';
 import { builtInApiAuth } from './http/api-auth.js';
-import { createHttpApp, safely } from './http/app.js';
+import { createHttpApp } from './http/app.js';
 import { parsePush } from './http/push-input.js';
 import { apiSchemas } from './http/schemas.js';
 import { closeSocketsSpread } from './lifecycle/disconnect.js';
@@ -209,7 +209,7 @@ export function createPushServer(
         event: result.event,
         ts: result.ts,
       };
-      setImmediate(() => safely(log, () => hooks.requested?.(push, { node })));
+      setImmediate(() => callListener(log, () => hooks.requested?.(push, { node })));
     });
     // After io.adapter(): the adapter instance is replaced when the Redis adapter is installed.
     observeBroadcasts(sockets.of('/').adapter, (room, members, message) => {
@@ -224,7 +224,9 @@ export function createPushServer(
           ts: message.ts,
         };
         setImmediate(() =>
-          safely(log, () => hooks.delivered?.(push, { node, channel: message.channel, count })),
+          callListener(log, () =>
+            hooks.delivered?.(push, { node, channel: message.channel, count }),
+          ),
         );
       }
     });

@@ -6,7 +6,7 @@ import express, {
   type Response,
 } from 'express';
 import type { Logger } from 'pino';
-import type { DefaultAuth, Hooks } from '../auth/hooks.js';
+import { callListener, type DefaultAuth, type Hooks } from '../auth/hooks.js';
 import type { Config } from '../config/schema.js';
 import type { IdempotencyStore } from '../delivery/idempotency.js';
 import type { PushPipeline } from '../delivery/pipeline.js';
@@ -116,7 +116,9 @@ function requestContext(deps: HttpDeps): RequestHandler {
     const started = performance.now();
     // Query strings can hold offsets and prefixes, never secrets; still, log the path only.
     const path = req.originalUrl.split('?')[0] ?? req.path;
-    safely(deps.log, () => deps.hooks.apiRequested?.({ requestId, method: req.method, path }));
+    callListener(deps.log, () =>
+      deps.hooks.apiRequested?.({ requestId, method: req.method, path }),
+    );
     res.on('finish', () => {
       const durationMs = performance.now() - started;
       // The route pattern, not the path: channel names must not become label values.
@@ -133,7 +135,7 @@ function requestContext(deps: HttpDeps): RequestHandler {
         },
         'api request',
       );
-      safely(deps.log, () =>
+      callListener(deps.log, () =>
         deps.hooks.apiProcessed?.({
           requestId,
           method: req.method,
@@ -163,16 +165,4 @@ function authenticate(deps: HttpDeps): (scope: string) => RequestHandler {
     req.caller = caller;
     next();
   };
-}
-
-/** Runs an instrumentation listener without letting it break the request. */
-export function safely(log: Logger, fn: () => unknown): void {
-  try {
-    const result = fn();
-    // An async listener's rejection would otherwise be unhandled, which ends the process.
-    if (result instanceof Promise)
-      result.catch((err: unknown) => log.warn({ err }, 'instrumentation hook threw'));
-  } catch (err) {
-    log.warn({ err }, 'instrumentation hook threw');
-  }
 }

@@ -59,67 +59,54 @@ export function pushRoutes(deps: PushRouteDeps): express.Router {
     next();
   };
 
-  router.post(
-    '/push',
-    deps.authenticate('push'),
-    rateLimit,
-    requireJson,
-    requireBody,
-    json,
-    async (req: ApiRequest, res) => {
-      const push = parsePush(req.body, schemas, config.limits);
-      requireChannels(req.caller!, push.channels);
-      await idempotent(req, res, 'push', async () => {
-        const result = await pipeline.push(push);
-        return {
-          status: 200,
-          body: { id: result.id, channel: result.channel, event: result.event, data: result.data },
-        };
-      });
-    },
-  );
+  // Check order (README "Contract details"): 401/403 scope, 429, 415, 400/413, then the route.
+  const intake = [deps.authenticate('push'), rateLimit, requireJson, requireBody, json];
 
-  router.post(
-    '/push/batch',
-    deps.authenticate('push'),
-    rateLimit,
-    requireJson,
-    requireBody,
-    json,
-    async (req: ApiRequest, res) => {
-      const parsed = schemas.batch.safeParse(req.body);
-      if (!parsed.success) {
-        const issue = parsed.error.issues[0]!;
-        throw new PushcastError('invalid_push', `pushes: ${issue.message}`, {
-          details: { field: 'pushes', issues: parsed.error.issues.map((i) => i.message) },
-        });
-      }
-      // Charge the whole batch at once, one token per push: the token taken up front (before the
-      // body was read) is given back first, so a batch over the burst is not refused for ever.
-      const count = parsed.data.pushes.length;
-      if (count > 1) {
-        limiter.refund(req.caller!.keyId, 1);
-        charge(req.caller!.keyId, count);
-      }
-      pipeline.admit();
-      await idempotent(req, res, 'batch', async () => {
-        const results = await Promise.all(
-          parsed.data.pushes.map(async (body) => {
-            try {
-              const push: PushRequest = parsePush(body, schemas, config.limits);
-              requireChannels(req.caller!, push.channels);
-              const r = await pipeline.push(push);
-              return { id: r.id, channel: r.channel, event: r.event };
-            } catch (err) {
-              const e = toPushcastError(err);
-              return { error: e.message, code: e.code };
-            }
-          }),
-        );
-        return { status: 200, body: { results } };
+  router.post('/push', ...intake, async (req: ApiRequest, res) => {
+    const push = parsePush(req.body, schemas, config.limits);
+    requireChannels(req.caller!, push.channels);
+    await idempotent(req, res, 'push', async () => {
+      const result = await pipeline.push(push);
+      return {
+        status: 200,
+        body: { id: result.id, channel: result.channel, event: result.event, data: result.data },
+      };
+    });
+  });
+
+  router.post('/push/batch', ...intake, async (req: ApiRequest, res) => {
+    const parsed = schemas.batch.safeParse(req.body);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]!;
+      throw new PushcastError('invalid_push', `pushes: ${issue.message}`, {
+        details: { field: 'pushes', issues: parsed.error.issues.map((i) => i.message) },
       });
-    },
-  );
+    }
+    // Charge the whole batch at once, one token per push: the token taken up front (before the
+    // body was read) is given back first, so a batch over the burst is not refused for ever.
+    const count = parsed.data.pushes.length;
+    if (count > 1) {
+      limiter.refund(req.caller!.keyId, 1);
+      charge(req.caller!.keyId, count);
+    }
+    pipeline.admit();
+    await idempotent(req, res, 'batch', async () => {
+      const results = await Promise.all(
+        parsed.data.pushes.map(async (body) => {
+          try {
+            const push: PushRequest = parsePush(body, schemas, config.limits);
+            requireChannels(req.caller!, push.channels);
+            const r = await pipeline.push(push);
+            return { id: r.id, channel: r.channel, event: r.event };
+          } catch (err) {
+            const e = toPushcastError(err);
+            return { error: e.message, code: e.code };
+          }
+        }),
+      );
+      return { status: 200, body: { results } };
+    });
+  });
 
   /** Runs `work` once per Idempotency-Key (per API key and route); repeats get the first answer. */
   async function idempotent(

@@ -394,6 +394,19 @@ describe('instrumentation listeners', () => {
   });
 });
 
+/** Three pushes answered 200 and received, in order, by a joined socket. */
+async function pushThreeAndReceive(node: TestNode): Promise<void> {
+  await withClient(node.url, { token: await token({ channels: ['t'] }) }, async (c) => {
+    await c.join('t');
+    for (let i = 0; i < 3; i++) {
+      const res = await postJson(`${node.url}/api/push`, { channel: 't', event: 'e', data: i });
+      expect(res.status).toBe(200);
+    }
+    await c.waitFor(3);
+    expect(c.messages.map((m) => m.data)).toEqual([0, 1, 2]);
+  });
+}
+
 describe('throwing instrumentation listeners', () => {
   const boom = (): never => {
     throw new Error('listener failed');
@@ -406,15 +419,7 @@ describe('throwing instrumentation listeners', () => {
   });
 
   it('break neither delivery nor the API answer', async () => {
-    await withClient(node().url, { token: await token({ channels: ['t'] }) }, async (c) => {
-      await c.join('t');
-      for (let i = 0; i < 3; i++) {
-        const res = await postJson(`${node().url}/api/push`, { channel: 't', event: 'e', data: i });
-        expect(res.status).toBe(200);
-      }
-      await c.waitFor(3);
-      expect(c.messages.map((m) => m.data)).toEqual([0, 1, 2]);
-    });
+    await pushThreeAndReceive(node());
   });
 });
 
@@ -433,17 +438,9 @@ describe('slow instrumentation listeners', () => {
   });
 
   it('hold up neither delivery nor the API answer', async () => {
-    await withClient(node().url, { token: await token({ channels: ['t'] }) }, async (c) => {
-      await c.join('t');
-      for (let i = 0; i < 3; i++) {
-        const res = await postJson(`${node().url}/api/push`, { channel: 't', event: 'e', data: i });
-        expect(res.status).toBe(200);
-      }
-      await c.waitFor(3);
-      expect(c.messages.map((m) => m.data)).toEqual([0, 1, 2]);
-      // Every listener was called, and none of them has finished.
-      expect(pending).toBeGreaterThanOrEqual(3 * 4);
-    });
+    await pushThreeAndReceive(node());
+    // Every listener was called, and none of them has finished.
+    expect(pending).toBeGreaterThanOrEqual(3 * 4);
   });
 });
 
