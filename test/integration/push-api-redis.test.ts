@@ -271,7 +271,10 @@ describe('HTTP push API over Redis: two nodes sharing one Redis', () => {
       expect(refused.headers.connection).toBe('close');
 
       // 5. What was taken is answered 200 once Redis is back, and the drain waits for it.
-      expect((await inflight).status).toBe(200);
+      const kept = await inflight;
+      expect(kept.status).toBe(200);
+      // Answered after the node stopped taking traffic: the client is told to reconnect elsewhere.
+      expect(kept.headers.get('connection')).toBe('close');
       expect((await during).status).toBe(200);
       await expect(stopping).resolves.toEqual({ drained: true, inflightLeft: 0 });
       await client.waitFor(2);
