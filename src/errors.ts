@@ -15,6 +15,11 @@ export const errorCatalogue = {
   unsupported_media_type: { status: 415, message: 'Send the body as application/json.' },
   invalid_push: { status: 422, message: 'The push is not valid.' },
   invalid_request: { status: 422, message: 'The request is not valid.' },
+  idempotency_mismatch: {
+    status: 422,
+    message:
+      'This Idempotency-Key was already used with a different request (body or route); use a new key.',
+  },
   rate_limited: { status: 429, message: 'Too many requests for this API key; retry later.' },
   internal: { status: 500, message: 'Internal server error.' },
   unavailable: {

@@ -14,7 +14,19 @@ interface StoredKey {
   principal: ApiPrincipal;
 }
 
+/** A key without `scopes` that may reach every channel holds all of them. */
 const ALL_SCOPES = ['push', 'read', 'admin'] as const;
+/**
+ * A channel-limited key without `scopes` holds these: a key made for some channels must never
+ * reach the cluster-wide `admin` routes unless it names that scope itself.
+ */
+const CHANNEL_KEY_SCOPES = ['push', 'read'] as const;
+
+/** The scopes a configured key holds: the ones it names, else a default that depends on its reach. */
+export function scopesOf(key: Pick<ApiKeyConfig, 'scopes' | 'channels'>): readonly string[] {
+  if (key.scopes) return key.scopes;
+  return key.channels ? CHANNEL_KEY_SCOPES : ALL_SCOPES;
+}
 
 /**
  * The configured API keys. Lookup hashes the presented key and compares it with every stored
@@ -29,7 +41,7 @@ export class ApiKeyring {
       digest: digest(k.key),
       principal: {
         keyId: k.id ?? `key-${i + 1}`,
-        scopes: k.scopes ?? ALL_SCOPES,
+        scopes: scopesOf(k),
         ...(k.channels ? { channels: k.channels } : {}),
       },
     }));

@@ -1,6 +1,7 @@
 import express, { type RequestHandler } from 'express';
 import type { ChannelMessage } from '../delivery/message.js';
 import { adminPage } from './admin-page.js';
+import { callerOf, requireChannel } from './api-auth.js';
 import { channelParam } from './cluster-routes.js';
 
 interface AdminRouteDeps {
@@ -13,9 +14,12 @@ interface AdminRouteDeps {
 export function adminPageRoute(): express.Router {
   const router = express.Router();
   router.get(['/admin', '/admin/'], (_req, res) => {
+    // The page holds an admin API key while open: no framing (clickjacking), no other origin's
+    // scripts, and its calls go to this server only.
     res.setHeader(
       'Content-Security-Policy',
-      "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'",
+      "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; " +
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'none'; object-src 'none'",
     );
     res.type('html').send(adminPage);
   });
@@ -26,10 +30,11 @@ export function adminPageRoute(): express.Router {
 export function adminApiRoutes(deps: AdminRouteDeps): express.Router {
   const router = express.Router();
   router.get('/admin/session', deps.authenticate('admin'), (req, res) => {
-    res.json({ keyId: (req as { caller?: { keyId: string } }).caller?.keyId });
+    res.json({ keyId: callerOf(req).keyId });
   });
   router.get('/admin/watch', deps.authenticate('admin'), async (req, res) => {
     const channel = channelParam(req.query.channel);
+    requireChannel(callerOf(req), channel, 'watch');
     res.writeHead(200, {
       'Content-Type': 'text/event-stream',
       'Cache-Control': 'no-cache, no-transform',

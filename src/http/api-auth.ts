@@ -46,6 +46,14 @@ export async function authenticateRequest(
   };
 }
 
+/** The caller an `authenticate(scope)` middleware put on the request. */
+export function callerOf(req: Request): ApiCaller {
+  const caller = (req as Request & { caller?: ApiCaller }).caller;
+  // Routes are mounted behind the authenticate middleware; reaching here without it is a bug.
+  if (!caller) throw new PushcastError('unauthorized');
+  return caller;
+}
+
 /** Throws 403 unless the caller holds the scope. */
 export function requireScope(caller: ApiCaller, scope: string): void {
   if (!caller.scopes.has(scope))
@@ -56,10 +64,34 @@ export function requireScope(caller: ApiCaller, scope: string): void {
 
 /** Throws 403 naming the first channel the caller may not push to. */
 export function requireChannels(caller: ApiCaller, channels: readonly string[]): void {
-  if (!caller.channels) return;
-  for (const channel of channels)
-    if (!caller.channels.matches(channel))
-      throw new PushcastError('forbidden', `This API key may not push to channel "${channel}".`, {
-        details: { channel },
-      });
+  for (const channel of channels) requireChannel(caller, channel, 'push to');
+}
+
+/**
+ * Throws 403 unless the caller's channel patterns cover `channel`. Every route that names a
+ * channel goes through here, so a channel-limited key reads and watches no more than it pushes.
+ */
+export function requireChannel(caller: ApiCaller, channel: string, verb = 'access'): void {
+  if (caller.channels && !caller.channels.matches(channel))
+    throw new PushcastError('forbidden', `This API key may not ${verb} channel "${channel}".`, {
+      details: { channel },
+    });
+}
+
+/** Whether the caller may see `channel` (for routes that list channels). */
+export function maySee(caller: ApiCaller, channel: string): boolean {
+  return !caller.channels || caller.channels.matches(channel);
+}
+
+/**
+ * Throws 403 for a channel-limited caller: answers about the whole cluster (every node's socket
+ * and push counts) say something about every channel, so only keys with no channel limit get them.
+ */
+export function requireWholeCluster(caller: ApiCaller): void {
+  if (caller.channels)
+    throw new PushcastError(
+      'forbidden',
+      'This API key is limited to some channels and may not see the whole cluster.',
+      { details: { scope: 'cluster' } },
+    );
 }

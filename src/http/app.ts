@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import helmet from 'helmet';
 import express, {
   type NextFunction,
   type Request,
@@ -58,6 +59,18 @@ export function createHttpApp(deps: HttpDeps): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
+  // Standard security headers on every answer. The API answers JSON only, so its CSP allows
+  // nothing at all (the admin page sets its own); HSTS is left to the TLS terminator, which
+  // knows whether this host is served over HTTPS.
+  app.use(
+    helmet({
+      contentSecurityPolicy: {
+        useDefaults: false,
+        directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] },
+      },
+      strictTransportSecurity: false,
+    }),
+  );
 
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });

@@ -1,6 +1,7 @@
 import express from 'express';
 import { z } from 'zod';
 import type { Bus } from '../delivery/bus.js';
+import { callerOf, requireChannel } from './api-auth.js';
 import { channelParam, invalidQuery } from './cluster-routes.js';
 import { parseOffset } from '../delivery/offset.js';
 import { PushcastError } from '../errors.js';
@@ -27,6 +28,7 @@ export function channelRoutes(deps: ChannelRouteDeps): express.Router {
 
   router.get('/channels/:channel/history', deps.authenticate('read'), async (req, res) => {
     const channel = channelParam(req.params.channel);
+    requireChannel(callerOf(req), channel, 'read');
     const query = historyQuerySchema.safeParse(req.query);
     if (!query.success) throw invalidQuery(query.error);
     const { since, limit } = query.data;

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import type { ClusterView } from '../cluster/cluster-view.js';
 import { isChannelName, roomOf } from '../delivery/names.js';
 import { PushcastError } from '../errors.js';
+import { callerOf, maySee, requireChannel, requireWholeCluster } from './api-auth.js';
 
 /** Query of `GET /api/channels`. */
 export const channelsQuerySchema = z.object({
@@ -25,8 +26,10 @@ export function clusterRoutes(deps: ClusterRouteDeps): express.Router {
     const q = channelsQuerySchema.safeParse(req.query);
     if (!q.success) throw invalidQuery(q.error);
     const { prefix, limit, cursor } = q.data;
+    const caller = callerOf(req);
+    // A channel-limited key lists only the channels it may read; the page is cut after filtering.
     const all = [...(await deps.view().channels(prefix))]
-      .filter(([channel]) => cursor === undefined || channel > cursor)
+      .filter(([channel]) => (cursor === undefined || channel > cursor) && maySee(caller, channel))
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
     const page = all.slice(0, limit);
     res.json({
@@ -37,18 +40,21 @@ export function clusterRoutes(deps: ClusterRouteDeps): express.Router {
 
   router.get('/channels/:channel', read, async (req, res) => {
     const channel = channelParam(req.params.channel);
+    requireChannel(callerOf(req), channel, 'read');
     res.json({ channel, subscribers: await deps.view().subscribers(roomOf(channel)) });
   });
 
   router.get('/channels/:channel/presence', read, async (req, res) => {
     const channel = channelParam(req.params.channel);
+    requireChannel(callerOf(req), channel, 'read');
     const users = [...(await deps.view().presence(roomOf(channel)))]
       .sort(([a], [b]) => (a < b ? -1 : 1))
       .map(([userId, connections]) => ({ userId, connections }));
     res.json({ channel, users, count: users.length });
   });
 
-  router.get('/stats', read, async (_req, res) => {
+  router.get('/stats', read, async (req, res) => {
+    requireWholeCluster(callerOf(req));
     const nodes = await deps.view().stats();
     const sum = (f: (n: (typeof nodes)[number]) => number) => nodes.reduce((a, n) => a + f(n), 0);
     res.json({

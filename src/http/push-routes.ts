@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import express, { type RequestHandler, type Response } from 'express';
 import { PushcastError, unavailable } from '../errors.js';
 import type { PushRequest } from '../delivery/pipeline.js';
@@ -129,13 +130,19 @@ export function pushRoutes(deps: PushRouteDeps): express.Router {
           details: { field: 'Idempotency-Key' },
         },
       );
-    // The key id comes from a hook and may hold ":"; escaped, no two (key, route, header) meet.
-    const key = `${route}:${encodeURIComponent(req.caller!.keyId)}:${header}`;
+    // The key id comes from a hook and may hold ":"; escaped, no two (API key, header) meet. The
+    // route is part of the fingerprint, not the key: the same header on another route is a reuse.
+    const key = `${encodeURIComponent(req.caller!.keyId)}:${header}`;
+    const fingerprint = requestFingerprint(route, req.body);
     const deadline = Date.now() + 5000;
     for (;;) {
-      const found = await deps.idempotency.begin(key).catch((err: unknown) => {
+      const found = await deps.idempotency.begin(key, fingerprint).catch((err: unknown) => {
         throw unavailable('idempotency', { cause: err });
       });
+      if (found.state === 'mismatch')
+        throw new PushcastError('idempotency_mismatch', undefined, {
+          details: { field: 'Idempotency-Key' },
+        });
       if (found.state === 'done') {
         res.setHeader('Idempotent-Replayed', 'true');
         res.status(found.response.status).json(found.response.body);
@@ -149,7 +156,7 @@ export function pushRoutes(deps: PushRouteDeps): express.Router {
     try {
       const r = await work();
       await deps.idempotency
-        .complete(key, r)
+        .complete(key, fingerprint, r)
         .catch((err: unknown) => deps.log.warn({ err }, 'idempotency store failed'));
       res.status(r.status).json(r.body);
     } catch (err) {
@@ -160,4 +167,16 @@ export function pushRoutes(deps: PushRouteDeps): express.Router {
   }
 
   return router;
+}
+
+/**
+ * What binds an Idempotency-Key to its request: the route and the body as parsed (so the same
+ * JSON resent byte for byte, or re-serialized with the same key order, matches).
+ */
+function requestFingerprint(route: string, body: unknown): string {
+  return createHash('sha256')
+    .update(route)
+    .update('\n')
+    .update(JSON.stringify(body))
+    .digest('base64url');
 }

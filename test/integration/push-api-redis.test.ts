@@ -123,6 +123,36 @@ describe('HTTP push API over Redis: two nodes sharing one Redis', () => {
     }
   });
 
+  it('refuses an Idempotency-Key reused on another node with a different body (422)', async () => {
+    const client = await subscriber(a, ['idem:m']);
+    try {
+      const first = await postJson(
+        `${a.url}/api/push`,
+        { channel: 'idem:m', event: 'e', data: 1 },
+        { 'idempotency-key': 'mismatch-1' },
+      );
+      expect(first.status).toBe(200);
+      const other = await postJson(
+        `${b.url}/api/push`,
+        { channel: 'idem:m', event: 'e', data: 2 },
+        { 'idempotency-key': 'mismatch-1' },
+      );
+      expect({ status: other.status, code: other.body.code }).toEqual({
+        status: 422,
+        code: 'idempotency_mismatch',
+      });
+      const batchReuse = await postJson(
+        `${b.url}/api/push/batch`,
+        { pushes: [{ channel: 'idem:m', event: 'e', data: 1 }] },
+        { 'idempotency-key': 'mismatch-1' },
+      );
+      expect(batchReuse.body.code).toBe('idempotency_mismatch');
+      await expectExactly(a, client, 'idem:m', 1);
+    } finally {
+      client.close();
+    }
+  });
+
   it('answers concurrent requests with one key on both nodes once', async () => {
     const client = await subscriber(a, ['idem:c']);
     try {

@@ -610,15 +610,51 @@ describe('HTTP push API (memory mode)', () => {
       expect(good.status).toBe(200);
     });
 
-    it('keeps batch and single pushes apart, and replays a batch', async () => {
-      const pushes = [{ channel: 'idem:4', event: 'e', data: 1 }];
-      const b1 = await postJson(batch, { pushes }, { 'idempotency-key': 'k-batch' });
-      const b2 = await postJson(batch, { pushes }, { 'idempotency-key': 'k-batch' });
-      expect(b1.status).toBe(200);
-      expect(b2.body).toEqual(b1.body);
-      const single = await postJson(push, pushes[0], { 'idempotency-key': 'k-batch' });
-      expect(single.status).toBe(200);
-      expect(single.body.id).not.toBe((b1.body.results as Array<{ id: string }>)[0]!.id);
+    it('replays a batch, and refuses its key on the single-push route (422 idempotency_mismatch)', async () => {
+      const client = await subscriber(node, ['idem:4']);
+      try {
+        const pushes = [{ channel: 'idem:4', event: 'e', data: 1 }];
+        const b1 = await postJson(batch, { pushes }, { 'idempotency-key': 'k-batch' });
+        const b2 = await postJson(batch, { pushes }, { 'idempotency-key': 'k-batch' });
+        expect(b1.status).toBe(200);
+        expect(b2.body).toEqual(b1.body);
+        const single = await postJson(push, pushes[0], { 'idempotency-key': 'k-batch' });
+        expectError(single, 422, 'idempotency_mismatch');
+        expect(single.body.details).toEqual({ field: 'Idempotency-Key' });
+        await expectExactly(node, client, 'idem:4', 1);
+      } finally {
+        client.close();
+      }
+    });
+
+    it('refuses a key reused with a different body (422 idempotency_mismatch), pushing nothing', async () => {
+      const client = await subscriber(node, ['idem:5']);
+      try {
+        const first = await postJson(
+          push,
+          { channel: 'idem:5', event: 'e', data: { amount: 10 } },
+          { 'idempotency-key': 'order-5' },
+        );
+        expect(first.status).toBe(200);
+        const other = await postJson(
+          push,
+          { channel: 'idem:5', event: 'e', data: { amount: 9999 } },
+          { 'idempotency-key': 'order-5' },
+        );
+        expectError(other, 422, 'idempotency_mismatch');
+        expect(other.headers.get('idempotent-replayed')).toBeNull();
+        expect(JSON.stringify(other.body)).not.toContain(String(first.body.id));
+        // The first request's own retry still replays.
+        const again = await postJson(
+          push,
+          { channel: 'idem:5', event: 'e', data: { amount: 10 } },
+          { 'idempotency-key': 'order-5' },
+        );
+        expect(again.body).toEqual(first.body);
+        await expectExactly(node, client, 'idem:5', 1);
+      } finally {
+        client.close();
+      }
     });
 
     for (const [name, key] of [

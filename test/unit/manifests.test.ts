@@ -77,6 +77,23 @@ describe.each(['k8s/base', 'k8s/overlays/dev', 'k8s/overlays/prod'])('manifests 
     );
   });
 
+  it('exposes only the public routes through the Ingress: sockets and the API', () => {
+    const paths = (
+      find(docs, 'Ingress').spec.rules as Array<{
+        http: { paths: Array<{ path: string; pathType: string }> };
+      }>
+    ).flatMap((rule) => rule.http.paths);
+    expect(paths.map((p) => [p.path, p.pathType])).toEqual([
+      ['/socket.io/', 'Prefix'],
+      ['/api/', 'Prefix'],
+    ]);
+    const reachable = (route: string): boolean => paths.some((p) => route.startsWith(p.path));
+    for (const inside of ['/metrics', '/admin', '/admin/', '/healthz', '/readyz'])
+      expect(reachable(inside), inside).toBe(false);
+    for (const outside of ['/socket.io/?EIO=4&transport=websocket', '/api/push'])
+      expect(reachable(outside), outside).toBe(true);
+  });
+
   it('rolls without losing capacity and with a grace period that covers the whole drain', () => {
     expect(deployment.spec.strategy).toMatchObject({
       type: 'RollingUpdate',
