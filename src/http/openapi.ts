@@ -264,10 +264,10 @@ const MESSAGE = {
 const ERROR_TEXT: Record<number, string> = {
   400: 'invalid_json',
   401: 'unauthorized',
-  403: 'forbidden',
+  403: 'forbidden: the key lacks the scope, or its channel patterns do not cover the channel',
   413: 'payload_too_large',
   415: 'unsupported_media_type',
-  422: 'invalid_push / invalid_request',
+  422: 'invalid_push / invalid_request / idempotency_mismatch (key reused for another request)',
   429: 'rate_limited (with Retry-After)',
   503: 'unavailable (with Retry-After): nothing was pushed',
 };
