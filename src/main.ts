@@ -1,6 +1,6 @@
-import { ConfigError, loadConfig } from './config/load.js';
-import { createPushServer } from './server.js';
-import { developmentBanner } from './lifecycle/banner.js';
+import { ConfigError, loadConfig, type LoadedConfig } from './config/load.js';
+import { createPushServer, type PushServer } from './server.js';
+import { DEVELOPMENT_WARNING, developmentBanner } from './lifecycle/banner.js';
 
 /**
  * The process entry: settings from files and environment, start, and the signal handling of
@@ -8,9 +8,11 @@ import { developmentBanner } from './lifecycle/banner.js';
  * Exit codes: 0 stopped cleanly, 1 drain timed out or failed, 2 invalid settings or start failure.
  */
 async function main(): Promise<void> {
-  let loaded;
+  let loaded: LoadedConfig;
+  let server: PushServer;
   try {
     loaded = loadConfig();
+    server = createPushServer(loaded.config);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`pushcast: ${err.message}\n`);
@@ -18,7 +20,6 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const server = createPushServer(loaded.config);
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals): void => {
     signals += 1;
@@ -56,6 +57,8 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   if (loaded.development.apiKey || loaded.development.jwtSecret) {
+    // Loud twice: the banner for the person at the terminal, a warning for whoever reads the logs.
+    server.log.warn({ developmentSecrets: true }, DEVELOPMENT_WARNING.join(' '));
     process.stdout.write(developmentBanner(address.url, loaded.config, loaded.development));
   }
 }

@@ -1,8 +1,13 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { createLocalJWKSet, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
+import {
+  createLocalJWKSet,
+  errors as joseErrors,
+  jwtVerify,
+  type JWTPayload,
+  type JWTVerifyOptions,
+} from 'jose';
 import type { Config } from '../config/schema.js';
-import { ConfigError } from '../config/load.js';
+import { ConfigError, checkJwtKeys, readJwksFile } from '../config/load.js';
 
 /** Why a socket token was refused: the `data.code` of the client's `connect_error`. */
 export type TokenRefusal =
@@ -11,6 +16,10 @@ export type TokenRefusal =
   | 'token_not_yet_valid'
   | 'invalid_signature'
   | 'algorithm_not_allowed'
+  | 'invalid_issuer'
+  | 'invalid_audience'
+  | 'missing_exp'
+  | 'missing_sub'
   | 'invalid_token';
 
 /** A token that failed verification, with the reason code. */
@@ -23,27 +32,41 @@ export class TokenError extends Error {
 
 /** What a verified token says about the socket. */
 export interface TokenClaims {
-  userId: string | undefined;
+  /** The `sub` claim: always present (a token without one is refused). */
+  userId: string;
   /** The `channels` claim: names and `*` prefix patterns. */
   channels: string[];
-  /** The `exp` claim, seconds since epoch, if the token has one. */
+  /** The `exp` claim, seconds since epoch; absent only with `jwt.allowNoExp`. */
   exp: number | undefined;
 }
 
-/** Verifies socket tokens with the configured key and algorithm allowlist. */
+/** The JWT settings the verifier uses (`allowNoExp` defaults to false). */
+export type VerifierSettings = Omit<Config['jwt'], 'allowNoExp'> & {
+  allowNoExp?: boolean | undefined;
+};
+
+/**
+ * Verifies socket tokens with the configured key and algorithm allowlist. Beyond the signature:
+ * `exp` is required (unless `allowNoExp`), `sub` is required, and `iss`/`aud` must match the
+ * configured issuer/audience when those are set.
+ */
 export class TokenVerifier {
   /** Allowed clock skew, seconds: a token is honoured until `exp` plus this. */
   readonly clockToleranceS: number;
   private readonly check: (token: string) => Promise<JWTPayload>;
 
-  constructor(jwt: Config['jwt']) {
+  constructor(jwt: VerifierSettings) {
     this.clockToleranceS = jwt.clockToleranceS;
-    const options = {
+    checkJwtKeys(jwt);
+    const options: JWTVerifyOptions = {
       algorithms: jwt.algorithms ?? ['HS256'],
       clockTolerance: jwt.clockToleranceS,
+      requiredClaims: jwt.allowNoExp ? [] : ['exp'],
+      ...(jwt.issuer !== undefined ? { issuer: jwt.issuer } : {}),
+      ...(jwt.audience !== undefined ? { audience: jwt.audience } : {}),
     };
     let key: Uint8Array | KeyObject;
-    if (jwt.jwksFile && !jwt.secret && !jwt.publicKey) {
+    if (jwt.jwksFile !== undefined) {
       const jwks = loadJwks(jwt.jwksFile);
       this.check = async (token) => (await jwtVerify(token, jwks, options)).payload;
       return;
@@ -64,8 +87,11 @@ export class TokenVerifier {
     } catch (err) {
       throw new TokenError(refusalOf(err));
     }
+    // Every socket belongs to a user: presence, and refresh (same `sub` only), rely on it.
+    if (typeof payload.sub !== 'string' || payload.sub.length === 0)
+      throw new TokenError('missing_sub');
     return {
-      userId: typeof payload.sub === 'string' ? payload.sub : undefined,
+      userId: payload.sub,
       channels: Array.isArray(payload.channels)
         ? payload.channels.filter((c): c is string => typeof c === 'string' && c.length > 0)
         : [],
@@ -76,21 +102,26 @@ export class TokenVerifier {
 
 function refusalOf(err: unknown): TokenRefusal {
   if (err instanceof joseErrors.JWTExpired) return 'token_expired';
-  if (err instanceof joseErrors.JWTClaimValidationFailed && err.claim === 'nbf')
-    return 'token_not_yet_valid';
+  if (err instanceof joseErrors.JWTClaimValidationFailed) {
+    // Missing or different: jose adds `iss`/`aud` to the required claims when they are checked.
+    if (err.claim === 'nbf') return 'token_not_yet_valid';
+    if (err.claim === 'iss') return 'invalid_issuer';
+    if (err.claim === 'aud') return 'invalid_audience';
+    if (err.claim === 'exp' && err.reason === 'missing') return 'missing_exp';
+  }
   if (err instanceof joseErrors.JWSSignatureVerificationFailed) return 'invalid_signature';
   if (err instanceof joseErrors.JOSEAlgNotAllowed) return 'algorithm_not_allowed';
   return 'invalid_token';
 }
 
+/** The key set of the JWKS file; a missing or bad file throws {@link ConfigError} (start fails). */
 function loadJwks(path: string): ReturnType<typeof createLocalJWKSet> {
+  const jwks = readJwksFile(path);
   try {
-    return createLocalJWKSet(
-      JSON.parse(readFileSync(path, 'utf8')) as Parameters<typeof createLocalJWKSet>[0],
-    );
-  } catch (err) {
+    return createLocalJWKSet(jwks);
+  } catch {
     throw new ConfigError(
-      `invalid setting PUSHCAST_JWT_JWKS_FILE (jwt.jwksFile): cannot read a JWKS from ${path} (${(err as Error).message})`,
+      `invalid setting PUSHCAST_JWT_JWKS_FILE (jwt.jwksFile): ${path} is not a usable JWKS`,
     );
   }
 }

@@ -14,10 +14,13 @@ export async function mintToken(args: {
       'pushcast token needs a JWT secret (PUSHCAST_JWT_SECRET); public-key setups mint tokens elsewhere',
     );
   const alg = config.jwt.algorithms?.[0] ?? 'HS256';
-  return new SignJWT({ channels: args.channels })
+  const jwt = new SignJWT({ channels: args.channels })
     .setProtectedHeader({ alg })
     .setSubject(args.sub)
     .setIssuedAt()
-    .setExpirationTime(Math.floor(Date.now() / 1000) + args.ttlS)
-    .sign(new TextEncoder().encode(secret));
+    .setExpirationTime(Math.floor(Date.now() / 1000) + args.ttlS);
+  // A server that checks `iss` / `aud` would refuse a token without them.
+  if (config.jwt.issuer) jwt.setIssuer(config.jwt.issuer);
+  if (config.jwt.audience) jwt.setAudience(config.jwt.audience);
+  return jwt.sign(new TextEncoder().encode(secret));
 }

@@ -1,8 +1,10 @@
+import { createPublicKey, type JsonWebKey } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import type { JSONWebKeySet } from 'jose';
 import { z } from 'zod';
 import { configSchema, type Config, type ConfigInput } from './schema.js';
-import { DEV_API_KEY, DEV_JWT_SECRET } from './development.js';
+import { DEV_API_KEY, DEV_JWT_SECRET, EXAMPLE_SECRETS } from './development.js';
 
 /** A setting that stops the start; the message is one line naming the key and the rule. */
 export class ConfigError extends Error {
@@ -24,6 +26,9 @@ const envMap: ReadonlyArray<[string, string, EnvKind]> = [
   ['PUSHCAST_JWT_PUBLIC_KEY', 'jwt.publicKey', 'string'],
   ['PUSHCAST_JWT_JWKS_FILE', 'jwt.jwksFile', 'string'],
   ['PUSHCAST_JWT_ALGORITHMS', 'jwt.algorithms', 'list'],
+  ['PUSHCAST_JWT_ISSUER', 'jwt.issuer', 'string'],
+  ['PUSHCAST_JWT_AUDIENCE', 'jwt.audience', 'list'],
+  ['PUSHCAST_JWT_ALLOW_NO_EXP', 'jwt.allowNoExp', 'bool'],
   ['PUSHCAST_PUBLIC_CHANNELS', 'publicChannels', 'list'],
   ['PUSHCAST_SOCKET_PATH', 'socketPath', 'string'],
   ['PUSHCAST_HOOKS', 'hooks', 'string'],
@@ -47,7 +52,10 @@ const envMap: ReadonlyArray<[string, string, EnvKind]> = [
 /** What `loadConfig` found, including which development secrets it filled in. */
 export interface LoadedConfig {
   config: Config;
-  /** Development secrets in use (only outside production), for the first-run banner. */
+  /**
+   * Development secrets in use, for the first-run banner: both or neither, only outside
+   * production and only when no API key and no JWT key of any kind was configured.
+   */
   development: { apiKey?: string; jwtSecret?: string };
 }
 
@@ -85,37 +93,37 @@ function finish(input: ConfigInput, origin: Map<string, string>): LoadedConfig {
   if (!parsed.success) throw new ConfigError(describeIssue(parsed.error, origin));
   const config = parsed.data;
   const development: LoadedConfig['development'] = {};
-  const hasJwtKey = Boolean(config.jwt.secret ?? config.jwt.publicKey ?? config.jwt.jwksFile);
+  const hasApiKey = config.apiKeys.length > 0;
+  const hasJwtKey =
+    config.jwt.secret !== undefined ||
+    config.jwt.publicKey !== undefined ||
+    config.jwt.jwksFile !== undefined;
 
   if (config.env === 'production') {
-    if (config.apiKeys.length === 0)
+    if (!hasApiKey)
       throw new ConfigError('invalid setting PUSHCAST_API_KEYS (apiKeys): required in production');
     if (!hasJwtKey)
       throw new ConfigError(
         'invalid setting PUSHCAST_JWT_SECRET (jwt): production needs PUSHCAST_JWT_SECRET, PUSHCAST_JWT_PUBLIC_KEY or PUSHCAST_JWT_JWKS_FILE',
       );
-    if (config.apiKeys.some((k) => k.key === DEV_API_KEY))
-      throw new ConfigError(
-        'invalid setting PUSHCAST_API_KEYS (apiKeys): the development API key is not allowed in production',
-      );
-    if (config.jwt.secret === DEV_JWT_SECRET)
-      throw new ConfigError(
-        'invalid setting PUSHCAST_JWT_SECRET (jwt.secret): the development secret is not allowed in production',
-      );
-  } else {
-    if (config.apiKeys.length === 0) {
-      config.apiKeys = [{ key: DEV_API_KEY, id: 'development' }];
-      development.apiKey = DEV_API_KEY;
-    }
-    if (!hasJwtKey) {
-      config.jwt.secret = DEV_JWT_SECRET;
-      development.jwtSecret = DEV_JWT_SECRET;
-    }
-  }
-  if (config.jwt.secret && config.jwt.publicKey)
+    refuseExampleSecrets(config, origin);
+  } else if (!hasApiKey && !hasJwtKey) {
+    // The zero-setting first run, and only it: the public development secrets, both together.
+    config.apiKeys = [{ key: DEV_API_KEY, id: 'development' }];
+    config.jwt.secret = DEV_JWT_SECRET;
+    development.apiKey = DEV_API_KEY;
+    development.jwtSecret = DEV_JWT_SECRET;
+  } else if (!hasJwtKey) {
+    // Half-configured: filling in the public development secret would let anyone join any channel.
     throw new ConfigError(
-      'invalid setting PUSHCAST_JWT_PUBLIC_KEY (jwt.publicKey): set either a JWT secret or a public key, not both',
+      'invalid setting PUSHCAST_JWT_SECRET (jwt): API keys are set, so a JWT key is required: set PUSHCAST_JWT_SECRET, PUSHCAST_JWT_PUBLIC_KEY or PUSHCAST_JWT_JWKS_FILE (development secrets are used only when neither API keys nor a JWT key is set)',
     );
+  } else if (!hasApiKey) {
+    throw new ConfigError(
+      'invalid setting PUSHCAST_API_KEYS (apiKeys): a JWT key is set, so API keys are required: set PUSHCAST_API_KEYS or apiKeys in the config file (development secrets are used only when neither API keys nor a JWT key is set)',
+    );
+  }
+  checkJwtKeys(config.jwt);
   config.jwt.algorithms ??= config.jwt.secret ? ['HS256'] : ['RS256', 'ES256'];
   const symmetric = config.jwt.algorithms.filter((a) => a.startsWith('HS'));
   if (config.jwt.secret && symmetric.length !== config.jwt.algorithms.length)
@@ -126,6 +134,8 @@ function finish(input: ConfigInput, origin: Map<string, string>): LoadedConfig {
     throw new ConfigError(
       'invalid setting PUSHCAST_JWT_ALGORITHMS (jwt.algorithms): HS* algorithms need PUSHCAST_JWT_SECRET',
     );
+  // A JWKS file that is missing, unreadable or not a key set stops the start here, not later.
+  if (config.jwt.jwksFile !== undefined) readJwksFile(config.jwt.jwksFile);
   const ids = new Set<string>();
   config.apiKeys.forEach((k, i) => {
     k.id ??= `key-${i + 1}`;
@@ -134,6 +144,91 @@ function finish(input: ConfigInput, origin: Map<string, string>): LoadedConfig {
     ids.add(k.id);
   });
   return { config, development };
+}
+
+/**
+ * Exactly one kind of JWT key: a secret, a PEM public key or a JWKS file. Throws
+ * {@link ConfigError} naming the settings that conflict.
+ */
+export function checkJwtKeys(jwt: Pick<Config['jwt'], 'secret' | 'publicKey' | 'jwksFile'>): void {
+  if (jwt.jwksFile !== undefined && (jwt.secret !== undefined || jwt.publicKey !== undefined))
+    throw new ConfigError(
+      'invalid setting PUSHCAST_JWT_JWKS_FILE (jwt.jwksFile): set only one of PUSHCAST_JWT_SECRET, PUSHCAST_JWT_PUBLIC_KEY, PUSHCAST_JWT_JWKS_FILE',
+    );
+  if (jwt.secret !== undefined && jwt.publicKey !== undefined)
+    throw new ConfigError(
+      'invalid setting PUSHCAST_JWT_PUBLIC_KEY (jwt.publicKey): set only one of PUSHCAST_JWT_SECRET, PUSHCAST_JWT_PUBLIC_KEY, PUSHCAST_JWT_JWKS_FILE',
+    );
+}
+
+/**
+ * Production refuses every key and secret of the repository's examples and docs: they are public.
+ * The message names the setting, never the value.
+ */
+function refuseExampleSecrets(config: Config, origin: Map<string, string>): void {
+  config.apiKeys.forEach((k, i) => {
+    if (!EXAMPLE_SECRETS.has(k.key)) return;
+    const path = `apiKeys.${i}.key`;
+    const envName = origin.get(`apiKeys.${i}`);
+    const what =
+      k.key === DEV_API_KEY
+        ? 'the development API key'
+        : "this key appears in pushcast's examples or docs, it";
+    throw new ConfigError(
+      `invalid setting ${envName ? `${envName} (${path})` : path}: ${what} is public and not allowed in production; use a long random key`,
+    );
+  });
+  const secret = config.jwt.secret;
+  if (secret !== undefined && EXAMPLE_SECRETS.has(secret)) {
+    const what =
+      secret === DEV_JWT_SECRET
+        ? 'the development secret'
+        : "this secret appears in pushcast's examples or docs, it";
+    throw new ConfigError(
+      `invalid setting PUSHCAST_JWT_SECRET (jwt.secret): ${what} is public and not allowed in production; use a random secret of 32+ characters`,
+    );
+  }
+}
+
+/**
+ * Reads and checks the JWKS file of `jwt.jwksFile`: a JSON object `{ "keys": [...] }` holding at
+ * least one key, every key a public key Node can use. Throws {@link ConfigError} naming the
+ * setting and the file (never its content).
+ */
+export function readJwksFile(path: string): JSONWebKeySet {
+  const setting = 'invalid setting PUSHCAST_JWT_JWKS_FILE (jwt.jwksFile)';
+  const full = resolve(path);
+  let text: string;
+  try {
+    text = readFileSync(full, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new ConfigError(
+      code === 'ENOENT'
+        ? `${setting}: no file at ${full}`
+        : `${setting}: cannot read ${full} (${code ?? 'read error'})`,
+    );
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(`${setting}: ${full} is not valid JSON (${jsonErrorPlace(text, err)})`);
+  }
+  const keys = isPlainObject(value) ? value.keys : undefined;
+  if (!Array.isArray(keys) || keys.length === 0)
+    throw new ConfigError(
+      `${setting}: ${full} is not a JWKS (expected {"keys": [...]} with at least one key)`,
+    );
+  keys.forEach((jwk: unknown, i) => {
+    try {
+      if (!isPlainObject(jwk)) throw new Error('not an object');
+      createPublicKey({ key: jwk as JsonWebKey, format: 'jwk' });
+    } catch {
+      throw new ConfigError(`${setting}: key ${i} of ${full} is not a usable public key`);
+    }
+  });
+  return value as JSONWebKeySet;
 }
 
 function readConfigFile(env: NodeJS.ProcessEnv, cwd: string): Record<string, unknown> {

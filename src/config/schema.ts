@@ -72,6 +72,12 @@ export const configSchema = z
           .optional(),
         /** Allowed clock skew for `exp`/`nbf`, in seconds. */
         clockToleranceS: z.number().int().min(0).max(300).default(0),
+        /** Set: a token's `iss` must equal it. */
+        issuer: z.string().min(1).optional(),
+        /** Set: a token's `aud` must name it (or one of them). */
+        audience: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).optional(),
+        /** Accept tokens without `exp` (they never expire). Off: such tokens are refused. */
+        allowNoExp: z.boolean().default(false),
       })
       .prefault({}),
     publicChannels: z.array(channelPattern).default([]),

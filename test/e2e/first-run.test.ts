@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { spawnNode } from '../support/process.js';
 import { freePort } from '../support/ports.js';
-import { connectClient } from '../support/nodes.js';
+import { API_KEY, JWT_SECRET, connectClient } from '../support/nodes.js';
+
+const LOUD = /^!!! DEVELOPMENT SECRETS IN USE: anyone can push and join any channel\.$/;
 
 /** A newcomer's first run: no settings, follow what the server prints. */
 describe('development first run', () => {
@@ -9,6 +11,11 @@ describe('development first run', () => {
     const port = await freePort();
     // Only the port is set (to stay off ports other tests use); no key, no secret, no Redis.
     await using server = spawnNode({ script: 'src/main.ts', env: { PORT: String(port) } });
+    // Loud before anything else: the development secrets are public.
+    await server.waitForLine(LOUD);
+    await server.waitForLine(/^!!! Set PUSHCAST_API_KEYS and PUSHCAST_JWT_SECRET/);
+    const warning = server.stdout.find((line) => line.includes('"developmentSecrets":true'));
+    expect(JSON.parse(warning!)).toMatchObject({ level: 40 });
     const [, url] = await server.waitForLine(/pushcast is running at (http:\/\/\S+)/);
     const [, apiKey] = await server.waitForLine(/Development API key: (\S+)/);
     const [curl] = await server.waitForLine(/curl -X POST .*/);
@@ -44,5 +51,25 @@ describe('development first run', () => {
     }
     server.kill('SIGTERM');
     expect((await server.exited).code).toBe(0);
+  });
+
+  it('prints no development warning (and no development key) when real secrets are set', async () => {
+    const port = await freePort();
+    await using server = spawnNode({
+      script: 'src/main.ts',
+      env: {
+        PORT: String(port),
+        HOST: '127.0.0.1',
+        PUSHCAST_API_KEYS: API_KEY,
+        PUSHCAST_JWT_SECRET: JWT_SECRET,
+      },
+    });
+    await server.waitForLine(/pushcast ready/);
+    server.kill('SIGTERM');
+    expect((await server.exited).code).toBe(0);
+    const output = [...server.stdout, ...server.stderr].join('\n');
+    expect(output).not.toMatch(/DEVELOPMENT SECRETS/);
+    expect(output).not.toContain('Development API key');
+    expect(output).not.toContain(API_KEY);
   });
 });

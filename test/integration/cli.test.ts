@@ -51,9 +51,8 @@ describe('pushcast CLI', () => {
   it('mints a development token with the configured secret', async () => {
     const r = await pushcast(
       ['token', '--sub', 'u7', '--channels', 'user:7,org:1:*', '--ttl', '60'],
-      {
-        PUSHCAST_JWT_SECRET: JWT_SECRET,
-      },
+      // The server's settings: a JWT secret alone is refused (no development key beside it).
+      { PUSHCAST_API_KEYS: API_KEY, PUSHCAST_JWT_SECRET: JWT_SECRET },
     );
     expect(r.code).toBe(0);
     const claims = decodeJwt(r.stdout.trim());
@@ -63,6 +62,21 @@ describe('pushcast CLI', () => {
     const c = await connectClient(node.url, { token: r.stdout.trim() });
     expect(await c.join('org:1:x')).toMatchObject({ ok: true });
     c.close();
+  });
+
+  it('puts the configured issuer and audience in the token', async () => {
+    const r = await pushcast(['token', '--sub', 'u8'], {
+      PUSHCAST_API_KEYS: API_KEY,
+      PUSHCAST_JWT_SECRET: JWT_SECRET,
+      PUSHCAST_JWT_ISSUER: 'https://auth.example.com',
+      PUSHCAST_JWT_AUDIENCE: 'push',
+    });
+    expect(r.code).toBe(0);
+    expect(decodeJwt(r.stdout.trim())).toMatchObject({
+      sub: 'u8',
+      iss: 'https://auth.example.com',
+      aud: ['push'],
+    });
   });
 
   it('pushes through the API and prints the id', async () => {

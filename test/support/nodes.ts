@@ -53,16 +53,26 @@ export async function startCluster(options: {
   });
 }
 
-/** Mints a socket token signed with the test secret. */
+/**
+ * Mints a socket token signed with the test secret. `sub` defaults to 'u' when `claims` has no
+ * `sub` key at all; pass `sub: undefined` for a token without one. `exp: null` mints one without
+ * `exp`.
+ */
 export async function token(
-  claims: { sub?: string; channels?: string[]; [k: string]: unknown } = {},
-  options: { secret?: string; alg?: string; exp?: number | string; nbf?: number | string } = {},
+  claims: { sub?: string | undefined; channels?: string[]; [k: string]: unknown } = {},
+  options: {
+    secret?: string;
+    alg?: string;
+    exp?: number | string | null;
+    nbf?: number | string;
+  } = {},
 ): Promise<string> {
+  const sub = 'sub' in claims ? claims.sub : 'u';
   const jwt = new SignJWT({ ...claims })
     .setProtectedHeader({ alg: options.alg ?? 'HS256' })
     .setIssuedAt();
-  if (claims.sub) jwt.setSubject(claims.sub);
-  jwt.setExpirationTime(options.exp ?? '1h');
+  if (typeof sub === 'string') jwt.setSubject(sub);
+  if (options.exp !== null) jwt.setExpirationTime(options.exp ?? '1h');
   if (options.nbf !== undefined) jwt.setNotBefore(options.nbf);
   return jwt.sign(new TextEncoder().encode(options.secret ?? JWT_SECRET));
 }

@@ -1,13 +1,27 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { generateKeyPairSync } from 'node:crypto';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../../src/config/load.js';
-import { DEV_API_KEY, DEV_JWT_SECRET } from '../../src/config/development.js';
+import { ConfigError, buildConfig, loadConfig } from '../../src/config/load.js';
+import { DEV_API_KEY, DEV_JWT_SECRET, EXAMPLE_SECRETS } from '../../src/config/development.js';
 import { spawnNode } from '../support/process.js';
 
 const KEY = 'prod-key-0123456789abcdef';
 const SECRET = 'prod-jwt-secret-0123456789abcdef-0123456789';
+/** A full set of real settings: API keys and a JWT key. */
+const KEYS = { PUSHCAST_API_KEYS: KEY, PUSHCAST_JWT_SECRET: SECRET };
+const ROOT = resolve(import.meta.dirname, '../..');
+type Env = Record<string, string>;
 
 let dir: string;
 beforeAll(() => {
@@ -182,6 +196,7 @@ describe('loadConfig', () => {
     });
     const { config } = load({
       PUSHCAST_CONFIG: file,
+      PUSHCAST_JWT_SECRET: SECRET,
       PORT: '6000',
       PUSHCAST_MAX_DATA_BYTES: '4096',
     });
@@ -202,7 +217,7 @@ describe('loadConfig', () => {
     const file = writeJson('keys.json', {
       apiKeys: [{ key: 'orders-key-0123456789abcdef', channels: ['orders:*'] }],
     });
-    const { config } = load({ PUSHCAST_CONFIG: file, PUSHCAST_API_KEYS: KEY });
+    const { config } = load({ PUSHCAST_CONFIG: file, ...KEYS });
     expect(config.apiKeys).toEqual([
       { key: 'orders-key-0123456789abcdef', id: 'key-1', channels: ['orders:*'] },
       { key: KEY, id: 'env-1' },
@@ -264,9 +279,7 @@ describe('loadConfig', () => {
   });
 
   it('refuses PUSHCAST_JWT_ALGORITHMS=RS256 with only a secret', () => {
-    const err = configError(() =>
-      load({ PUSHCAST_JWT_SECRET: SECRET, PUSHCAST_JWT_ALGORITHMS: 'RS256' }),
-    );
+    const err = configError(() => load({ ...KEYS, PUSHCAST_JWT_ALGORITHMS: 'RS256' }));
     expect(err.message).toMatch(/^invalid setting PUSHCAST_JWT_ALGORITHMS\b/);
     expect(err.message).toContain('HS256');
   });
@@ -279,10 +292,7 @@ describe('loadConfig', () => {
   });
 
   it('reads PUSHCAST_JWT_ALGORITHMS as a list', () => {
-    const { config } = load({
-      PUSHCAST_JWT_SECRET: SECRET,
-      PUSHCAST_JWT_ALGORITHMS: 'HS256, HS512',
-    });
+    const { config } = load({ ...KEYS, PUSHCAST_JWT_ALGORITHMS: 'HS256, HS512' });
     expect(config.jwt.algorithms).toEqual(['HS256', 'HS512']);
   });
 
@@ -353,6 +363,329 @@ describe('rate limit from the environment', () => {
     expect(config.limits).toMatchObject({ pushesPerSecond: 5, pushBurst: 7 });
     expect(() => loadConfig({ PUSHCAST_RATE_LIMIT_PER_S: 'fast' }, '/nonexistent')).toThrow(
       /PUSHCAST_RATE_LIMIT_PER_S/,
+    );
+  });
+});
+
+describe('development secrets: only for the zero-setting first run', () => {
+  it('are filled in, both together, only when no API key and no JWT key is set (development and test)', () => {
+    for (const env of [{}, { NODE_ENV: 'development' }, { NODE_ENV: 'test' }] as Env[]) {
+      const { config, development } = load(env);
+      expect(config.apiKeys).toEqual([{ key: DEV_API_KEY, id: 'development' }]);
+      expect(config.jwt.secret).toBe(DEV_JWT_SECRET);
+      expect(development).toEqual({ apiKey: DEV_API_KEY, jwtSecret: DEV_JWT_SECRET });
+    }
+  });
+
+  it('refuses API keys without a JWT key, naming every JWT key setting (no development secret)', () => {
+    for (const env of [
+      { PUSHCAST_API_KEYS: KEY },
+      { PUSHCAST_API_KEYS: KEY, NODE_ENV: 'test' },
+      { PUSHCAST_CONFIG: writeJson('file-keys-only.json', { apiKeys: [{ key: KEY }] }) },
+    ] as Env[]) {
+      const err = configError(() => load(env));
+      expect(err.message).toMatch(/^invalid setting PUSHCAST_JWT_SECRET \(jwt\): /);
+      expect(err.message).toContain('PUSHCAST_JWT_PUBLIC_KEY');
+      expect(err.message).toContain('PUSHCAST_JWT_JWKS_FILE');
+      expect(err.message).not.toContain(KEY);
+      expect(err.message).not.toContain('\n');
+    }
+  });
+
+  it('refuses a JWT key without API keys, naming PUSHCAST_API_KEYS', () => {
+    const pem = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+      .publicKey.export({ type: 'spki', format: 'pem' })
+      .toString();
+    for (const env of [
+      { PUSHCAST_JWT_SECRET: SECRET },
+      { PUSHCAST_JWT_PUBLIC_KEY: pem },
+      { PUSHCAST_JWT_SECRET: SECRET, NODE_ENV: 'test' },
+    ] as Env[]) {
+      const err = configError(() => load(env));
+      expect(err.message).toMatch(/^invalid setting PUSHCAST_API_KEYS \(apiKeys\): /);
+      expect(err.message).not.toContain(SECRET);
+    }
+  });
+
+  it('applies the same rule to settings given in code (createPushServer)', () => {
+    expect(() => buildConfig({ apiKeys: [{ key: KEY }] })).toThrow(ConfigError);
+    expect(() => buildConfig({ jwt: { secret: SECRET } })).toThrow(/PUSHCAST_API_KEYS/);
+    expect(buildConfig({}).development).toEqual({
+      apiKey: DEV_API_KEY,
+      jwtSecret: DEV_JWT_SECRET,
+    });
+    // Settings that went through the first run once come back unchanged (main.ts does this).
+    const first = buildConfig({ env: 'test' }).config;
+    expect(buildConfig(first).config.jwt.secret).toBe(DEV_JWT_SECRET);
+  });
+
+  it('fills in nothing when both are set', () => {
+    const { config, development } = load(KEYS);
+    expect(config.apiKeys).toEqual([{ key: KEY, id: 'env-1' }]);
+    expect(config.jwt.secret).toBe(SECRET);
+    expect(development).toEqual({});
+  });
+});
+
+/**
+ * Secret-looking values in the repository's examples and docs: values of key/secret fields (JSON,
+ * YAML, env assignments), `Bearer <x>`, `--key <x>`, and string constants named like KEY or SECRET.
+ */
+function exampleSecretsIn(text: string): string[] {
+  const found: string[] = [];
+  const patterns = [
+    /["']?\b(?:key|secret|jwtSecret|apiKey|apiKeys|token)["']?[ \t]*:[ \t]*["']([^"']+)["']/gi,
+    /\bPUSHCAST_(?:API_KEYS?|JWT_SECRET)["']?[ \t]*[:=][ \t]*["']?([^\s"'`]+)/g,
+    /\bBearer[ \t]+([^\s"'`]+)/g,
+    /--key[ \t=]+([^\s"'`]+)/g,
+    /\bconst[ \t]+\w*(?:KEY|SECRET)\w*[ \t]*=[ \t]*'([^']+)'/g,
+  ];
+  for (const re of patterns)
+    for (const match of text.matchAll(re))
+      for (const value of match[1]!.split(',').map((v) => v.trim()))
+        // Placeholders and references, not values: `...`, `<api key>`, `${API_KEY}`, `API_KEY`.
+        if (value && !/^(\.\.\.|<|\$|\{)/.test(value) && !/^[A-Z_]+$/.test(value))
+          found.push(value);
+  return found;
+}
+
+/** The files whose secrets production must refuse: examples, docs, k8s, bench, the dev constants. */
+function exampleFiles(): string[] {
+  const listed = [
+    'README.md',
+    'SECURITY.md',
+    'config/example.json',
+    'config/README.md',
+    'bench/config.json',
+    'bench/run.ts',
+    'src/config/development.ts',
+  ];
+  const walk = (dir: string, ext: RegExp): string[] =>
+    existsSync(join(ROOT, dir))
+      ? readdirSync(join(ROOT, dir), { recursive: true })
+          .map(String)
+          .filter((f) => ext.test(f))
+          .map((f) => join(dir, f))
+      : [];
+  return [
+    ...listed.filter((f) => existsSync(join(ROOT, f))),
+    ...walk('k8s', /\.ya?ml$/),
+    ...walk('docs', /\.(md|json|ya?ml)$/),
+    ...walk('config', /\.json$/),
+  ];
+}
+
+describe('production refuses the secrets of the examples and docs', () => {
+  it('lists every secret-looking value of the examples and docs in EXAMPLE_SECRETS', () => {
+    const files = [...new Set(exampleFiles())];
+    expect(files).toEqual(
+      expect.arrayContaining([
+        'README.md',
+        'config/example.json',
+        'k8s/base/secret.example.yaml',
+        'k8s/overlays/dev/secret.yaml',
+        'src/config/development.ts',
+      ]),
+    );
+    const seen = new Map<string, string>();
+    for (const file of files)
+      for (const value of exampleSecretsIn(readFileSync(join(ROOT, file), 'utf8')))
+        seen.set(value, file);
+    // The scan itself finds what is known to be there (so a passing check means something).
+    for (const known of [
+      DEV_API_KEY,
+      DEV_JWT_SECRET,
+      'replace-with-a-long-random-key-1',
+      'dev-cluster-jwt-secret-0123456789abcdef',
+    ])
+      expect(seen.has(known), known).toBe(true);
+    const missing = [...seen].filter(([value]) => !EXAMPLE_SECRETS.has(value));
+    expect(missing, 'add these to EXAMPLE_SECRETS in src/config/development.ts').toEqual([]);
+  });
+
+  it('refuses each of them as an API key, from the environment or the file, never echoing it', () => {
+    expect(EXAMPLE_SECRETS.size).toBeGreaterThanOrEqual(10);
+    for (const secret of EXAMPLE_SECRETS) {
+      const fromEnv = configError(() =>
+        load({
+          NODE_ENV: 'production',
+          PUSHCAST_API_KEYS: `${KEY},${secret}`,
+          PUSHCAST_JWT_SECRET: SECRET,
+        }),
+      );
+      expect(fromEnv.message).toMatch(/^invalid setting PUSHCAST_API_KEYS \(apiKeys\.1(\.key)?\)/);
+      expect(fromEnv.message).not.toContain(secret);
+      expect(fromEnv.message).not.toContain('\n');
+      const file = writeJson('prod-example-key.json', { apiKeys: [{ id: 'ops', key: secret }] });
+      const fromFile = configError(() =>
+        load({ NODE_ENV: 'production', PUSHCAST_CONFIG: file, PUSHCAST_JWT_SECRET: SECRET }),
+      );
+      expect(fromFile.message).toMatch(/^invalid setting apiKeys\.0\.key: /);
+      expect(fromFile.message).not.toContain(secret);
+    }
+  });
+
+  it('refuses each of them as the JWT secret, never echoing it', () => {
+    for (const secret of EXAMPLE_SECRETS) {
+      const err = configError(() =>
+        load({ NODE_ENV: 'production', PUSHCAST_API_KEYS: KEY, PUSHCAST_JWT_SECRET: secret }),
+      );
+      // Shorter than 32 characters fails the length rule first; either way, named, never echoed.
+      expect(err.message).toMatch(/^invalid setting PUSHCAST_JWT_SECRET \(jwt\.secret\): /);
+      expect(err.message).not.toContain(secret);
+      expect(err.message).not.toContain('\n');
+    }
+    const readme = configError(() =>
+      load({
+        NODE_ENV: 'production',
+        PUSHCAST_API_KEYS: KEY,
+        PUSHCAST_JWT_SECRET: 'replace-with-a-random-secret-of-at-least-32-characters',
+      }),
+    );
+    expect(readme.message).toContain('not allowed in production');
+  });
+
+  it('still accepts them outside production (the examples must run)', () => {
+    const { config } = load({
+      PUSHCAST_API_KEYS: 'dev-cluster-api-key-0123456789',
+      PUSHCAST_JWT_SECRET: 'dev-cluster-jwt-secret-0123456789abcdef',
+    });
+    expect(config.apiKeys[0]!.key).toBe('dev-cluster-api-key-0123456789');
+  });
+});
+
+describe('JWT options', () => {
+  it('defaults: no issuer, no audience, exp required', () => {
+    const { jwt } = load(KEYS).config;
+    expect(jwt.issuer).toBeUndefined();
+    expect(jwt.audience).toBeUndefined();
+    expect(jwt.allowNoExp).toBe(false);
+  });
+
+  it('reads PUSHCAST_JWT_ISSUER, PUSHCAST_JWT_AUDIENCE (a list) and PUSHCAST_JWT_ALLOW_NO_EXP', () => {
+    const { jwt } = load({
+      ...KEYS,
+      PUSHCAST_JWT_ISSUER: 'https://auth.example.com/',
+      PUSHCAST_JWT_AUDIENCE: 'push, push-admin',
+      PUSHCAST_JWT_ALLOW_NO_EXP: 'true',
+    }).config;
+    expect(jwt).toMatchObject({
+      issuer: 'https://auth.example.com/',
+      audience: ['push', 'push-admin'],
+      allowNoExp: true,
+    });
+    const err = configError(() => load({ ...KEYS, PUSHCAST_JWT_ALLOW_NO_EXP: 'sometimes' }));
+    expect(err.message).toMatch(/^invalid setting PUSHCAST_JWT_ALLOW_NO_EXP \(jwt\.allowNoExp\)/);
+  });
+
+  it('takes issuer and audience (a string or a list) from the config file', () => {
+    const file = writeJson('jwt-claims.json', { jwt: { issuer: 'iss-1', audience: 'aud-1' } });
+    const { jwt } = load({ ...KEYS, PUSHCAST_CONFIG: file }).config;
+    expect(jwt).toMatchObject({ issuer: 'iss-1', audience: 'aud-1', allowNoExp: false });
+    const empty = writeJson('jwt-empty-aud.json', { jwt: { audience: [] } });
+    expect(configError(() => load({ ...KEYS, PUSHCAST_CONFIG: empty })).message).toMatch(
+      /^invalid setting jwt\.audience/,
+    );
+  });
+});
+
+describe('JWT key settings', () => {
+  const ecJwk = (): Record<string, unknown> => ({
+    ...generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ format: 'jwk' }),
+    kid: 'k1',
+  });
+
+  it('refuses a JWKS file together with a secret or a public key, naming the settings', () => {
+    const jwksFile = writeJson('jwks-ok.json', { keys: [ecJwk()] });
+    const pem = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+      .publicKey.export({ type: 'spki', format: 'pem' })
+      .toString();
+    for (const extra of [
+      { PUSHCAST_JWT_SECRET: SECRET },
+      { PUSHCAST_JWT_PUBLIC_KEY: pem },
+    ] as Env[]) {
+      const err = configError(() =>
+        load({ PUSHCAST_API_KEYS: KEY, PUSHCAST_JWT_JWKS_FILE: jwksFile, ...extra }),
+      );
+      expect(err.message).toBe(
+        'invalid setting PUSHCAST_JWT_JWKS_FILE (jwt.jwksFile): set only one of PUSHCAST_JWT_SECRET, PUSHCAST_JWT_PUBLIC_KEY, PUSHCAST_JWT_JWKS_FILE',
+      );
+    }
+    const both = configError(() => load({ ...KEYS, PUSHCAST_JWT_PUBLIC_KEY: pem }));
+    expect(both.message).toMatch(/^invalid setting PUSHCAST_JWT_PUBLIC_KEY \(jwt\.publicKey\): /);
+    expect(both.message).toContain('PUSHCAST_JWT_SECRET');
+  });
+
+  it('accepts a readable JWKS file', () => {
+    const jwksFile = writeJson('jwks-good.json', { keys: [ecJwk()] });
+    const { config } = load({ PUSHCAST_API_KEYS: KEY, PUSHCAST_JWT_JWKS_FILE: jwksFile });
+    expect(config.jwt.jwksFile).toBe(jwksFile);
+    expect(config.jwt.algorithms).toEqual(['RS256', 'ES256']);
+  });
+
+  it('refuses a JWKS file that is missing, unreadable, not JSON, not a JWKS, or holds a bad key', () => {
+    const cases: Array<[string, RegExp]> = [
+      [join(dir, 'no-such-jwks.json'), /: no file at .*no-such-jwks\.json$/],
+      [dir, /: cannot read .* \(EISDIR\)$/],
+      [writeJson('jwks-broken.json', '{"keys": [hunter2'), /is not valid JSON \(syntax error/],
+      [writeJson('jwks-array.json', [ecJwk()]), /is not a JWKS/],
+      [writeJson('jwks-empty.json', { keys: [] }), /is not a JWKS/],
+      [
+        writeJson('jwks-bad-key.json', { keys: [ecJwk(), { kty: 'EC', x: 'hunter2' }] }),
+        /: key 1 of .*jwks-bad-key\.json is not a usable public key$/,
+      ],
+    ];
+    if (process.getuid?.() !== 0) {
+      const locked = writeJson('jwks-locked.json', { keys: [ecJwk()] });
+      chmodSync(locked, 0o000);
+      cases.push([locked, /: cannot read .*jwks-locked\.json \(EACCES\)$/]);
+    }
+    for (const [jwksFile, rule] of cases) {
+      const err = configError(() =>
+        load({ PUSHCAST_API_KEYS: KEY, PUSHCAST_JWT_JWKS_FILE: jwksFile }),
+      );
+      expect(err.message).toMatch(/^invalid setting PUSHCAST_JWT_JWKS_FILE \(jwt\.jwksFile\): /);
+      expect(err.message).toMatch(rule);
+      expect(err.message).not.toContain('hunter2');
+      expect(err.message).not.toContain('\n');
+    }
+  });
+});
+
+describe('the process with half-configured or broken secrets', () => {
+  async function exitOf(
+    env: Record<string, string>,
+  ): Promise<{ code: number | null; stderr: string[]; stdout: string[] }> {
+    const child = spawnNode({
+      script: resolve(import.meta.dirname, '../../src/main.ts'),
+      env: { LOG_LEVEL: 'silent', PORT: '0', ...env },
+      cwd: dir,
+    });
+    try {
+      const { code } = await child.exited;
+      return { code, stderr: child.stderr, stdout: child.stdout };
+    } finally {
+      await child[Symbol.asyncDispose]();
+    }
+  }
+
+  it('exits 2 with one line when API keys are set but no JWT key (no development secret)', async () => {
+    const { code, stderr, stdout } = await exitOf({ PUSHCAST_API_KEYS: KEY });
+    expect(code).toBe(2);
+    expect(stderr).toHaveLength(1);
+    expect(stderr[0]).toMatch(/^pushcast: invalid setting PUSHCAST_JWT_SECRET \(jwt\): /);
+    expect(stdout).toEqual([]);
+  });
+
+  it('exits 2 with one line when the JWKS file is missing', async () => {
+    const { code, stderr } = await exitOf({
+      PUSHCAST_API_KEYS: KEY,
+      PUSHCAST_JWT_JWKS_FILE: join(dir, 'gone.json'),
+    });
+    expect(code).toBe(2);
+    expect(stderr).toHaveLength(1);
+    expect(stderr[0]).toMatch(
+      /^pushcast: invalid setting PUSHCAST_JWT_JWKS_FILE \(jwt\.jwksFile\): no file at .*gone\.json$/,
     );
   });
 });

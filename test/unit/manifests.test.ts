@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ServiceAccount, ConfigMap, Service, Secret } from 'kubernetes-models/v1';
@@ -131,18 +132,52 @@ describe.each(['k8s/base', 'k8s/overlays/dev', 'k8s/overlays/prod'])('manifests 
     expect(container.resources.limits.memory).toBeDefined();
   });
 
-  it('its settings are accepted by the server in production', () => {
+  it('its settings are accepted by the server (production, the dev overlay in development)', () => {
     const secretDoc =
       docs.find((d) => d.kind === 'Secret') ??
       renderKustomization('k8s/overlays/dev').find((d) => d.kind === 'Secret');
+    const stringData = (secretDoc as unknown as { stringData: Record<string, string> }).stringData;
+    expect(Object.keys(stringData)).toEqual(
+      expect.arrayContaining(['PUSHCAST_API_KEYS', 'PUSHCAST_JWT_SECRET']),
+    );
     const env = {
       ...configMap,
-      ...(secretDoc as unknown as { stringData: Record<string, string> }).stringData,
+      ...stringData,
+      // The Secret's own values are public examples, which production refuses: real ones here.
+      PUSHCAST_API_KEYS: randomBytes(24).toString('base64url'),
+      PUSHCAST_JWT_SECRET: randomBytes(32).toString('base64url'),
       PORT: '4000',
     };
     const { config } = loadConfig(env, '/nonexistent');
-    expect(config.env).toBe('production');
+    expect(config.env).toBe(dir === 'k8s/overlays/dev' ? 'development' : 'production');
     expect(config.shutdown.disconnect).toBe(true);
+  });
+});
+
+describe('example secrets in the manifests', () => {
+  const envOf = (dir: string): Record<string, string> => {
+    const docs = renderKustomization(dir);
+    const data = (
+      docs.find((d) => d.kind === 'ConfigMap') as unknown as { data: Record<string, string> }
+    ).data;
+    const secret = renderKustomization('k8s/overlays/dev').find((d) => d.kind === 'Secret');
+    return { ...data, ...(secret as unknown as { stringData: Record<string, string> }).stringData };
+  };
+
+  it('the dev overlay starts with its own example Secret as it is (development mode)', () => {
+    const { config } = loadConfig(envOf('k8s/overlays/dev'), '/nonexistent');
+    expect(config.env).toBe('development');
+  });
+
+  it('production refuses those example values, without echoing them', () => {
+    const env = envOf('k8s/overlays/prod');
+    expect(() => loadConfig(env, '/nonexistent')).toThrow(/PUSHCAST_API_KEYS|PUSHCAST_JWT_SECRET/);
+    try {
+      loadConfig(env, '/nonexistent');
+    } catch (err) {
+      for (const value of [env.PUSHCAST_API_KEYS!, env.PUSHCAST_JWT_SECRET!])
+        expect((err as Error).message).not.toContain(value);
+    }
   });
 });
 
