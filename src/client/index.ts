@@ -4,7 +4,7 @@ import { Subscription } from './subscription.js';
 import type { PushMessage, SubscriptionHandlers } from './types.js';
 
 export { PushcastAuthError, PushcastClientError, PushcastJoinError, Subscription };
-export type { LostInfo, PushMessage, SubscriptionHandlers } from './types.js';
+export type { LeftInfo, LostInfo, PushMessage, SubscriptionHandlers } from './types.js';
 
 /** Options of {@link createClient}: a fixed token or a function that fetches a fresh one. */
 export interface ClientOptions {
@@ -76,35 +76,60 @@ export function createClient(url: string, options: ClientOptions = {}): Pushcast
   });
   options.onStateChange?.('connecting');
 
+  // Subscriptions whose join the server answered ok on this connection: only those can be `left`.
+  const joined = new Set<Subscription<unknown>>();
+  const leaveTimers = new Set<ReturnType<typeof setTimeout>>();
+
   const join = (sub: Subscription<unknown>): void => {
     const since = sub.offset;
     const payload =
       since === undefined ? { channel: sub.channel } : { channel: sub.channel, since };
+    joined.delete(sub);
+    // A callback, not a promise: it runs as the answer arrives, before any later event (`left`).
+    socket.timeout(10_000).emit('join', payload, (err: unknown, ack: JoinAck | undefined) => {
+      // No answer (connection dropped mid-join): the next `connect` rejoins.
+      if (err || !ack) return;
+      if (!sub.subscribed) {
+        // Unsubscribed while joining, and the join still went through (a server that let the
+        // join win over the leave): leave again, unless the channel was subscribed anew.
+        if (ack.ok && !subs.has(sub.channel)) leave(sub.channel);
+        return;
+      }
+      if (!ack.ok) {
+        sub.handlers.onError?.(new PushcastJoinError(sub.channel, ack.error ?? 'unknown'));
+        return;
+      }
+      joined.add(sub);
+      // A rejoin with no message seen yet resumes from the position the server answered.
+      if (sub.offset === undefined && ack.offset !== undefined) sub.offset = ack.offset;
+      sub.handlers.onJoin?.({
+        channel: sub.channel,
+        ...(ack.offset !== undefined ? { offset: ack.offset } : {}),
+        ...(ack.recovered !== undefined ? { recovered: ack.recovered } : {}),
+        ...(ack.missed !== undefined ? { missed: ack.missed } : {}),
+      });
+      if (since !== undefined && ack.recovered === false)
+        sub.handlers.onLost?.({ channel: sub.channel, since });
+    });
+  };
+
+  /**
+   * Leaves a channel on the current connection (a later one never joined it). The server lets a
+   * leave win over a join it has not answered yet, so a subscribe then unsubscribe leaves nothing.
+   * A leave refused for rate is sent again a second later, unless the channel was subscribed anew.
+   */
+  const leave = (channel: string): void => {
+    if (closed || !socket.connected) return;
     socket
       .timeout(10_000)
-      .emitWithAck('join', payload)
-      .then(
-        (ack: JoinAck) => {
-          if (!sub.subscribed) return;
-          if (!ack.ok) {
-            sub.handlers.onError?.(new PushcastJoinError(sub.channel, ack.error ?? 'unknown'));
-            return;
-          }
-          // A rejoin with no message seen yet resumes from the position the server answered.
-          if (sub.offset === undefined && ack.offset !== undefined) sub.offset = ack.offset;
-          sub.handlers.onJoin?.({
-            channel: sub.channel,
-            ...(ack.offset !== undefined ? { offset: ack.offset } : {}),
-            ...(ack.recovered !== undefined ? { recovered: ack.recovered } : {}),
-            ...(ack.missed !== undefined ? { missed: ack.missed } : {}),
-          });
-          if (since !== undefined && ack.recovered === false)
-            sub.handlers.onLost?.({ channel: sub.channel, since });
-        },
-        () => {
-          // No answer (connection dropped mid-join): the next `connect` rejoins.
-        },
-      );
+      .emit('leave', { channel }, (err: unknown, ack: { ok?: boolean; error?: string }) => {
+        if (err || ack?.error !== 'rate_limited') return;
+        const timer = setTimeout(() => {
+          leaveTimers.delete(timer);
+          if (!subs.has(channel)) leave(channel);
+        }, 1000);
+        leaveTimers.add(timer);
+      });
   };
 
   socket.on('connect', () => {
@@ -114,6 +139,19 @@ export function createClient(url: string, options: ClientOptions = {}): Pushcast
     scheduleRefresh();
   });
   socket.on('msg', (message: PushMessage) => subs.get(message.channel)?.deliver(message));
+  // The server took the socket out of a channel (a refresh no longer allows it, a server-side
+  // unsubscribe): the subscription ends, and is not rejoined.
+  socket.on('left', (info: { channel?: unknown; reason?: unknown } | undefined) => {
+    const channel = info?.channel;
+    if (typeof channel !== 'string') return;
+    const sub = subs.get(channel);
+    // Only a joined subscription can be left: a `left` that crossed a newer join is not about it.
+    if (!sub || !joined.has(sub) || !sub.end()) return;
+    subs.delete(channel);
+    joined.delete(sub);
+    const reason = typeof info?.reason === 'string' ? info.reason : 'unknown';
+    sub.handlers.onLeft?.({ channel, reason });
+  });
   socket.on('error', (info: { code?: string } | undefined) => {
     if (info?.code)
       options.onError?.(
@@ -121,6 +159,7 @@ export function createClient(url: string, options: ClientOptions = {}): Pushcast
       );
   });
   socket.on('disconnect', (reason) => {
+    joined.clear();
     if (closed) return;
     options.onStateChange?.('disconnected');
     // The server ends a session itself only when the token expired: come back with a fresh one.
@@ -180,8 +219,10 @@ export function createClient(url: string, options: ClientOptions = {}): Pushcast
       const existing = subs.get(channel);
       if (existing) return existing as Subscription<T>;
       const sub = new Subscription<T>(channel, handlers, (s) => {
-        subs.delete(s.channel);
-        if (socket.connected) socket.emit('leave', { channel: s.channel }, () => {});
+        if (subs.get(s.channel) === s) subs.delete(s.channel);
+        joined.delete(s as Subscription<unknown>);
+        // Not connected: the server holds nothing for it, and the next connection will not join.
+        leave(s.channel);
       });
       subs.set(channel, sub as Subscription<unknown>);
       if (socket.connected) join(sub as Subscription<unknown>);
@@ -191,7 +232,10 @@ export function createClient(url: string, options: ClientOptions = {}): Pushcast
       closed = true;
       if (retryTimer) clearTimeout(retryTimer);
       if (refreshTimer) clearTimeout(refreshTimer);
+      for (const timer of leaveTimers) clearTimeout(timer);
+      leaveTimers.clear();
       subs.clear();
+      joined.clear();
       socket.close();
       options.onStateChange?.('closed');
     },

@@ -35,9 +35,16 @@ export class Subscription<T = unknown> {
     this.onUnsubscribe(this);
   }
 
-  /** Whether `unsubscribe()` has not been called. */
+  /** Whether it is on: `unsubscribe()` not called, and not ended by the server (`onLeft`). */
   get subscribed(): boolean {
     return this.active;
+  }
+
+  /** @internal The server took the socket out of the channel: ends without sending a leave. */
+  end(): boolean {
+    if (!this.active) return false;
+    this.active = false;
+    return true;
   }
 
   /** @internal Delivers a message unless it was already delivered. */

@@ -18,6 +18,17 @@ export interface LostInfo {
   since: string;
 }
 
+/**
+ * The server took the socket out of a channel it had joined: `forbidden`, a token refresh no
+ * longer allows it; `unsubscribed`, the server unsubscribed it. The subscription has ended: it is
+ * not rejoined on reconnect; `subscribe()` again to try anew.
+ */
+export interface LeftInfo {
+  channel: string;
+  /** `forbidden` or `unsubscribed`; other strings are reasons of a newer server. */
+  reason: 'forbidden' | 'unsubscribed' | (string & {});
+}
+
 /** Callbacks of one subscription. */
 export interface SubscriptionHandlers<T = unknown> {
   /** Every message of the channel, once, in order. */
@@ -28,4 +39,6 @@ export interface SubscriptionHandlers<T = unknown> {
   onLost?(info: LostInfo): void;
   /** The join was refused. */
   onError?(error: Error): void;
+  /** The server ended the subscription after it was joined (see {@link LeftInfo}). */
+  onLeft?(info: LeftInfo): void;
 }

@@ -1,10 +1,16 @@
 import type { Socket } from 'socket.io';
 import type { SocketContext } from '../auth/hooks.js';
 import type { ChannelMessage } from '../delivery/message.js';
-import { isChannelName, roomOf } from '../delivery/names.js';
+import { channelOfRoom, isChannelName, roomOf } from '../delivery/names.js';
 import { parseOffset } from '../delivery/offset.js';
 import { authenticateSocket } from './socket-auth.js';
-import { joinSchema, leaveSchema, refreshSchema, type JoinError } from './schemas.js';
+import {
+  joinSchema,
+  leaveSchema,
+  refreshSchema,
+  type JoinError,
+  type LeftEvent,
+} from './schemas.js';
 import type { RealtimeDeps, SocketData } from './socket-server.js';
 
 type Ack = (answer: unknown) => void;
@@ -14,18 +20,54 @@ type JoinAnswer =
   | { ok: true; channel: string; offset?: string; recovered?: boolean; missed?: number }
   | { ok: false; error: JoinError };
 
+/**
+ * One channel of the socket, from its `join` until it is left (a `leave`, a `refresh` that no
+ * longer allows it) or its join is refused. Kept in the handlers' closure, never in `socket.data`
+ * (which must stay plain JSON for cross-node `fetchSockets`).
+ */
+interface Membership {
+  channel: string;
+  /** The join's `params`, for an authorizeJoin hook: a refresh checks the channel with them. */
+  params: unknown;
+  /** The join's work, while it has not answered. */
+  attempt?: Promise<JoinAnswer>;
+  /** Set in the same step as the ok answer is sent: from then on a revocation says `left`. */
+  answered: boolean;
+  /** Called off before it answered (a leave, a refresh): the join answers this refusal. */
+  cancelled?: JoinError;
+}
+
+/**
+ * An answer decided at the moment it is sent ({@link on} settles it and acknowledges in one
+ * synchronous step): a join that was called off after its work finished, but before its answer
+ * went out, answers the refusal rather than an ok the socket no longer matches.
+ */
+class LateAnswer {
+  constructor(readonly settle: () => unknown) {}
+}
+
 // Timers cannot wait past 2^31-1 ms; a later expiry is re-armed when this one fires.
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * The channel events of one socket: `join`, `leave`, `refresh`. Every event is answered through its
  * acknowledgement, whatever the payload (a bad one gets an error answer, never silence or a crash).
+ *
+ * A `leave` wins over a join of the same channel that has not answered yet: that join never puts
+ * the socket in the room (nor replays history) and answers `invalid_request`. After a successful
+ * `refresh`, every channel the socket holds or is joining is checked again like a join (hooks
+ * included, with the join's params); a joined one no longer allowed is left and the client gets
+ * `left` `{ channel, reason: "forbidden" }` before the refresh's answer; a pending one answers
+ * `forbidden`.
  */
 export function handleChannels(socket: Socket, deps: RealtimeDeps): void {
   const { config, log } = deps;
   const limits = config.limits;
-  const pending = new Map<string, Promise<JoinAnswer>>();
+  /** By room: joins in progress and channels joined through `join`. */
+  const memberships = new Map<string, Membership>();
   let expiryTimer: NodeJS.Timeout | undefined;
+  // Successful refreshes so far: only the latest one's check is applied.
+  let refreshes = 0;
 
   const data = (): SocketData => socket.data as SocketData;
   const context = (): SocketContext => ({
@@ -34,7 +76,11 @@ export function handleChannels(socket: Socket, deps: RealtimeDeps): void {
     channels: data().channels,
     data: data().data,
   });
-  const joinedCount = (): number => socket.rooms.size - 1 + pending.size;
+  const joinedCount = (): number => {
+    let pending = 0;
+    for (const [room, m] of memberships) if (!m.answered && !socket.rooms.has(room)) pending++;
+    return socket.rooms.size - 1 + pending;
+  };
   const rateLimited = (): boolean => deps.eventLimiter.take(socket.id) > 0;
 
   const armExpiry = (): void => {
@@ -58,54 +104,97 @@ export function handleChannels(socket: Socket, deps: RealtimeDeps): void {
   };
   armExpiry();
 
-  const join = async (payload: unknown): Promise<JoinAnswer> => {
+  /** The join rule (hook or built-in) for `ctx`; a hook that throws refuses. */
+  const allowed = async (
+    ctx: SocketContext,
+    channel: string,
+    params: unknown,
+  ): Promise<boolean> => {
+    let decision: unknown;
+    try {
+      decision = deps.hooks.authorizeJoin
+        ? await deps.hooks.authorizeJoin(ctx, channel, params, deps.defaults)
+        : await deps.defaults.authorizeJoin(ctx, channel, params);
+    } catch (err) {
+      // A hook that fails refuses, like an authenticate hook that throws.
+      log.warn({ err, conn: socket.id, channel }, 'authorizeJoin hook threw');
+      return false;
+    }
+    // Fail closed: only an explicit allow (or no opinion) lets the socket in.
+    return decision === true || decision === undefined;
+  };
+
+  /** Why a join must stop here, or undefined while it may go on. */
+  const stopped = (m: Membership): JoinAnswer | undefined =>
+    m.cancelled
+      ? { ok: false, error: m.cancelled }
+      : socket.disconnected
+        ? { ok: false, error: 'invalid_request' }
+        : undefined;
+
+  /** The answer of `m`'s join as it goes out: a cancellation wins; ok marks it answered. */
+  const finalAnswer = (m: Membership, room: string, answer: JoinAnswer): LateAnswer =>
+    new LateAnswer(() => {
+      if (m.cancelled) return { ok: false, error: m.cancelled };
+      if (!answer.ok) {
+        if (memberships.get(room) === m) memberships.delete(room);
+        return answer;
+      }
+      m.answered = true;
+      delete m.attempt;
+      return answer;
+    });
+
+  const join = async (payload: unknown): Promise<JoinAnswer | LateAnswer> => {
     const parsed = joinSchema.safeParse(payload);
     if (!parsed.success) return { ok: false, error: 'invalid_request' };
     const { channel, since, params } = parsed.data;
     if (!isChannelName(channel)) return { ok: false, error: 'invalid_channel' };
     if (rateLimited()) return { ok: false, error: 'rate_limited' };
     const room = roomOf(channel);
-    if (socket.rooms.has(room)) return { ok: true, channel };
+    const current = memberships.get(room);
     // The same channel's join still in progress: answer as it will, and never replay twice.
-    const inflight = pending.get(room);
-    if (inflight) return inflight.then((a) => (a.ok ? { ok: true, channel } : a));
+    if (current?.attempt && !current.answered) {
+      const a = await current.attempt;
+      return finalAnswer(current, room, a.ok ? { ok: true, channel } : a);
+    }
+    if (socket.rooms.has(room)) return { ok: true, channel };
+    // Joined once, but taken out of the room since by something else: this is a new join.
+    if (current) memberships.delete(room);
     if (joinedCount() >= limits.maxChannelsPerSocket)
       return { ok: false, error: 'too_many_channels' };
     // Reserved before the first await, so that concurrent joins count against the limit.
-    const attempt = admit(channel, room, since, params);
-    pending.set(room, attempt);
+    // The params are kept for a refresh's check only where a hook reads them (the built-in
+    // rule does not).
+    const kept = deps.hooks.authorizeJoin ? params : undefined;
+    const m: Membership = { channel, params: kept, answered: false };
+    memberships.set(room, m);
+    m.attempt = admit(m, room, since, params);
+    let answer: JoinAnswer;
     try {
-      return await attempt;
-    } finally {
-      pending.delete(room);
+      answer = await m.attempt;
+    } catch (err) {
+      if (memberships.get(room) === m) memberships.delete(room);
+      throw err;
     }
+    return finalAnswer(m, room, answer);
   };
 
   /** Authorization, then subscription or recovery, for a join that passed the checks. */
   const admit = async (
-    channel: string,
+    m: Membership,
     room: string,
     since: string | undefined,
     params: unknown,
   ): Promise<JoinAnswer> => {
-    let decision: unknown;
-    try {
-      decision = deps.hooks.authorizeJoin
-        ? await deps.hooks.authorizeJoin(context(), channel, params, deps.defaults)
-        : await deps.defaults.authorizeJoin(context(), channel, params);
-    } catch (err) {
-      // A hook that fails refuses, like an authenticate hook that throws.
-      log.warn({ err, conn: socket.id, channel }, 'authorizeJoin hook threw');
-      return { ok: false, error: 'forbidden' };
-    }
-    // Fail closed: only an explicit allow (or no opinion) lets the socket in.
-    if (decision !== true && decision !== undefined) return { ok: false, error: 'forbidden' };
-    if (socket.disconnected) return { ok: false, error: 'invalid_request' };
-    return since === undefined ? subscribe(channel, room) : recover(channel, room, since);
+    if (!(await allowed(context(), m.channel, params))) return { ok: false, error: 'forbidden' };
+    // Called off while authorizing (a leave, a refresh), or gone: no room, no replay.
+    return stopped(m) ?? (since === undefined ? subscribe(m, room) : recover(m, room, since));
   };
 
   /** Plain join: subscribed first, then the position read, so everything after it arrives live. */
-  const subscribe = async (channel: string, room: string): Promise<JoinAnswer> => {
+  const subscribe = async (m: Membership, room: string): Promise<JoinAnswer> => {
+    const { channel } = m;
     void socket.join(room);
     // Redis down: the room is subscribed again when it returns (see cluster/adapter.ts).
     await deps.ensureSubscribed(room).catch(() => {});
@@ -114,7 +203,8 @@ export function handleChannels(socket: Socket, deps: RealtimeDeps): void {
     // a client that saw none can still resume from here (the history starts if it had none).
     const offset = await deps.bus.position(channel).catch(() => undefined);
     if (offset !== undefined) answer.offset = offset;
-    return answer;
+    // Called off meanwhile: whatever called it off took the socket out of the room.
+    return stopped(m) ?? answer;
   };
 
   /**
@@ -123,10 +213,13 @@ export function handleChannels(socket: Socket, deps: RealtimeDeps): void {
    * read has reached this node, then hand over history, the buffered messages it did not
    * contain, and the room, in one synchronous step: no gap, no duplicate.
    */
-  const recover = async (channel: string, room: string, since: string): Promise<JoinAnswer> => {
+  const recover = async (m: Membership, room: string, since: string): Promise<JoinAnswer> => {
+    const { channel } = m;
     const buffered: ChannelMessage[] = [];
-    const live = await deps.taps.tap(room, (m) => buffered.push(m));
+    const live = await deps.taps.tap(room, (msg) => buffered.push(msg));
     try {
+      const early = stopped(m);
+      if (early) return early;
       const { size } = deps.history.for(channel);
       // One read is enough: history never holds more than `size` messages after a `since` it
       // can still serve. Unreadable history, or a subscription not proven: not recovered.
@@ -138,11 +231,13 @@ export function handleChannels(socket: Socket, deps: RealtimeDeps): void {
       const missed = complete ? page!.messages : [];
       const top = complete ? page!.top : await deps.bus.position(channel).catch(() => undefined);
       await deps.bus.settle(channel).catch(() => (complete = false));
-      if (socket.disconnected) return { ok: false, error: 'invalid_request' };
+      // Left (or refused by a refresh) meanwhile, or gone: no replay, no room.
+      const stop = stopped(m);
+      if (stop) return stop;
       // From here to the end: synchronous, so no live message can slip between the steps.
       const lastSent = complete ? parseOffset(missed.at(-1)?.offset ?? since) : undefined;
-      const fresh = buffered.filter((m) => {
-        const o = parseOffset(m.offset);
+      const fresh = buffered.filter((msg) => {
+        const o = parseOffset(msg.offset);
         return !lastSent || !o || o.epoch !== lastSent.epoch || o.n > lastSent.n;
       });
       const offset = fresh.at(-1)?.offset ?? missed.at(-1)?.offset ?? top;
@@ -150,7 +245,7 @@ export function handleChannels(socket: Socket, deps: RealtimeDeps): void {
         ? { ok: true, channel, recovered: true, missed: missed.length }
         : { ok: true, channel, recovered: false };
       if (offset !== undefined) answer.offset = offset;
-      for (const m of complete ? [...missed, ...fresh] : fresh) socket.emit('msg', m);
+      for (const msg of complete ? [...missed, ...fresh] : fresh) socket.emit('msg', msg);
       void socket.join(room);
       return answer;
     } finally {
@@ -164,8 +259,52 @@ export function handleChannels(socket: Socket, deps: RealtimeDeps): void {
     if (!isChannelName(parsed.data.channel)) return { ok: false, error: 'invalid_channel' };
     if (rateLimited()) return { ok: false, error: 'rate_limited' };
     const room = roomOf(parsed.data.channel);
+    const m = memberships.get(room);
+    if (m) {
+      memberships.delete(room);
+      // A join that has not answered yet loses: it will neither join nor replay.
+      if (!m.answered) m.cancelled = 'invalid_request';
+    }
     void socket.leave(room);
     return { ok: true };
+  };
+
+  /**
+   * After a refresh: every channel held or being joined, checked again like a join with the new
+   * identity. Refused ones are left (`left` event) or, still joining, answer `forbidden`.
+   */
+  const recheck = async (round: number): Promise<void> => {
+    const ctx = context();
+    const held = new Map<string, Membership | undefined>();
+    for (const room of socket.rooms)
+      if (room !== socket.id && channelOfRoom(room) !== undefined)
+        held.set(room, memberships.get(room));
+    for (const [room, m] of memberships) held.set(room, m);
+    const verdicts = await Promise.all(
+      [...held].map(async ([room, m]) => {
+        const channel = m?.channel ?? channelOfRoom(room)!;
+        return { room, m, channel, ok: await allowed(ctx, channel, m?.params) };
+      }),
+    );
+    // A later refresh checks everything again with its own identity.
+    if (round !== refreshes || socket.disconnected) return;
+    for (const v of verdicts) if (!v.ok) revoke(v.room, v.channel, v.m);
+  };
+
+  /** Takes the socket out of a channel a refresh no longer allows (if nothing changed since). */
+  const revoke = (room: string, channel: string, m: Membership | undefined): void => {
+    // Left, or left and joined again (that join was checked with the new identity): leave it be.
+    if (memberships.get(room) !== m) return;
+    if (m) memberships.delete(room);
+    if (m && !m.answered) {
+      m.cancelled = 'forbidden';
+      void socket.leave(room);
+      return;
+    }
+    if (!socket.rooms.has(room)) return;
+    void socket.leave(room);
+    log.info({ conn: socket.id, channel }, 'channel left: the refreshed token no longer allows it');
+    socket.emit('left', { channel, reason: 'forbidden' } satisfies LeftEvent);
   };
 
   const refresh = async (
@@ -199,10 +338,12 @@ export function handleChannels(socket: Socket, deps: RealtimeDeps): void {
         exp: identity.exp,
       } satisfies SocketData;
       armExpiry();
-      return { ok: true };
     } catch {
       return { ok: false, error: 'unauthorized' };
     }
+    // Answered once the channels the new identity refuses are left and told.
+    await recheck(++refreshes);
+    return { ok: true };
   };
 
   on(socket, 'join', join, deps);
@@ -235,7 +376,11 @@ function on(
     Promise.resolve()
       .then(() => handler(body))
       .then(
-        (answer) => ack?.(answer),
+        (answer) => {
+          // Settled and sent in one step: nothing can change the answer in between.
+          const final = answer instanceof LateAnswer ? answer.settle() : answer;
+          ack?.(final);
+        },
         (err: unknown) => {
           deps.log.warn({ err, conn: socket.id, event }, 'socket event failed');
           ack?.({ ok: false, error: 'invalid_request' });

@@ -13,6 +13,22 @@ export const leaveSchema = z.object({ channel: z.string() });
 /** `refresh` payload. */
 export const refreshSchema = z.object({ token: z.string().min(1).max(16_384) });
 
-/** Join refusals, as `{ ok: false, error }`. */
+/**
+ * Join refusals, as `{ ok: false, error }`. A join called off before it answered gets
+ * `invalid_request` when a `leave` of the channel overtook it, `forbidden` when a `refresh` no
+ * longer allows the channel.
+ */
 export type JoinError =
   'forbidden' | 'invalid_channel' | 'too_many_channels' | 'rate_limited' | 'invalid_request';
+
+/**
+ * Why the server took a socket out of a channel it had joined: `forbidden`, a `refresh` no longer
+ * allows the channel; `unsubscribed`, a server-side unsubscribe.
+ */
+export type LeftReason = 'forbidden' | 'unsubscribed';
+
+/** Server to client: `emit("left", { channel, reason })`, once per channel taken away. */
+export interface LeftEvent {
+  channel: string;
+  reason: LeftReason;
+}

@@ -3,8 +3,10 @@ import {
   createClient,
   PushcastAuthError,
   PushcastJoinError,
+  type LeftInfo,
   type PushMessage,
 } from '../../src/client/index.js';
+import { roomOf } from '../../src/delivery/names.js';
 import { startRedis, type RedisFixture } from '../support/redis.js';
 import { startNginx } from '../support/nginx.js';
 import { freePort } from '../support/ports.js';
@@ -18,6 +20,26 @@ import {
   type TestNode,
 } from '../support/nodes.js';
 import { until } from '../support/assertions.js';
+
+/** The channel's subscribers on the server, as the API counts them. */
+async function subscribers(node: TestNode, channel: string): Promise<number> {
+  const res = await fetch(`${node.url}/api/channels/${encodeURIComponent(channel)}`, {
+    headers: { authorization: `Bearer ${API_KEY}` },
+  });
+  expect(res.status).toBe(200);
+  return ((await res.json()) as { subscribers: number }).subscribers;
+}
+
+/** The channels of the `join`s a client sends, as it sends them. */
+function joinsSent(client: {
+  socket: { onAnyOutgoing(fn: (...args: unknown[]) => void): unknown };
+}) {
+  const channels: string[] = [];
+  client.socket.onAnyOutgoing((event, payload) => {
+    if (event === 'join') channels.push((payload as { channel: string }).channel);
+  });
+  return channels;
+}
 
 describe('client SDK against one node', () => {
   let node: TestNode;
@@ -133,6 +155,125 @@ describe('client SDK against one node', () => {
         data: 'still here',
       });
       await until(() => got.length === 1, 5000, 'a push after the first expiry');
+    } finally {
+      client.close();
+    }
+  });
+
+  it('subscribe then unsubscribe leaves nothing on the server, before the connection or with the join in flight', async () => {
+    const client = createClient(node.url, {
+      token: await token({ sub: 'u', channels: ['sdk:*'] }),
+      transports: ['websocket'],
+    });
+    // Everything the socket receives, whether a subscription takes it or not.
+    const raw: PushMessage[] = [];
+    client.socket.on('msg', (m: PushMessage) => raw.push(m));
+    try {
+      // Not connected yet: nothing is sent, and the connection does not join it.
+      client.subscribe('sdk:never').unsubscribe();
+      await until(() => client.socket.connected, 5000, 'connect');
+      // Connected: the join goes out, the leave right behind it, before any answer.
+      client.subscribe('sdk:gone').unsubscribe();
+      // A join sent after both is answered after the server handled them.
+      await new Promise((r) => client.subscribe('sdk:after', { onJoin: r }));
+      expect(await subscribers(node, 'sdk:gone')).toBe(0);
+      expect(await subscribers(node, 'sdk:never')).toBe(0);
+      for (const channel of ['sdk:gone', 'sdk:never'])
+        await postJson(`${node.url}/api/push`, { channel, event: 'e', data: channel });
+      const sentinel = await postJson(`${node.url}/api/push`, {
+        channel: 'sdk:after',
+        event: 'e',
+        data: 'sentinel',
+      });
+      await until(() => raw.some((m) => m.id === sentinel.body.id), 5000, 'the sentinel');
+      expect(raw.map((m) => m.channel)).toEqual(['sdk:after']);
+    } finally {
+      client.close();
+    }
+  });
+
+  it('ends a subscription the refreshed token no longer allows: onLeft, and no rejoin after a reconnect', async () => {
+    let calls = 0;
+    const client = createClient(node.url, {
+      // The first token (3 s) allows sdk:*, so the SDK refreshes it; every later one only sdk:keep.
+      getToken: async () => {
+        calls += 1;
+        return calls === 1
+          ? token({ sub: 'u', channels: ['sdk:*'] }, { exp: Math.floor(Date.now() / 1000) + 3 })
+          : token({ sub: 'u', channels: ['sdk:keep'] });
+      },
+      transports: ['websocket'],
+    });
+    const sent = joinsSent(client);
+    try {
+      const left: LeftInfo[] = [];
+      const errors: unknown[] = [];
+      const got: PushMessage[] = [];
+      let keepJoins = 0;
+      let dropJoins = 0;
+      client.subscribe('sdk:keep', {
+        onJoin: () => (keepJoins += 1),
+        onMessage: (m) => got.push(m),
+      });
+      const drop = client.subscribe('sdk:drop', {
+        onJoin: () => (dropJoins += 1),
+        onLeft: (info) => left.push(info),
+        onError: (e) => errors.push(e),
+        onMessage: (m) => got.push(m),
+      });
+      await until(() => keepJoins === 1 && dropJoins === 1, 5000, 'both joined');
+      await until(() => left.length > 0, 8000, 'the left after the refresh');
+      expect(left).toEqual([{ channel: 'sdk:drop', reason: 'forbidden' }]);
+      expect(drop.subscribed).toBe(false);
+      expect(await subscribers(node, 'sdk:drop')).toBe(0);
+      expect(await subscribers(node, 'sdk:keep')).toBe(1);
+
+      sent.length = 0;
+      client.socket.io.engine.close(); // the transport drops; the SDK reconnects by itself
+      await until(() => keepJoins === 2, 8000, 'the rejoin after the reconnect');
+      expect(sent).toEqual(['sdk:keep']);
+      expect(dropJoins).toBe(1);
+      await postJson(`${node.url}/api/push`, { channel: 'sdk:drop', event: 'e', data: 'drop' });
+      await postJson(`${node.url}/api/push`, { channel: 'sdk:keep', event: 'e', data: 'keep' });
+      await until(() => got.length > 0, 5000, 'the push on sdk:keep');
+      expect(got.map((m) => m.data)).toEqual(['keep']);
+      expect(errors).toEqual([]);
+    } finally {
+      client.close();
+    }
+  });
+
+  it('ends a subscription the server unsubscribed (left, reason unsubscribed) the same way', async () => {
+    const client = createClient(node.url, {
+      token: await token({ sub: 'u', channels: ['sdk:*'] }),
+      transports: ['websocket'],
+    });
+    const sent = joinsSent(client);
+    try {
+      const left: LeftInfo[] = [];
+      let joins = 0;
+      const other = client.subscribe('sdk:stay', { onJoin: () => (joins += 1) });
+      const sub = client.subscribe('sdk:srv', {
+        onJoin: () => (joins += 1),
+        onLeft: (info) => left.push(info),
+      });
+      await until(() => joins === 2, 5000, 'both joined');
+      // What a server-side unsubscribe does to the socket.
+      const socket = node.server.io.of('/').sockets.get(client.socket.id!)!;
+      void socket.leave(roomOf('sdk:srv'));
+      socket.emit('left', { channel: 'sdk:srv', reason: 'unsubscribed' });
+      await until(() => left.length > 0, 5000, 'onLeft');
+      expect(left).toEqual([{ channel: 'sdk:srv', reason: 'unsubscribed' }]);
+      expect(sub.subscribed).toBe(false);
+      expect(other.subscribed).toBe(true);
+
+      sent.length = 0;
+      client.socket.io.engine.close();
+      await until(() => joins === 3, 8000, 'the rejoin after the reconnect');
+      expect(sent).toEqual(['sdk:stay']);
+      // Subscribing again is a new subscription, joined as usual.
+      await new Promise((r) => client.subscribe('sdk:srv', { onJoin: r }));
+      expect(await subscribers(node, 'sdk:srv')).toBe(1);
     } finally {
       client.close();
     }
