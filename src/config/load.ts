@@ -14,7 +14,7 @@ export class ConfigError extends Error {
   }
 }
 
-type EnvKind = 'string' | 'int' | 'bool' | 'list' | 'origins';
+type EnvKind = 'string' | 'int' | 'number' | 'bool' | 'list' | 'origins';
 /** Environment variable -> setting path, and how its text is read. */
 const envMap: ReadonlyArray<[string, string, EnvKind]> = [
   ['NODE_ENV', 'env', 'string'],
@@ -22,6 +22,8 @@ const envMap: ReadonlyArray<[string, string, EnvKind]> = [
   ['HOST', 'host', 'string'],
   ['REDIS_URL', 'redisUrl', 'string'],
   ['PUSHCAST_REDIS_MODE', 'redis.mode', 'string'],
+  ['PUSHCAST_REDIS_KEY_PREFIX', 'redis.keyPrefix', 'string'],
+  ['PUSHCAST_REDIS_COMMAND_TIMEOUT_MS', 'redis.commandTimeoutMs', 'int'],
   ['PUSHCAST_JWT_SECRET', 'jwt.secret', 'string'],
   ['PUSHCAST_JWT_PUBLIC_KEY', 'jwt.publicKey', 'string'],
   ['PUSHCAST_JWT_JWKS_FILE', 'jwt.jwksFile', 'string'],
@@ -29,6 +31,7 @@ const envMap: ReadonlyArray<[string, string, EnvKind]> = [
   ['PUSHCAST_JWT_ISSUER', 'jwt.issuer', 'string'],
   ['PUSHCAST_JWT_AUDIENCE', 'jwt.audience', 'list'],
   ['PUSHCAST_JWT_ALLOW_NO_EXP', 'jwt.allowNoExp', 'bool'],
+  ['PUSHCAST_JWT_CLOCK_TOLERANCE_S', 'jwt.clockToleranceS', 'int'],
   ['PUSHCAST_PUBLIC_CHANNELS', 'publicChannels', 'list'],
   ['PUSHCAST_SOCKET_PATH', 'socketPath', 'string'],
   ['PUSHCAST_HOOKS', 'hooks', 'string'],
@@ -36,9 +39,21 @@ const envMap: ReadonlyArray<[string, string, EnvKind]> = [
   ['LOG_LEVEL', 'logLevel', 'string'],
   ['PUSHCAST_MAX_DATA_BYTES', 'limits.maxDataBytes', 'int'],
   ['PUSHCAST_MAX_BODY_BYTES', 'limits.maxBodyBytes', 'int'],
+  ['PUSHCAST_MAX_DATA_DEPTH', 'limits.maxDataDepth', 'int'],
   ['PUSHCAST_MAX_CHANNELS_PER_PUSH', 'limits.maxChannelsPerPush', 'int'],
+  ['PUSHCAST_MAX_BATCH', 'limits.maxBatch', 'int'],
+  ['PUSHCAST_MAX_CHANNELS_PER_SOCKET', 'limits.maxChannelsPerSocket', 'int'],
+  ['PUSHCAST_SOCKET_EVENTS_PER_S', 'limits.socketEventsPerSecond', 'number'],
+  ['PUSHCAST_SOCKET_EVENT_BURST', 'limits.socketEventBurst', 'int'],
+  ['PUSHCAST_MAX_CONNECTIONS', 'limits.maxConnections', 'int'],
+  ['PUSHCAST_MAX_CONNECTIONS_PER_USER', 'limits.maxConnectionsPerUser', 'int'],
+  ['PUSHCAST_CONNECT_RATE_PER_S', 'limits.connectRatePerSecond', 'number'],
+  ['PUSHCAST_MAX_SOCKET_BUFFER_KB', 'limits.maxSocketBufferKb', 'int'],
+  ['PUSHCAST_MEMORY_HISTORY_MB', 'memory.historyMb', 'number'],
+  ['PUSHCAST_MEMORY_IDEMPOTENCY_MB', 'memory.idempotencyMb', 'number'],
+  ['PUSHCAST_IDEMPOTENCY_KEYS_PER_API_KEY', 'idempotencyKeysPerApiKey', 'int'],
   ['PUSHCAST_IDEMPOTENCY_TTL_S', 'idempotencyTtlS', 'int'],
-  ['PUSHCAST_RATE_LIMIT_PER_S', 'limits.pushesPerSecond', 'int'],
+  ['PUSHCAST_RATE_LIMIT_PER_S', 'limits.pushesPerSecond', 'number'],
   ['PUSHCAST_RATE_LIMIT_BURST', 'limits.pushBurst', 'int'],
   ['PUSHCAST_HISTORY_SIZE', 'history.size', 'int'],
   ['PUSHCAST_HISTORY_TTL_S', 'history.ttlS', 'int'],
@@ -295,6 +310,11 @@ function parseEnvValue(name: string, path: string, kind: EnvKind, raw: string): 
         throw new ConfigError(
           `invalid setting ${name} (${path}): expected a whole number, got "${raw}"`,
         );
+      return Number(raw.trim());
+    }
+    case 'number': {
+      if (!/^\d+(\.\d+)?$/.test(raw.trim()))
+        throw new ConfigError(`invalid setting ${name} (${path}): expected a number, got "${raw}"`);
       return Number(raw.trim());
     }
     case 'bool': {

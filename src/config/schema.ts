@@ -103,6 +103,8 @@ export const configSchema = z
           .int()
           .min(1)
           .default(64 * 1024),
+        /** How deep `data` may nest (arrays and objects); deeper is refused before it is parsed. */
+        maxDataDepth: z.number().int().min(1).max(1000).default(64),
         maxChannelsPerPush: z.number().int().min(1).max(10_000).default(100),
         maxBatch: z.number().int().min(1).max(10_000).default(100),
         maxChannelsPerSocket: z.number().int().min(1).default(100),
@@ -112,8 +114,27 @@ export const configSchema = z
         /** Per socket: join/leave/refresh events per second and the burst above it. */
         socketEventsPerSecond: z.number().positive().default(20),
         socketEventBurst: z.number().int().min(1).default(50),
+        /** Sockets one node holds at most; past it new connections are refused (`node_full`). */
+        maxConnections: z.number().int().min(1).default(50_000),
+        /** Sockets of one user (`sub`) on one node at most (`too_many_user_connections`). */
+        maxConnectionsPerUser: z.number().int().min(1).default(100),
+        /** New connections one node admits per second (and as a burst): `connect_rate_limited`. */
+        connectRatePerSecond: z.number().positive().default(1000),
+        /** A socket whose unsent output passes this many KiB is disconnected alone. */
+        maxSocketBufferKb: z.number().int().min(1).default(1024),
       })
       .prefault({}),
+    /** Bounds of what a single node keeps in memory (memory mode: no Redis). */
+    memory: z
+      .object({
+        /** All channels' history together; past it the least recently pushed channels go. */
+        historyMb: z.number().positive().default(256),
+        /** All stored Idempotency-Key answers together; past it the oldest go. */
+        idempotencyMb: z.number().positive().default(64),
+      })
+      .prefault({}),
+    /** Idempotency-Keys one API key may hold at once within the window (Redis mode). */
+    idempotencyKeysPerApiKey: z.number().int().min(1).default(1_000_000),
     idempotencyTtlS: z
       .number()
       .int()

@@ -41,5 +41,13 @@ export function toPushcastError(err: unknown): PushcastError {
     return new PushcastError('unsupported_media_type', 'Send the body as UTF-8 application/json.');
   if (type === 'request.aborted')
     return new PushcastError('invalid_json', 'The request body was cut short.');
+  // Any other body-reading error (a corrupt gzip or deflate stream, a bad length) is the
+  // client's: body-parser marks those with a 4xx status.
+  const status = (err as { status?: unknown } | undefined)?.status;
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    if (status === 413) return new PushcastError('payload_too_large');
+    if (status === 415) return new PushcastError('unsupported_media_type');
+    return new PushcastError('invalid_json', 'The request body could not be read (bad encoding?).');
+  }
   return new PushcastError('internal', undefined, { cause: err });
 }
