@@ -167,12 +167,20 @@ export function createPushServer(
         redis.pub,
         config.redis.keyPrefix,
         config.idempotencyTtlS,
+        config.idempotencyKeysPerApiKey,
       );
     } else {
-      bus = new MemoryBus((room, message) => {
-        sockets.to(room).emit('msg', message);
-      }, history);
-      idempotency = new MemoryIdempotencyStore(config.idempotencyTtlS);
+      bus = new MemoryBus(
+        (room, message) => {
+          sockets.to(room).emit('msg', message);
+        },
+        history,
+        { maxBytes: config.memory.historyMb * MB },
+      );
+      idempotency = new MemoryIdempotencyStore(
+        config.idempotencyTtlS,
+        config.memory.idempotencyMb * MB,
+      );
     }
     const startedAt = Date.now();
     const view: ClusterView = new ClusterView(
@@ -321,6 +329,8 @@ export function createPushServer(
     },
   };
 }
+
+const MB = 1024 * 1024;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));

@@ -8,21 +8,33 @@ interface ChannelLog {
   epoch: string;
   seq: number;
   ring: ChannelMessage[];
+  /** Approximate bytes of each message in `ring`, in the same order. */
+  sizes: number[];
+  bytes: number;
   expiresAt: number;
 }
+
+// What a stored message costs beyond its JSON: the object, its strings' headers, the ring slot.
+const MESSAGE_OVERHEAD_BYTES = 120;
 
 /**
  * The single-node bus: history in an in-memory ring per channel, fan-out straight to this node's
  * sockets. Same semantics as the Redis bus (size, TTL, epochs), so one test suite serves both.
+ * All history together is bounded by `maxBytes`: past it, the channels pushed to least recently
+ * are dropped whole (their clients then recover with `recovered: false`, as after a TTL).
  */
 export class MemoryBus implements Bus {
+  /** Ordered by last push, least recent first: the eviction order. */
   private readonly logs = new Map<string, ChannelLog>();
   private readonly sweeper: NodeJS.Timeout;
+  private bytes = 0;
 
   constructor(
     private readonly deliver: LocalMessageListener,
     private readonly policy: HistoryPolicy,
-    private readonly now: () => number = Date.now,
+    private readonly options: { maxBytes: number; now?: () => number } = {
+      maxBytes: Number.POSITIVE_INFINITY,
+    },
   ) {
     // Expired channels would otherwise stay in memory until their next publish.
     this.sweeper = setInterval(() => this.sweep(), 10_000);
@@ -35,6 +47,15 @@ export class MemoryBus implements Bus {
 
   publish(messages: PreparedMessage[]): Promise<Array<string | undefined>> {
     return Promise.resolve(messages.map((m) => this.publishOne(m)));
+  }
+
+  /** Approximate bytes all channels' history holds (for tests and metrics). */
+  get historyBytes(): number {
+    return this.bytes;
+  }
+
+  private now(): number {
+    return (this.options.now ?? Date.now)();
   }
 
   private publishOne(m: PreparedMessage): string | undefined {
@@ -50,9 +71,22 @@ export class MemoryBus implements Bus {
       const log = this.live(m.channel) ?? this.create(m.channel);
       log.seq += 1;
       message.offset = formatOffset(log.epoch, log.seq);
+      const size = m.head.length + MESSAGE_OVERHEAD_BYTES;
       log.ring.push(message);
-      if (log.ring.length > history.size) log.ring.splice(0, log.ring.length - history.size);
+      log.sizes.push(size);
+      log.bytes += size;
+      this.bytes += size;
+      while (log.ring.length > history.size) {
+        log.ring.shift();
+        const dropped = log.sizes.shift() ?? 0;
+        log.bytes -= dropped;
+        this.bytes -= dropped;
+      }
       log.expiresAt = this.now() + history.ttlS * 1000;
+      // Most recently pushed last: re-inserted so the map's order is the eviction order.
+      this.logs.delete(m.channel);
+      this.logs.set(m.channel, log);
+      this.evict(m.channel);
     }
     this.deliver(roomOf(m.channel), message);
     return message.offset;
@@ -111,20 +145,40 @@ export class MemoryBus implements Bus {
   private live(channel: string): ChannelLog | undefined {
     const log = this.logs.get(channel);
     if (log && log.expiresAt <= this.now()) {
-      this.logs.delete(channel);
+      this.drop(channel, log);
       return undefined;
     }
     return log;
   }
 
   private create(channel: string): ChannelLog {
-    const log: ChannelLog = { epoch: newEpoch(), seq: 0, ring: [], expiresAt: 0 };
+    const log: ChannelLog = {
+      epoch: newEpoch(),
+      seq: 0,
+      ring: [],
+      sizes: [],
+      bytes: 0,
+      expiresAt: 0,
+    };
     this.logs.set(channel, log);
     return log;
   }
 
+  /** Drops the least recently pushed channels (never `keep`) until history fits its bound. */
+  private evict(keep: string): void {
+    for (const [channel, log] of this.logs) {
+      if (this.bytes <= this.options.maxBytes) return;
+      if (channel !== keep) this.drop(channel, log);
+    }
+  }
+
+  private drop(channel: string, log: ChannelLog): void {
+    this.logs.delete(channel);
+    this.bytes -= log.bytes;
+  }
+
   private sweep(): void {
     const now = this.now();
-    for (const [channel, log] of this.logs) if (log.expiresAt <= now) this.logs.delete(channel);
+    for (const [channel, log] of this.logs) if (log.expiresAt <= now) this.drop(channel, log);
   }
 }

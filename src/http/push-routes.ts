@@ -6,6 +6,7 @@ import { requireChannels } from './api-auth.js';
 import type { ApiRequest, HttpDeps } from './app.js';
 import { toPushcastError } from './errors.js';
 import { parsePush } from './push-input.js';
+import { readPushBody, tooLarge, type OversizeSlots } from './push-body.js';
 import type { RateLimiter } from '../auth/rate-limiter.js';
 import type { ApiSchemas } from './schemas.js';
 
@@ -22,15 +23,19 @@ const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
 export function pushRoutes(deps: PushRouteDeps): express.Router {
   const router = express.Router();
   const { config, pipeline, schemas, limiter } = deps;
-  const json = express.json({ limit: config.limits.maxBodyBytes, strict: false, type: () => true });
 
   const requireJson: RequestHandler = (req, _res, next) => {
     // The header itself: `req.is()` answers null for a request without a body.
-    if (!/^application\/json\s*(;|$)/i.test(req.headers['content-type'] ?? ''))
+    const type = req.headers['content-type'] ?? '';
+    if (!/^application\/json\s*(;|$)/i.test(type))
       throw new PushcastError(
         'unsupported_media_type',
         'Send the body as application/json (Content-Type header).',
       );
+    // JSON is UTF-8 (RFC 8259 section 8.1); a charset that says otherwise cannot be read as sent.
+    const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(type)?.[1];
+    if (charset !== undefined && !/^utf-?8$/i.test(charset))
+      throw new PushcastError('unsupported_media_type', 'Send the body as UTF-8 application/json.');
     next();
   };
 
@@ -61,80 +66,99 @@ export function pushRoutes(deps: PushRouteDeps): express.Router {
   };
 
   // Check order (README "Contract details"): 401/403 scope, 429, 415, 400/413, then the route.
-  const intake = [deps.authenticate('push'), rateLimit, requireJson, requireBody, json];
+  const intake = [deps.authenticate('push'), rateLimit, requireJson, requireBody];
 
-  router.post('/push', ...intake, async (req: ApiRequest, res) => {
-    const push = parsePush(req.body, schemas, config.limits);
-    requireChannels(req.caller!, push.channels);
-    await idempotent(req, res, 'push', async () => {
-      const result = await pipeline.push(push);
-      return {
-        status: 200,
-        body: { id: result.id, channel: result.channel, event: result.event, data: result.data },
+  router.post(
+    '/push',
+    ...intake,
+    ...readPushBody('push', config.limits),
+    async (req: ApiRequest, res) => {
+      const push = parsePush(req.body, schemas, config.limits);
+      requireChannels(req.caller!, push.channels);
+      // Only the id is kept for a replay: the rest of the answer is the request itself, which the
+      // fingerprint guarantees is the same.
+      const id = await idempotent<string>(req, res, 'push', async () => ({
+        record: (await pipeline.push(push)).id,
+        final: true,
+      }));
+      res.json({ id, channel: push.channels, event: push.event, data: push.data });
+    },
+  );
+
+  router.post(
+    '/push/batch',
+    ...intake,
+    ...readPushBody('batch', config.limits),
+    async (req: ApiRequest, res) => {
+      const oversize = res.locals.oversize as OversizeSlots;
+      const parsed = schemas.batch.safeParse(req.body);
+      if (!parsed.success) {
+        const issue = parsed.error.issues[0]!;
+        throw new PushcastError('invalid_push', `pushes: ${issue.message}`, {
+          details: { field: 'pushes', issues: parsed.error.issues.map((i) => i.message) },
+        });
+      }
+      // Charge the whole batch at once, one token per push: the token taken up front (before the
+      // body was read) is given back first, so a batch over the burst is not refused for ever.
+      const count = parsed.data.pushes.length;
+      if (count > 1) {
+        limiter.refund(req.caller!.keyId, 1);
+        charge(req.caller!.keyId, count);
+      }
+      pipeline.admit();
+      const runSlot = async (body: unknown, slot: number): Promise<BatchSlot> => {
+        try {
+          const cut = oversize.get(slot);
+          if (cut) throw tooLarge(cut, 'batch');
+          const push: PushRequest = parsePush(body, schemas, config.limits);
+          requireChannels(req.caller!, push.channels);
+          const r = await pipeline.push(push);
+          return { id: r.id, channel: r.channel, event: r.event };
+        } catch (err) {
+          const e = toPushcastError(err);
+          return { error: e.message, code: e.code };
+        }
       };
-    });
-  });
-
-  router.post('/push/batch', ...intake, async (req: ApiRequest, res) => {
-    const parsed = schemas.batch.safeParse(req.body);
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0]!;
-      throw new PushcastError('invalid_push', `pushes: ${issue.message}`, {
-        details: { field: 'pushes', issues: parsed.error.issues.map((i) => i.message) },
+      // A slot that failed with a retryable error (503) is run again by a retry with the same
+      // Idempotency-Key; the slots that were published are not, so each push happens once.
+      const results = await idempotent<BatchSlot[]>(req, res, 'batch', async (previous) => {
+        const record = await Promise.all(
+          parsed.data.pushes.map((body, slot) => {
+            const before = previous?.[slot];
+            return before && !retryable(before) ? Promise.resolve(before) : runSlot(body, slot);
+          }),
+        );
+        return { record, final: !record.some(retryable) };
       });
-    }
-    // Charge the whole batch at once, one token per push: the token taken up front (before the
-    // body was read) is given back first, so a batch over the burst is not refused for ever.
-    const count = parsed.data.pushes.length;
-    if (count > 1) {
-      limiter.refund(req.caller!.keyId, 1);
-      charge(req.caller!.keyId, count);
-    }
-    pipeline.admit();
-    await idempotent(req, res, 'batch', async () => {
-      const results = await Promise.all(
-        parsed.data.pushes.map(async (body) => {
-          try {
-            const push: PushRequest = parsePush(body, schemas, config.limits);
-            requireChannels(req.caller!, push.channels);
-            const r = await pipeline.push(push);
-            return { id: r.id, channel: r.channel, event: r.event };
-          } catch (err) {
-            const e = toPushcastError(err);
-            return { error: e.message, code: e.code };
-          }
-        }),
-      );
-      return { status: 200, body: { results } };
-    });
-  });
+      res.json({ results });
+    },
+  );
 
-  /** Runs `work` once per Idempotency-Key (per API key and route); repeats get the first answer. */
-  async function idempotent(
+  /**
+   * Runs `work` once per Idempotency-Key (per API key): a repeat of the same request gets the
+   * stored record (with `Idempotent-Replayed: true`), another request with the key is refused.
+   * A record that is not final is kept for a retry, which resumes from it.
+   */
+  async function idempotent<R>(
     req: ApiRequest,
     res: Response,
     route: string,
-    work: () => Promise<{ status: number; body: unknown }>,
-  ): Promise<void> {
+    work: (previous: R | undefined) => Promise<{ record: R; final: boolean }>,
+  ): Promise<R> {
     const header = req.headers['idempotency-key'];
-    if (header === undefined) {
-      const r = await work();
-      res.status(r.status).json(r.body);
-      return;
-    }
+    if (header === undefined) return (await work(undefined)).record;
     if (typeof header !== 'string' || !IDEMPOTENCY_KEY.test(header))
       throw new PushcastError(
         'invalid_push',
         'Idempotency-Key must be 1-255 visible ASCII characters.',
-        {
-          details: { field: 'Idempotency-Key' },
-        },
+        { details: { field: 'Idempotency-Key' } },
       );
-    // The key id comes from a hook and may hold ":"; escaped, no two (API key, header) meet. The
-    // route is part of the fingerprint, not the key: the same header on another route is a reuse.
-    const key = `${encodeURIComponent(req.caller!.keyId)}:${header}`;
+    // The route is part of the fingerprint, not the key: the same header on another route is a
+    // reuse of the key for another request.
+    const key = { owner: req.caller!.keyId, key: header };
     const fingerprint = requestFingerprint(route, req.body);
     const deadline = Date.now() + 5000;
+    let previous: R | undefined;
     for (;;) {
       const found = await deps.idempotency.begin(key, fingerprint).catch((err: unknown) => {
         throw unavailable('idempotency', { cause: err });
@@ -143,30 +167,46 @@ export function pushRoutes(deps: PushRouteDeps): express.Router {
         throw new PushcastError('idempotency_mismatch', undefined, {
           details: { field: 'Idempotency-Key' },
         });
+      if (found.state === 'full')
+        throw new PushcastError(
+          'rate_limited',
+          'This API key holds as many Idempotency-Keys as it may; retry later or without one.',
+          { retryAfterS: 60, details: { field: 'Idempotency-Key' } },
+        );
       if (found.state === 'done') {
         res.setHeader('Idempotent-Replayed', 'true');
-        res.status(found.response.status).json(found.response.body);
-        return;
+        return found.response.body as R;
       }
-      if (found.state === 'new') break;
+      if (found.state === 'resume') previous = found.response.body as R;
+      if (found.state === 'new' || found.state === 'resume') break;
       // Another request with this key is running: wait for its answer.
       if (Date.now() > deadline) throw unavailable('duplicate');
       await new Promise((r) => setTimeout(r, 25));
     }
     try {
-      const r = await work();
+      const { record, final } = await work(previous);
       await deps.idempotency
-        .complete(key, fingerprint, r)
+        .complete(key, fingerprint, { status: 200, body: record }, final)
         .catch((err: unknown) => deps.log.warn({ err }, 'idempotency store failed'));
-      res.status(r.status).json(r.body);
+      return record;
     } catch (err) {
-      // Only answers that succeeded are kept: the request may be retried with the same key.
-      await deps.idempotency.abort(key).catch(() => {});
+      // Nothing new to keep: the request may be retried with the same key.
+      await deps.idempotency
+        .abort(key)
+        .catch((e: unknown) => deps.log.warn({ err: e }, 'idempotency store failed'));
       throw err;
     }
   }
 
   return router;
+}
+
+/** One slot of a batch answer. */
+type BatchSlot = { id: string; channel: string[]; event: string } | { error: string; code: string };
+
+/** Whether a batch slot failed in a way a retry can fix (503: overloaded, Redis away). */
+function retryable(slot: BatchSlot): boolean {
+  return 'code' in slot && slot.code === 'unavailable';
 }
 
 /**
