@@ -15,8 +15,8 @@ export class ConfigError extends Error {
 }
 
 type EnvKind = 'string' | 'int' | 'number' | 'bool' | 'list' | 'origins';
-/** Environment variable -> setting path, and how its text is read. */
-const envMap: ReadonlyArray<[string, string, EnvKind]> = [
+/** Environment variable -> setting path, and how its text is read (the README table lists them all). */
+export const envMap: ReadonlyArray<[string, string, EnvKind]> = [
   ['NODE_ENV', 'env', 'string'],
   ['PORT', 'port', 'int'],
   ['HOST', 'host', 'string'],

@@ -17,7 +17,7 @@ import { errorHandler, sendError } from './errors.js';
 import { pushRoutes } from './push-routes.js';
 import { channelRoutes } from './channel-routes.js';
 import type { Bus } from '../delivery/bus.js';
-import { RateLimiter } from '../auth/rate-limiter.js';
+import { LocalPushLimiter, type PushLimiter } from './push-limiter.js';
 import type { ClusterView } from '../cluster/cluster-view.js';
 import type { ChannelMessage } from '../delivery/message.js';
 import type { PushMetrics } from '../metrics/metrics.js';
@@ -42,6 +42,8 @@ export interface HttpDeps {
   /** Cluster-wide counts and node stats. */
   view(): ClusterView;
   metrics: PushMetrics;
+  /** The per-API-key push limit (default: this node's own, in memory). */
+  pushLimiter?: PushLimiter;
   /** Streams a channel's live messages on this node (admin console). */
   watch(channel: string, listener: (message: ChannelMessage) => void): Promise<() => void>;
   node: string;
@@ -95,7 +97,9 @@ export function createHttpApp(deps: HttpDeps): express.Express {
   });
 
   app.use('/api', requestContext(deps));
-  const limiter = new RateLimiter(config.limits.pushesPerSecond, config.limits.pushBurst);
+  const limiter =
+    deps.pushLimiter ??
+    new LocalPushLimiter(config.limits.pushesPerSecond, config.limits.pushBurst);
   const schemas = apiSchemas(config.limits);
   app.use('/api', pushRoutes({ ...deps, limiter, schemas, authenticate: authenticate(deps) }));
   app.use(

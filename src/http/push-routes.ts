@@ -7,11 +7,11 @@ import type { ApiRequest, HttpDeps } from './app.js';
 import { toPushcastError } from './errors.js';
 import { parsePush } from './push-input.js';
 import { readPushBody, tooLarge, type OversizeSlots } from './push-body.js';
-import type { RateLimiter } from '../auth/rate-limiter.js';
+import type { PushLimiter } from './push-limiter.js';
 import type { ApiSchemas } from './schemas.js';
 
 interface PushRouteDeps extends HttpDeps {
-  limiter: RateLimiter;
+  limiter: PushLimiter;
   schemas: ApiSchemas;
   authenticate: (scope: string) => RequestHandler;
 }
@@ -50,8 +50,8 @@ export function pushRoutes(deps: PushRouteDeps): express.Router {
   };
 
   /** Charges `cost` pushes to the caller's key; 429 with the wait when they do not fit. */
-  const charge = (keyId: string, cost: number): void => {
-    const wait = limiter.take(keyId, cost);
+  const charge = async (keyId: string, cost: number): Promise<void> => {
+    const wait = await limiter.charge(keyId, cost);
     if (wait > 0)
       throw new PushcastError(
         'rate_limited',
@@ -60,8 +60,8 @@ export function pushRoutes(deps: PushRouteDeps): express.Router {
       );
   };
   // One push charged before the body is read; a batch is charged whole once it is parsed.
-  const rateLimit: RequestHandler = (req: ApiRequest, _res, next) => {
-    charge(req.caller!.keyId, 1);
+  const rateLimit: RequestHandler = async (req: ApiRequest, _res, next) => {
+    await charge(req.caller!.keyId, 1);
     next();
   };
 
@@ -102,8 +102,8 @@ export function pushRoutes(deps: PushRouteDeps): express.Router {
       // body was read) is given back first, so a batch over the burst is not refused for ever.
       const count = parsed.data.pushes.length;
       if (count > 1) {
-        limiter.refund(req.caller!.keyId, 1);
-        charge(req.caller!.keyId, count);
+        await limiter.refund(req.caller!.keyId, 1);
+        await charge(req.caller!.keyId, count);
       }
       pipeline.admit();
       const runSlot = async (body: unknown, slot: number): Promise<BatchSlot> => {
