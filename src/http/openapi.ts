@@ -125,7 +125,7 @@ export function openApiDocument(limits: Config['limits']): Json {
                 required: ['channels'],
               }),
             },
-            ...errors(401, 403, 422),
+            ...errors(401, 403, 422, 503),
           },
         },
       },
@@ -143,7 +143,7 @@ export function openApiDocument(limits: Config['limits']): Json {
                 required: ['channel', 'subscribers'],
               }),
             },
-            ...errors(401, 403, 422),
+            ...errors(401, 403, 422, 503),
           },
         },
       },
@@ -194,7 +194,7 @@ export function openApiDocument(limits: Config['limits']): Json {
                 },
               }),
             },
-            ...errors(401, 403, 422),
+            ...errors(401, 403, 422, 503),
           },
         },
       },
@@ -204,7 +204,7 @@ export function openApiDocument(limits: Config['limits']): Json {
           summary: 'Every live node: id, version, uptime, state, sockets, channels, push rates',
           responses: {
             '200': { description: 'Nodes and totals', ...json({ type: 'object' }) },
-            ...errors(401, 403),
+            ...errors(401, 403, 503),
           },
         },
       },
@@ -269,7 +269,7 @@ const ERROR_TEXT: Record<number, string> = {
   415: 'unsupported_media_type',
   422: 'invalid_push / invalid_request / idempotency_mismatch (key reused for another request)',
   429: 'rate_limited (with Retry-After)',
-  503: 'unavailable (with Retry-After): nothing was pushed',
+  503: 'unavailable (with Retry-After): draining, overloaded or Redis away; nothing was pushed',
 };
 
 /** zod writes "any JSON value" as a recursive shared definition; in the document it is `{}`. */
