@@ -7,7 +7,11 @@ import { adapterChannelFor } from './envelope.js';
 
 /** Installs the Redis adapter on the server and owns its subscriptions. */
 export interface AdapterWiring {
-  /** Resolves once this node's subscription for the room is active in Redis. */
+  /**
+   * Resolves once this node's subscription for the room is active in Redis; rejects at once while
+   * the subscriber is not connected (the room is subscribed again, with every other local room,
+   * when it is back). With Redis paused it waits: callers bound it (realtime/channel-handlers.ts).
+   */
   ensureSubscribed(room: string): Promise<void>;
   /** False from a subscriber disconnect until every local room is subscribed again. */
   live(): boolean;
@@ -71,6 +75,9 @@ export async function installRedisAdapter(
   return {
     live: () => live,
     async ensureSubscribed(room) {
+      // Not connected: an SSUBSCRIBE would wait in the offline queue for the whole outage, and
+      // proves nothing the reconnect above does not redo.
+      if (sub.status !== 'ready') throw new Error('redis subscriber not connected');
       if (mode === 'sharded') await sub.ssubscribe(adapterChannelFor(room));
       else await sub.ping();
     },

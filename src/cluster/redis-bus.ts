@@ -12,7 +12,7 @@ type PublishFn = (numKeys: number, ...keysAndArgs: Array<string | number>) => Pr
 type HistoryFn = (
   meta: string,
   stream: string,
-  since: number,
+  since: string,
   limit: number,
 ) => Promise<[string, number, Array<[string, string[]]>, string]>;
 
@@ -127,13 +127,16 @@ export class RedisBus implements Bus {
     // `MAXLEN ~` trims whole stream nodes, so the stream can hold more than the channel's
     // history size; history is the last `size` messages, in Redis as in memory.
     const { size } = this.policy.for(channel);
+    // A `since` past every safe integer is past every position: only the position is read (it
+    // answers `complete: false` below). Otherwise n goes to Lua as its decimal digits.
+    const read = !since || Number.isSafeInteger(since.n);
     let reply: Awaited<ReturnType<HistoryFn>>;
     try {
       reply = await this.pub.pushcastHistory(
         this.key(channel, 'm'),
         this.key(channel, 's'),
-        since ? since.n : -1,
-        since ? options.limit : Math.min(options.limit, size),
+        since && read ? String(since.n) : '-1',
+        !read ? 0 : since ? options.limit : Math.min(options.limit, size),
       );
     } catch (err) {
       throw unavailable('bus', { cause: err });
@@ -169,6 +172,9 @@ export class RedisBus implements Bus {
   }
 
   async settle(): Promise<void> {
+    // Not connected: nothing can be proven, and a PING would wait in the offline queue for the
+    // whole outage.
+    if (this.sub.status !== 'ready') throw unavailable('bus');
     // A round trip on the subscriber connection: replies come in order, so every message Redis
     // published to this node before the PING was answered has been received when it resolves.
     await this.sub.ping();

@@ -43,7 +43,8 @@ for i = 1, #KEYS / 2 do
       epoch = ARGV[a + 5]
       redis.call('HSET', meta, 'e', epoch)
     end
-    local n = redis.call('HINCRBY', meta, 's', 1)
+    -- As digits: Lua writes numbers from 1e14 on as "1e+14", which is no stream id.
+    local n = string.format('%d', redis.call('HINCRBY', meta, 's', 1))
     redis.call('XADD', stream, 'MAXLEN', '~', size, n .. '-0', 'm', head)
     redis.call('EXPIRE', meta, ttl)
     redis.call('EXPIRE', stream, ttl)
@@ -77,28 +78,33 @@ return {epoch, tonumber(n)}
 `;
 
 /**
- * Read history. KEYS: meta hash, stream. ARGV: since n (-1: the newest), limit. Returns
- * { epoch or '', top n, entries, id of the oldest entry or '' }; entries are [id, [field, value]].
+ * Read history. KEYS: meta hash, stream. ARGV: since n as decimal digits (-1: the newest), limit.
+ * Returns { epoch or '', top n, entries, id of the oldest entry or '' }; entries are
+ * [id, [field, value]]. Entries are read only after a `since` below the top (one at or past it
+ * has none), and `since` goes into the stream id as the digits it came as: Lua formats numbers
+ * from 1e14 on as "1e+14", which is no stream id.
  */
 export const HISTORY_SCRIPT = `
 local meta = redis.call('HMGET', KEYS[1], 'e', 's')
 if not meta[1] then
   return {'', 0, {}, ''}
 end
+local top = tonumber(meta[2]) or 0
 local since = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
 local entries
-if limit <= 0 then
+if limit <= 0 or since >= top then
   entries = {}
 elseif since < 0 then
   entries = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', limit)
 else
-  entries = redis.call('XRANGE', KEYS[2], (since + 1) .. '-0', '+', 'COUNT', limit)
+  -- Ids are n-0: from since-1 on is after since-0 (exclusive ranges need Redis 6.2).
+  entries = redis.call('XRANGE', KEYS[2], ARGV[1] .. '-1', '+', 'COUNT', limit)
 end
 local oldest = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
 local oldestId = ''
 if oldest[1] then
   oldestId = oldest[1][1]
 end
-return {meta[1], tonumber(meta[2]) or 0, entries, oldestId}
+return {meta[1], top, entries, oldestId}
 `;

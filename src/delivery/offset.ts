@@ -7,10 +7,16 @@ import { randomBytes } from 'node:crypto';
  */
 export interface ParsedOffset {
   epoch: string;
+  /**
+   * The count. Digits past Number.MAX_SAFE_INTEGER parse as Infinity: past every position a
+   * history reaches, so such an offset is "not from this history" (never recovered from, history
+   * answers `complete: false`), as one past the channel's current position is.
+   */
   n: number;
 }
 
-const OFFSET = /^([A-Za-z0-9]{1,32}):(\d{1,15})$/;
+// Digits of any length up to the 100 characters a `since` may have; the value decides the rest.
+const OFFSET = /^([A-Za-z0-9]{1,32}):(\d{1,100})$/;
 
 /** Parses an offset; undefined for anything malformed (never throws). */
 export function parseOffset(value: unknown): ParsedOffset | undefined {
@@ -18,7 +24,7 @@ export function parseOffset(value: unknown): ParsedOffset | undefined {
   const m = OFFSET.exec(value);
   if (!m) return undefined;
   const n = Number(m[2]);
-  return Number.isSafeInteger(n) ? { epoch: m[1]!, n } : undefined;
+  return { epoch: m[1]!, n: Number.isSafeInteger(n) ? n : Number.POSITIVE_INFINITY };
 }
 
 /** Formats an offset. */

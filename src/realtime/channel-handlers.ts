@@ -49,6 +49,43 @@ class LateAnswer {
 // Timers cannot wait past 2^31-1 ms; a later expiry is re-armed when this one fires.
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
+/** What a step run against a join's deadline ({@link Within}) gave: its value, or undefined. */
+type InTime<T> = { value: T } | undefined;
+
+/** Runs a Redis-dependent step of a join, bounded by the join's deadline. */
+type Within = <T>(step: () => Promise<T>) => Promise<InTime<T>>;
+
+/**
+ * One deadline, `ms` from now, for every Redis-dependent step of a join: a step gives its value,
+ * or undefined when it failed or the deadline came first (Redis down, paused, or slow); a step
+ * not started by then is never started. Nothing waits for a step that came too late: its result
+ * is dropped, so the join goes on (and answers) at once, and no late work follows its answer.
+ */
+function deadline(ms: number): Within {
+  const end = Date.now() + ms;
+  return <T>(step: () => Promise<T>): Promise<InTime<T>> => {
+    const left = end - Date.now();
+    if (left <= 0) return Promise.resolve(undefined);
+    return new Promise<InTime<T>>((resolve) => {
+      const timer = setTimeout(() => resolve(undefined), left);
+      const done = (result: InTime<T>): void => {
+        clearTimeout(timer);
+        resolve(result);
+      };
+      let running: Promise<T>;
+      try {
+        running = step();
+      } catch {
+        return done(undefined);
+      }
+      running.then(
+        (value) => done({ value }),
+        () => done(undefined),
+      );
+    });
+  };
+}
+
 /**
  * The channel events of one socket: `join`, `leave`, `refresh`. Every event is answered through its
  * acknowledgement, whatever the payload (a bad one gets an error answer, never silence or a crash).
@@ -59,6 +96,12 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
  * included, with the join's params); a joined one no longer allowed is left and the client gets
  * `left` `{ channel, reason: "forbidden" }` before the refresh's answer; a pending one answers
  * `forbidden`.
+ *
+ * Every Redis-dependent step of a join (subscription, position, history, settle) shares one
+ * deadline of `redis.commandTimeoutMs`, counted once the join is authorized: with Redis down or
+ * paused a join still answers in time. A plain join then holds the room (the node subscribes it
+ * again when Redis is back, see cluster/adapter.ts) and answers without `offset`; a join with
+ * `since` answers `recovered: false` (never `true` unless proven) and holds the room too.
  */
 export function handleChannels(socket: Socket, deps: RealtimeDeps): void {
   const { config, log } = deps;
@@ -189,20 +232,26 @@ export function handleChannels(socket: Socket, deps: RealtimeDeps): void {
   ): Promise<JoinAnswer> => {
     if (!(await allowed(context(), m.channel, params))) return { ok: false, error: 'forbidden' };
     // Called off while authorizing (a leave, a refresh), or gone: no room, no replay.
-    return stopped(m) ?? (since === undefined ? subscribe(m, room) : recover(m, room, since));
+    const stop = stopped(m);
+    if (stop) return stop;
+    // From here on every wait is on Redis: all of it within one command timeout.
+    const within = deadline(config.redis.commandTimeoutMs);
+    return since === undefined ? subscribe(m, room, within) : recover(m, room, since, within);
   };
 
   /** Plain join: subscribed first, then the position read, so everything after it arrives live. */
-  const subscribe = async (m: Membership, room: string): Promise<JoinAnswer> => {
+  const subscribe = async (m: Membership, room: string, within: Within): Promise<JoinAnswer> => {
     const { channel } = m;
     void socket.join(room);
-    // Redis down: the room is subscribed again when it returns (see cluster/adapter.ts).
-    await deps.ensureSubscribed(room).catch(() => {});
     const answer: JoinAnswer = { ok: true, channel };
-    // Read after the subscription is active: every message past this position arrives live, so
-    // a client that saw none can still resume from here (the history starts if it had none).
-    const offset = await deps.bus.position(channel).catch(() => undefined);
-    if (offset !== undefined) answer.offset = offset;
+    // Redis away or too slow: in the room all the same (the room is subscribed again when Redis
+    // is back, see cluster/adapter.ts), but with no position: none is proven to arrive after it.
+    if (await within(() => deps.ensureSubscribed(room))) {
+      // Read after the subscription is active: every message past this position arrives live,
+      // so a client that saw none can still resume from here (the history starts if it had none).
+      const offset = await within(() => deps.bus.position(channel));
+      if (offset?.value !== undefined) answer.offset = offset.value;
+    }
     // Called off meanwhile: whatever called it off took the socket out of the room.
     return stopped(m) ?? answer;
   };
@@ -212,25 +261,39 @@ export function handleChannels(socket: Socket, deps: RealtimeDeps): void {
    * node subscribed), read history after `since`, wait until every message published before the
    * read has reached this node, then hand over history, the buffered messages it did not
    * contain, and the room, in one synchronous step: no gap, no duplicate.
+   *
+   * A step that fails or does not finish before the join's deadline (Redis away) makes it
+   * `recovered: false`: the hand-over then happens at once, with what is proven so far.
    */
-  const recover = async (m: Membership, room: string, since: string): Promise<JoinAnswer> => {
+  const recover = async (
+    m: Membership,
+    room: string,
+    since: string,
+    within: Within,
+  ): Promise<JoinAnswer> => {
     const { channel } = m;
     const buffered: ChannelMessage[] = [];
-    const live = await deps.taps.tap(room, (msg) => buffered.push(msg));
+    const live = deps.taps.open(room, (msg) => buffered.push(msg));
     try {
+      const subscribed = (await within(() => live.subscribed))?.value === true;
       const early = stopped(m);
       if (early) return early;
       const { size } = deps.history.for(channel);
       // One read is enough: history never holds more than `size` messages after a `since` it
       // can still serve. Unreadable history, or a subscription not proven: not recovered.
       const page =
-        live.subscribed && size > 0 && parseOffset(since)
-          ? await deps.bus.history(channel, { since, limit: size }).catch(() => undefined)
+        subscribed && size > 0 && parseOffset(since)
+          ? (await within(() => deps.bus.history(channel, { since, limit: size })))?.value
           : undefined;
       let complete = page?.complete ?? false;
       const missed = complete ? page!.messages : [];
-      const top = complete ? page!.top : await deps.bus.position(channel).catch(() => undefined);
-      await deps.bus.settle(channel).catch(() => (complete = false));
+      // A position only where the subscription is proven: every message after it arrives live.
+      const top = complete
+        ? page!.top
+        : subscribed
+          ? (await within(() => deps.bus.position(channel)))?.value
+          : undefined;
+      if (subscribed && !(await within(() => deps.bus.settle(channel)))) complete = false;
       // Left (or refused by a refresh) meanwhile, or gone: no replay, no room.
       const stop = stopped(m);
       if (stop) return stop;

@@ -8,6 +8,16 @@ export interface RoomTap {
   close: () => void;
 }
 
+/** A tap opened at once, its subscription still being confirmed. */
+export interface OpeningTap {
+  /**
+   * Resolves (never rejects) with whether this node's subscription to the room was confirmed;
+   * with Redis away it may take until Redis is back, so a caller with a deadline does not wait.
+   */
+  subscribed: Promise<boolean>;
+  close: () => void;
+}
+
 /**
  * Listeners on a room's live messages that are not sockets of the room: a socket catching up on
  * a channel (join with `since`) buffers here until it is handed the room; the admin console's
@@ -30,6 +40,15 @@ export class RoomTaps {
 
   /** Calls `fn` with every live message of the room until closed; resolves once subscribed. */
   async tap(room: string, fn: (message: ChannelMessage) => void): Promise<RoomTap> {
+    const opening = this.open(room, fn);
+    return { subscribed: await opening.subscribed, close: opening.close };
+  }
+
+  /**
+   * Calls `fn` with every live message of the room until closed, from now on; the subscription
+   * is confirmed in the background (`subscribed`).
+   */
+  open(room: string, fn: (message: ChannelMessage) => void): OpeningTap {
     let set = this.byRoom.get(room);
     if (!set) {
       set = new Set();
@@ -46,7 +65,7 @@ export class RoomTaps {
       if (set.size === 0 && this.byRoom.get(room) === set) this.byRoom.delete(room);
       void this.adapter().delAll(placeholder);
     };
-    const subscribed = await this.ensureSubscribed(room).then(
+    const subscribed = this.ensureSubscribed(room).then(
       () => true,
       () => false,
     );
