@@ -27,3 +27,18 @@ export class PushcastJoinError extends PushcastClientError {
     this.name = 'PushcastJoinError';
   }
 }
+
+/**
+ * The server refused the connection for capacity (`connect_error` "unavailable"): `node_full`,
+ * `connect_rate_limited`, `too_many_user_connections`. The SDK retries by itself after a jittered
+ * backoff, never sooner than `retryAfterMs` when the server gave one.
+ */
+export class PushcastUnavailableError extends PushcastClientError {
+  constructor(
+    code: string,
+    readonly retryAfterMs?: number,
+  ) {
+    super(`connection refused for capacity: ${code}`, code);
+    this.name = 'PushcastUnavailableError';
+  }
+}

@@ -1,9 +1,22 @@
 import { io, type Socket } from 'socket.io-client';
-import { PushcastAuthError, PushcastClientError, PushcastJoinError } from './errors.js';
+import { backoffDelay, type BackoffOptions } from './backoff.js';
+import {
+  PushcastAuthError,
+  PushcastClientError,
+  PushcastJoinError,
+  PushcastUnavailableError,
+} from './errors.js';
 import { Subscription } from './subscription.js';
 import type { PushMessage, SubscriptionHandlers } from './types.js';
 
-export { PushcastAuthError, PushcastClientError, PushcastJoinError, Subscription };
+export {
+  PushcastAuthError,
+  PushcastClientError,
+  PushcastJoinError,
+  PushcastUnavailableError,
+  Subscription,
+};
+export type { BackoffOptions };
 export type { LeftInfo, LostInfo, PushMessage, SubscriptionHandlers } from './types.js';
 
 /** Options of {@link createClient}: a fixed token or a function that fetches a fresh one. */
@@ -15,7 +28,17 @@ export interface ClientOptions {
   path?: string;
   /** Default: WebSocket, falling back to long-polling. */
   transports?: Array<'websocket' | 'polling'>;
-  /** Connection-level errors (refused token, ...). */
+  /**
+   * Reconnect schedule: full jitter, capped (default `{ baseMs: 500, capMs: 30000 }`). The n-th
+   * retry in a row waits `random(0, min(capMs, baseMs * 2^n))`, on top of the server's
+   * `retryAfterMs` when it gave one; a successful connection starts over.
+   */
+  backoff?: BackoffOptions;
+  /**
+   * Connection-level errors: a refused token ({@link PushcastAuthError}), a refusal for capacity
+   * ({@link PushcastUnavailableError}: `node_full`, `connect_rate_limited`,
+   * `too_many_user_connections`; the SDK retries by itself), a session the server closed.
+   */
   onError?(error: PushcastClientError): void;
   /** Connection state changes. */
   onStateChange?(state: 'connecting' | 'connected' | 'disconnected' | 'closed'): void;
@@ -30,6 +53,12 @@ export interface PushcastClient {
   readonly socket: Socket;
 }
 
+/** `data` of a `connect_error` the server sent (a middleware refused the connection). */
+interface RefusalData {
+  code?: unknown;
+  retryAfterMs?: unknown;
+}
+
 interface JoinAck {
   ok: boolean;
   error?: string;
@@ -42,6 +71,11 @@ interface JoinAck {
  * Connects to a pushcast server. Reconnects by itself (to whichever node the load balancer picks),
  * rejoins every subscription with the last offset it saw so missed messages are replayed, drops
  * duplicates by push id, and calls `onLost` when the server cannot prove nothing was missed.
+ *
+ * Every reconnection (a lost transport, a node that refused for capacity or is draining, a session
+ * the server ended, a token refused while `getToken` may fetch another) goes through one schedule:
+ * full-jitter exponential backoff, capped (option `backoff`), so a reconnect storm after a node
+ * dies spreads out instead of hammering the next node.
  */
 export function createClient(url: string, options: ClientOptions = {}): PushcastClient {
   if (!options.token && !options.getToken)
@@ -58,6 +92,9 @@ export function createClient(url: string, options: ClientOptions = {}): Pushcast
   const socket = io(url, {
     path: options.path,
     transports: options.transports ?? ['websocket', 'polling'],
+    // The SDK owns the schedule (reconnectLater): Socket.IO's own reconnection neither knows the
+    // server's refusals nor retries after a middleware refused.
+    reconnection: false,
     // A function: Socket.IO calls it on every connection attempt, so each one gets a fresh token.
     auth: (cb: (auth: Record<string, unknown>) => void) => {
       fetchToken().then(
@@ -102,6 +139,11 @@ export function createClient(url: string, options: ClientOptions = {}): Pushcast
       joined.add(sub);
       // A rejoin with no message seen yet resumes from the position the server answered.
       if (sub.offset === undefined && ack.offset !== undefined) sub.offset = ack.offset;
+      // The gap could not be filled (onLost below): resume from the position the join answered,
+      // so the next reconnect does not report the same gap again. A message delivered since the
+      // join went out is newer than that position: keep its offset.
+      else if (since !== undefined && ack.recovered === false && sub.offset === since)
+        sub.offset = ack.offset;
       sub.handlers.onJoin?.({
         channel: sub.channel,
         ...(ack.offset !== undefined ? { offset: ack.offset } : {}),
@@ -134,6 +176,8 @@ export function createClient(url: string, options: ClientOptions = {}): Pushcast
 
   socket.on('connect', () => {
     attempts = 0;
+    if (retryTimer) clearTimeout(retryTimer);
+    retryTimer = undefined;
     options.onStateChange?.('connected');
     for (const sub of subs.values()) join(sub);
     scheduleRefresh();
@@ -158,29 +202,42 @@ export function createClient(url: string, options: ClientOptions = {}): Pushcast
         new PushcastClientError(`server closed the connection: ${info.code}`, info.code),
       );
   });
-  socket.on('disconnect', (reason) => {
+  socket.on('disconnect', () => {
     joined.clear();
     if (closed) return;
     options.onStateChange?.('disconnected');
-    // The server ends a session itself only when the token expired: come back with a fresh one.
-    if (reason === 'io server disconnect') reconnectLater();
+    // Whatever the reason (the node died or drained, the token expired and the server ended the
+    // session, a ping timeout): come back, with a fresh token, after the backoff.
+    reconnectLater();
   });
-  socket.on('connect_error', (err: Error & { data?: { code?: string } }) => {
+  socket.on('connect_error', (err: Error & { data?: RefusalData }) => {
     if (closed) return;
+    const code = typeof err.data?.code === 'string' ? err.data.code : undefined;
     if (err.message === 'unauthorized') {
-      options.onError?.(new PushcastAuthError(err.data?.code ?? 'unauthorized'));
+      options.onError?.(new PushcastAuthError(code ?? 'unauthorized'));
       // A refused token is final unless a fresh one can be fetched.
       if (options.getToken) reconnectLater();
       return;
     }
-    // Transport errors: Socket.IO's own reconnection handles them.
-    if (!socket.active) reconnectLater();
+    if (err.message === 'unavailable') {
+      const retryAfterMs = err.data?.retryAfterMs;
+      const floorMs =
+        typeof retryAfterMs === 'number' && Number.isFinite(retryAfterMs) && retryAfterMs > 0
+          ? retryAfterMs
+          : undefined;
+      options.onError?.(new PushcastUnavailableError(code ?? 'unavailable', floorMs));
+      reconnectLater(floorMs);
+      return;
+    }
+    // Transport errors (node gone, draining, timeout) and refusals this SDK does not know.
+    reconnectLater();
   });
 
-  function reconnectLater(): void {
+  /** One reconnect attempt after the backoff; a pending one wins (one schedule, one timer). */
+  function reconnectLater(floorMs?: number): void {
     if (closed || retryTimer) return;
+    const delay = backoffDelay(attempts, options.backoff, floorMs);
     attempts += 1;
-    const delay = Math.min(30_000, 500 * 2 ** Math.min(attempts, 6)) * (0.5 + Math.random() / 2);
     retryTimer = setTimeout(() => {
       retryTimer = undefined;
       if (!closed && !socket.connected) socket.connect();

@@ -9,6 +9,7 @@ import { authenticateSocket, refusalCode } from './socket-auth.js';
 import { handleChannels } from './channel-handlers.js';
 import type { RoomTaps } from './room-taps.js';
 import type { RateLimiter } from '../auth/rate-limiter.js';
+import { Admission } from './admission.js';
 
 /** What the socket layer needs from the rest of the server. */
 export interface RealtimeDeps {
@@ -36,7 +37,10 @@ export interface SocketData {
   exp: number | undefined;
 }
 
-/** Creates the Socket.IO server: connect auth, then the channel events per socket. */
+/**
+ * Creates the Socket.IO server: admission (node full, connect rate), connect auth, the per-user
+ * limit, then the channel events per socket.
+ */
 export function createSocketServer(http: HttpServer, deps: RealtimeDeps): Server {
   const { config } = deps;
   const allowedOrigins = config.corsOrigins === '*' ? undefined : new Set(config.corsOrigins);
@@ -57,6 +61,14 @@ export function createSocketServer(http: HttpServer, deps: RealtimeDeps): Server
     },
   });
 
+  // Capacity first (cheap, before any token is verified): refusals are `connect_error`
+  // "unavailable" with a `data.code`, so clients back off instead of hammering the next node.
+  const admission = new Admission(
+    config.limits,
+    () => io.of('/').sockets.size,
+    (code, socket) => deps.log.debug({ conn: socket.id, code }, 'socket refused'),
+  );
+  io.use(admission.admitNode);
   io.use((socket, next) => {
     const handshake: HandshakeInfo = {
       auth: socket.handshake.auth ?? {},
@@ -78,13 +90,17 @@ export function createSocketServer(http: HttpServer, deps: RealtimeDeps): Server
       (err: unknown) => {
         const refusal = new Error('unauthorized') as Error & { data: { code: string } };
         refusal.data = { code: refusalCode(err) };
+        admission.refused(socket);
         deps.log.debug({ conn: socket.id, code: refusal.data.code }, 'socket refused');
         next(refusal);
       },
     );
   });
+  // The user is known only once authenticated.
+  io.use(admission.admitUser);
 
   io.on('connection', (socket: Socket) => {
+    admission.connected(socket);
     // The socket id is the connection id in every log line about this socket.
     deps.log.info(
       {

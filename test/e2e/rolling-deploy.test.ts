@@ -92,7 +92,8 @@ describe('rolling deploy behind nginx', () => {
 
   it('replaces every node under steady publishing: nothing lost, duplicated or reordered', async () => {
     const channel = (i: number) => `deploy:${i % CHANNELS}`;
-    const jwt = await token({ sub: 'u', channels: ['deploy:*'] });
+    // One user per client, as in real life: a node admits only so many sockets per user.
+    const jwt = (who: string) => token({ sub: who, channels: ['deploy:*'] });
 
     // Subscribers: SDK clients and plain clients, spread over the channels.
     const sdk: Array<{
@@ -104,7 +105,10 @@ describe('rolling deploy behind nginx', () => {
     }> = [];
     for (let i = 0; i < SDK_CLIENTS; i++) {
       const entry = {
-        client: createClient(lb.url, { getToken: () => jwt, transports: ['websocket'] }),
+        client: createClient(lb.url, {
+          getToken: () => jwt(`sdk-${i}`),
+          transports: ['websocket'],
+        }),
         channel: channel(i),
         received: [] as PushMessage[],
         lost: 0,
@@ -118,7 +122,8 @@ describe('rolling deploy behind nginx', () => {
       sdk.push(entry);
     }
     const plain: PlainClient[] = [];
-    for (let i = 0; i < PLAIN_CLIENTS; i++) plain.push(plainClient(lb.url, channel(i), jwt));
+    for (let i = 0; i < PLAIN_CLIENTS; i++)
+      plain.push(plainClient(lb.url, channel(i), await jwt(`plain-${i}`)));
     await until(
       () => sdk.every((s) => s.joins === 1) && plain.every((p) => p.socket.connected),
       20_000,

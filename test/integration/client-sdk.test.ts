@@ -2,7 +2,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createClient,
   PushcastAuthError,
+  PushcastClientError,
   PushcastJoinError,
+  PushcastUnavailableError,
   type LeftInfo,
   type PushMessage,
 } from '../../src/client/index.js';
@@ -14,6 +16,7 @@ import { spawnNode } from '../support/process.js';
 import {
   API_KEY,
   JWT_SECRET,
+  connectClient,
   postJson,
   startNode,
   token,
@@ -295,6 +298,138 @@ describe('client SDK against one node', () => {
       await until(() => calls >= 2 && client.socket.connected, 8000, 'reconnect');
     } finally {
       client.close();
+    }
+  });
+});
+
+describe('client SDK reconnect schedule', () => {
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+  it('backs off while the node is full, reporting node_full, and connects once a slot frees', async () => {
+    const node = await startNode({ limits: { maxConnections: 1 } });
+    const holder = await connectClient(node.url, {
+      token: await token({ sub: 'h', channels: [] }),
+    });
+    const errors: PushcastClientError[] = [];
+    let joins = 0;
+    const client = createClient(node.url, {
+      token: await token({ sub: 'u', channels: ['sdk:*'] }),
+      transports: ['websocket'],
+      backoff: { baseMs: 50, capMs: 200 },
+      onError: (e) => errors.push(e),
+    });
+    try {
+      client.subscribe('sdk:full', { onJoin: () => (joins += 1) });
+      await until(() => errors.length >= 1, 5000, 'the first refusal');
+      // Attempts over a window: the server's retryAfterMs is a floor, jitter on top; a client
+      // that retried at once would make hundreds.
+      const before = errors.length;
+      await sleep(2500);
+      const attempts = errors.length - before;
+      expect(attempts).toBeGreaterThanOrEqual(1);
+      expect(attempts).toBeLessThanOrEqual(4);
+      expect(client.socket.connected).toBe(false);
+      for (const e of errors) {
+        expect(e).toBeInstanceOf(PushcastUnavailableError);
+        expect(e.code).toBe('node_full');
+        expect((e as PushcastUnavailableError).retryAfterMs).toBeGreaterThan(0);
+      }
+
+      holder.close();
+      await until(() => client.socket.connected && joins === 1, 8000, 'connected once freed');
+    } finally {
+      client.close();
+      holder.close();
+      await node.stop();
+    }
+  });
+
+  it('retries a node it cannot reach on the configured backoff: bounded attempts, never giving up', async () => {
+    // Nothing listens there: every attempt is a transport error.
+    const port = await freePort();
+    const client = createClient(`http://127.0.0.1:${port}`, {
+      token: await token({ sub: 'u', channels: [] }),
+      transports: ['websocket'],
+      backoff: { baseMs: 50, capMs: 200 },
+    });
+    let attempts = 0;
+    client.socket.io.on('error', () => (attempts += 1));
+    try {
+      await until(() => attempts >= 2, 5000, 'a retry');
+      const before = attempts;
+      await sleep(2000);
+      const inWindow = attempts - before;
+      // At most 200 ms apart, 100 ms on average: ~20 in two seconds. Without backoff it would be
+      // hundreds; on Socket.IO's own schedule (1 s, 2 s, ...) one or two.
+      expect(inWindow).toBeGreaterThanOrEqual(5);
+      expect(inWindow).toBeLessThan(60);
+    } finally {
+      client.close();
+    }
+    const closedAt = attempts;
+    await sleep(400);
+    expect(attempts).toBe(closedAt);
+  });
+
+  it('after recovered:false resumes from the position the join answered: onLost once, not on every later reconnect', async () => {
+    // History of 2 messages: 5 pushes while away make a real gap.
+    const node = await startNode({ history: { size: 2 } });
+    const jwt = await token({ sub: 'u', channels: ['sdk:*'] });
+    // While `gate` is pending the client cannot (re)connect: getToken waits for it.
+    let gate: Promise<void> = Promise.resolve();
+    let open = (): void => {};
+    const shut = (): void => {
+      gate = new Promise((r) => (open = r));
+    };
+    const client = createClient(node.url, {
+      getToken: async () => {
+        await gate;
+        return jwt;
+      },
+      transports: ['websocket'],
+      backoff: { baseMs: 20, capMs: 100 },
+    });
+    const joins: Array<{ recovered?: boolean }> = [];
+    const lost: unknown[] = [];
+    const got: PushMessage[] = [];
+    const away = async (pushes: number): Promise<void> => {
+      shut();
+      client.socket.io.engine.close();
+      await until(() => !client.socket.connected, 5000, 'disconnect');
+      for (let i = 0; i < pushes; i++)
+        expect(
+          (await postJson(`${node.url}/api/push`, { channel: 'sdk:gap', event: 'e', data: i }))
+            .status,
+        ).toBe(200);
+      open();
+    };
+    try {
+      client.subscribe('sdk:gap', {
+        onJoin: (info) => joins.push(info),
+        onLost: (info) => lost.push(info),
+        onMessage: (m) => got.push(m),
+      });
+      await until(() => joins.length === 1, 5000, 'first join');
+
+      await away(5);
+      await until(() => joins.length === 2, 8000, 'the rejoin past the history');
+      expect(joins[1]).toMatchObject({ recovered: false });
+      expect(lost).toHaveLength(1);
+
+      // Away again, nothing pushed meanwhile: nothing was missed since the answered position.
+      await away(0);
+      await until(() => joins.length === 3, 8000, 'the second rejoin');
+      expect(joins[2]).toMatchObject({ recovered: true, missed: 0 });
+      expect(lost).toHaveLength(1);
+
+      // And it still gets what comes next, once.
+      await postJson(`${node.url}/api/push`, { channel: 'sdk:gap', event: 'e', data: 'next' });
+      await until(() => got.some((m) => m.data === 'next'), 5000, 'the next push');
+      expect(got.map((m) => m.data)).toEqual(['next']);
+    } finally {
+      open();
+      client.close();
+      await node.stop();
     }
   });
 });
