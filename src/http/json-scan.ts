@@ -117,8 +117,11 @@ export function scanJson(body: Buffer, shape: ScanShape, limits: ScanLimits): Js
       let close = body.indexOf(QUOTE, i + 1);
       while (close > 0 && escaped(body, close)) close = body.indexOf(QUOTE, close + 1);
       i = close < 0 ? n : close + 1;
-      if (expectKey) keys[depth - 1] = keyName(body, start, Math.min(i, n));
-      else if (fieldDepth >= 0) size += i - start;
+      // Keys inside a measured field are part of its size like any string; only the keys of a
+      // push (depth 1, or 3 in a batch) need their names.
+      if (fieldDepth >= 0) size += i - start;
+      if (expectKey)
+        keys[depth - 1] = depth === 1 || depth === 3 ? keyName(body, start, Math.min(i, n)) : '';
       expectKey = false;
     } else {
       if (fieldDepth >= 0) size++;
