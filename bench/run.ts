@@ -1,102 +1,43 @@
 /**
  * pushcast benchmarks: `npm run bench`. Loopback only, bounded in count and time. Prints a table
- * and the same numbers as JSON (last line). Targets are read from the numbers here, never from
- * timed assertions in tests.
+ * and the same numbers as JSON (last line, also appended to bench/results/bench.jsonl). Targets
+ * are read from the numbers here, never from timed assertions in tests.
  *
- *   fan-out   one push to a channel with N sockets: time until the last socket has it
- *   api       push API throughput and latency with concurrent publishers (memory, Redis)
- *   memory    server heap and RSS per connected socket (server in its own process)
+ *   fanout        one push to a channel with N sockets: time until the last socket has it;
+ *                 server heap and RSS per connected socket (server in its own process)
+ *   api           push API throughput and latency with concurrent publishers (memory, Redis)
+ *   backpressure  Redis stalled while publishers outrun it: the in-flight bound holds
+ *   soak          two nodes on Redis for a while: publishing, joining, reconnecting, bad input;
+ *                 pushes lost and duplicated, sockets lost, memory at start and end (soak.ts)
+ *   abuse         /healthz latency while the largest bodies that must be refused keep coming,
+ *                 and how long each refusal takes (abuse.ts)
+ *
+ * `npm run bench` runs them all (the soak for 60 s); `npm run bench -- soak abuse` runs the ones
+ * named. Options: `--duration <s>` (soak; 180 when the soak runs alone), `--subscribers <n>`,
+ * `--rate <pushes/s>`, `--abuse-duration <s>`; or BENCH_SOAK_S, BENCH_SOAK_SUBSCRIBERS,
+ * BENCH_SOAK_RATE, BENCH_ABUSE_S.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { Agent, request } from 'node:http';
-import { createServer } from 'node:net';
+import { appendFileSync, mkdirSync } from 'node:fs';
 import { io, type Socket } from 'socket.io-client';
 import { Redis } from 'ioredis';
-import { SignJWT } from 'jose';
 import { startRedis } from '../test/support/redis.js';
+import { abuse } from './abuse.js';
+import { soak } from './soak.js';
+import {
+  agent,
+  details,
+  metric,
+  pct,
+  push,
+  record,
+  rows,
+  startNode,
+  stop,
+  token,
+} from './support.js';
 
-const API_KEY = 'bench-api-key-0123456789abcdef';
-const SECRET = 'bench-jwt-secret-0123456789abcdef-0123456789';
 const SOCKETS = Number(process.env.BENCH_SOCKETS ?? 2000);
 const PUSHES = Number(process.env.BENCH_PUSHES ?? 3000);
-
-interface Row {
-  bench: string;
-  metric: string;
-  value: number;
-  unit: string;
-}
-const rows: Row[] = [];
-const record = (bench: string, metric: string, value: number, unit: string): void => {
-  rows.push({ bench, metric, value: Math.round(value * 100) / 100, unit });
-};
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function startProcess(
-  cmd: string,
-  args: string[],
-  env: Record<string, string>,
-  ready: RegExp,
-): Promise<ChildProcess> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, {
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    const onData = (b: Buffer): void => {
-      out += b.toString();
-      if (ready.test(out)) {
-        child.stdout.off('data', onData);
-        resolve(child);
-      }
-    };
-    child.stdout.on('data', onData);
-    child.stderr.on('data', (b: Buffer) => (out += b.toString()));
-    child.once('exit', (code) => reject(new Error(`${cmd} exited ${code}: ${out.slice(-500)}`)));
-    setTimeout(() => reject(new Error(`${cmd} not ready: ${out.slice(-500)}`)), 20_000).unref();
-  });
-}
-
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
-  if (child.exitCode === null) child.kill('SIGKILL');
-}
-
-async function startNode(
-  env: Record<string, string> = {},
-): Promise<{ url: string; child: ChildProcess }> {
-  const port = await freePort();
-  const child = await startProcess(
-    process.execPath,
-    ['--import', 'tsx', 'src/main.ts'],
-    {
-      PORT: String(port),
-      HOST: '127.0.0.1',
-      NODE_ENV: 'test',
-      LOG_LEVEL: 'info',
-      PUSHCAST_API_KEYS: API_KEY,
-      PUSHCAST_JWT_SECRET: SECRET,
-      PUSHCAST_CONFIG: 'bench/config.json',
-      ...env,
-    },
-    /pushcast ready/,
-  );
-  return { url: `http://127.0.0.1:${port}`, child };
-}
 
 async function connectMany(
   url: string,
@@ -104,19 +45,20 @@ async function connectMany(
   n: number,
   onMsg: (i: number) => void,
 ): Promise<Socket[]> {
-  const token = await new SignJWT({ channels: [channel] })
-    .setProtectedHeader({ alg: 'HS256' })
-    .setSubject('bench')
-    .setExpirationTime('1h')
-    .sign(new TextEncoder().encode(SECRET));
   const sockets: Socket[] = [];
   for (let start = 0; start < n; start += 200) {
+    // One user per socket: a node admits only so many sockets per user (maxConnectionsPerUser).
+    const jwts = await Promise.all(
+      [...Array(Math.min(200, n - start)).keys()].map((k) =>
+        token(`bench-${start + k}`, [channel]),
+      ),
+    );
     const batch = await Promise.all(
-      [...Array(Math.min(200, n - start)).keys()].map(
-        (k) =>
+      jwts.map(
+        (jwt, k) =>
           new Promise<Socket>((resolve, reject) => {
             const s = io(url, {
-              auth: { token },
+              auth: { token: jwt },
               transports: ['websocket'],
               reconnection: false,
               forceNew: true,
@@ -130,45 +72,6 @@ async function connectMany(
     sockets.push(...batch);
   }
   return sockets;
-}
-
-// node:http with keep-alive: fetch's own overhead would make the benchmark measure the client.
-const agent = new Agent({ keepAlive: true, maxSockets: 64 });
-
-function push(url: string, channel: string, data: unknown): Promise<number> {
-  const body = JSON.stringify({ channel, event: 'bench', data });
-  const target = new URL('/api/push', url);
-  return new Promise((resolve, reject) => {
-    const req = request(
-      target,
-      {
-        method: 'POST',
-        agent,
-        headers: {
-          authorization: `Bearer ${API_KEY}`,
-          'content-type': 'application/json',
-          'content-length': Buffer.byteLength(body),
-        },
-      },
-      (res) => {
-        res.resume();
-        res.on('end', () => resolve(res.statusCode ?? 0));
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
-}
-
-const pct = (values: number[], p: number): number => {
-  const s = [...values].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? NaN;
-};
-
-async function metric(url: string, name: string): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
-  return Number(line?.split(' ')[1] ?? NaN);
 }
 
 async function fanoutAndMemory(): Promise<void> {
@@ -307,23 +210,82 @@ async function backpressure(redisUrl: string): Promise<void> {
   }
 }
 
-async function main(): Promise<void> {
-  await fanoutAndMemory();
-  await apiThroughput('memory, 1 node', {});
-  const redis = await startRedis();
-  try {
-    await apiThroughput('redis, 2 nodes', { REDIS_URL: redis.url }, 2);
-    await backpressure(redis.url);
-  } finally {
-    await redis.stop();
+const SCENARIOS = ['fanout', 'api', 'backpressure', 'soak', 'abuse'] as const;
+type Scenario = (typeof SCENARIOS)[number];
+
+/** `[scenario ...] [--duration s] [--subscribers n] [--rate n] [--abuse-duration s]`. */
+function parseArgs(argv: string[]): { scenarios: Scenario[]; options: Map<string, number> } {
+  const scenarios: Scenario[] = [];
+  const options = new Map<string, number>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg.startsWith('--')) {
+      const [name, inline] = arg.slice(2).split('=', 2) as [string, string | undefined];
+      const value = Number(inline ?? argv[++i]);
+      if (!['duration', 'subscribers', 'rate', 'abuse-duration'].includes(name))
+        throw new Error(`unknown option --${name}`);
+      if (!Number.isFinite(value) || value <= 0)
+        throw new Error(`--${name} needs a positive number`);
+      options.set(name, value);
+    } else if ((SCENARIOS as readonly string[]).includes(arg)) scenarios.push(arg as Scenario);
+    else throw new Error(`unknown scenario "${arg}"; one of: ${SCENARIOS.join(', ')}`);
   }
+  return { scenarios: scenarios.length > 0 ? scenarios : [...SCENARIOS], options };
+}
+
+const envNumber = (name: string): number | undefined =>
+  process.env[name] === undefined ? undefined : Number(process.env[name]);
+
+async function main(): Promise<void> {
+  const { scenarios, options } = parseArgs(process.argv.slice(2));
+  const runs = (s: Scenario): boolean => scenarios.includes(s);
+  const soakS =
+    options.get('duration') ?? envNumber('BENCH_SOAK_S') ?? (scenarios.length === 1 ? 180 : 60);
+  const abuseS = options.get('abuse-duration') ?? envNumber('BENCH_ABUSE_S') ?? 10;
+  // Bounded whatever happens: a run that hangs is ended (its servers and Redis with it).
+  const budgetS = 600 + (runs('soak') ? 2 * soakS : 0) + (runs('abuse') ? 5 * abuseS : 0);
+  setTimeout(() => {
+    console.error(`bench: still running after ${budgetS} s; giving up`);
+    process.exit(1);
+  }, budgetS * 1000).unref();
+  if (runs('fanout')) await fanoutAndMemory();
+  if (runs('api')) await apiThroughput('memory, 1 node', {});
+  if (runs('api') || runs('backpressure') || runs('soak')) {
+    const redis = await startRedis();
+    try {
+      if (runs('api')) await apiThroughput('redis, 2 nodes', { REDIS_URL: redis.url }, 2);
+      if (runs('backpressure')) await backpressure(redis.url);
+      if (runs('soak'))
+        await soak(redis.url, {
+          // A few minutes when the soak runs alone; a minute within the full run.
+          durationS: soakS,
+          subscribers: options.get('subscribers') ?? envNumber('BENCH_SOAK_SUBSCRIBERS') ?? 300,
+          rate: options.get('rate') ?? envNumber('BENCH_SOAK_RATE') ?? 50,
+        });
+    } finally {
+      await redis.stop();
+    }
+  }
+  if (runs('abuse')) await abuse({ durationS: abuseS });
+
   const width = Math.max(...rows.map((r) => `${r.bench}  ${r.metric}`.length));
   console.log(`\n${'benchmark'.padEnd(width)}  value`);
   for (const r of rows)
     console.log(`${`${r.bench}  ${r.metric}`.padEnd(width)}  ${r.value} ${r.unit}`);
-  console.log(
-    JSON.stringify({ node: process.version, sockets: SOCKETS, pushes: PUSHES, results: rows }),
-  );
+  const line = JSON.stringify({
+    date: new Date().toISOString(),
+    node: process.version,
+    scenarios,
+    sockets: SOCKETS,
+    pushes: PUSHES,
+    results: rows,
+    ...(Object.keys(details).length > 0 ? { details } : {}),
+  });
+  console.log(line);
+  // One line per run, so runs can be compared over time.
+  const dir = new URL('./results/', import.meta.url);
+  mkdirSync(dir, { recursive: true });
+  appendFileSync(new URL('bench.jsonl', dir), `${line}\n`);
 }
 
 await main();
