@@ -1,6 +1,7 @@
 import { ConfigError, loadConfig, type LoadedConfig } from './config/load.js';
 import { createPushServer, type PushServer } from './server.js';
 import { DEVELOPMENT_WARNING, developmentBanner } from './lifecycle/banner.js';
+import { writeStdout } from './logger.js';
 
 /**
  * The process entry: settings from files and environment, start, and the signal handling of
@@ -59,7 +60,8 @@ async function main(): Promise<void> {
   if (loaded.development.apiKey || loaded.development.jwtSecret) {
     // Loud twice: the banner for the person at the terminal, a warning for whoever reads the logs.
     server.log.warn({ developmentSecrets: true }, DEVELOPMENT_WARNING.join(' '));
-    process.stdout.write(developmentBanner(address.url, loaded.config, loaded.development));
+    // Through the logger's stdout: with its reader gone, the banner is dropped, nothing crashes.
+    writeStdout(developmentBanner(address.url, loaded.config, loaded.development));
   }
 }
 

@@ -10,6 +10,8 @@ import { TokenVerifier } from './auth/jwt.js';
 import { RateLimiter } from './auth/rate-limiter.js';
 import { installRedisAdapter } from './cluster/adapter.js';
 import { RedisBus } from './cluster/redis-bus.js';
+import { RedisPushLimiter } from './cluster/redis-push-limiter.js';
+import type { PushLimiter } from './http/push-limiter.js';
 import { connectRedis, type RedisClients } from './cluster/redis-clients.js';
 import { buildConfig } from './config/load.js';
 import type { Config, ConfigInput } from './config/schema.js';
@@ -32,6 +34,7 @@ import { closeSocketsSpread } from './lifecycle/disconnect.js';
 import type { LifecycleState } from './lifecycle/state.js';
 import { createLogger } from './logger.js';
 import { observeBroadcasts } from './realtime/observe.js';
+import { watchSlowConsumers, type SlowConsumerWatch } from './realtime/slow-consumers.js';
 import { RoomTaps } from './realtime/room-taps.js';
 import { Registry } from 'prom-client';
 import { ClusterView, type NodeBasics } from './cluster/cluster-view.js';
@@ -92,6 +95,7 @@ export function createPushServer(
   let redis: RedisClients | undefined;
   let bus: Bus | undefined;
   let pipeline: PushPipeline | undefined;
+  let slowConsumers: SlowConsumerWatch | undefined;
   const schemas = apiSchemas(config.limits);
   const history = new HistoryPolicy(config.history);
 
@@ -144,6 +148,7 @@ export function createPushServer(
     io = sockets;
 
     let idempotency: IdempotencyStore;
+    let pushLimiter: PushLimiter | undefined;
     if (config.redisUrl) {
       redis = await connectRedis(
         config.redisUrl,
@@ -169,6 +174,12 @@ export function createPushServer(
         config.idempotencyTtlS,
         config.idempotencyKeysPerApiKey,
       );
+      // The per-key push limit is shared by every node through Redis.
+      pushLimiter = new RedisPushLimiter(redis.pub, {
+        keyPrefix: config.redis.keyPrefix,
+        perSecond: config.limits.pushesPerSecond,
+        burst: config.limits.pushBurst,
+      });
     } else {
       bus = new MemoryBus(
         (room, message) => {
@@ -207,6 +218,12 @@ export function createPushServer(
       inflight: () => pipeline?.inflightCount ?? 0,
       draining: () => state === 'draining',
       redisUp: () => bus?.ready() ?? false,
+    });
+    // Slow consumers: a socket whose unsent output passes limits.maxSocketBufferKb is closed alone.
+    slowConsumers = watchSlowConsumers(sockets, {
+      maxBytes: config.limits.maxSocketBufferKb * 1024,
+      log,
+      onDisconnect: () => metrics.slowConsumerDisconnected(),
     });
     pipeline = new PushPipeline(bus, new PushIdGenerator(), config.maxInflight, (result) => {
       metrics.pushRequested();
@@ -250,6 +267,7 @@ export function createPushServer(
       bus: () => bus!,
       view: () => view,
       metrics,
+      ...(pushLimiter ? { pushLimiter } : {}),
       watch: async (channel, listener) => (await taps.tap(roomOf(channel), listener)).close,
       node,
     });
@@ -290,6 +308,7 @@ export function createPushServer(
     const drained = pipeline ? await pipeline.drain(config.shutdown.drainTimeoutMs) : true;
     const inflightLeft = pipeline?.inflightCount ?? 0;
     if (!drained) log.error({ inflight: inflightLeft }, 'drain timed out with pushes in flight');
+    slowConsumers?.stop();
     if (io) {
       // Without PUSHCAST_DISCONNECT_ON_SHUTDOWN the sockets would simply die with the process;
       // an embedded server closes them all at once, the same way.

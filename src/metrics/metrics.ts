@@ -22,6 +22,7 @@ export class PushMetrics {
   private readonly apiRequests: Counter<'route' | 'method' | 'status'>;
   private readonly apiDuration: Histogram<'route' | 'method'>;
   private readonly lag: Histogram;
+  private readonly slowConsumers: Counter;
 
   constructor(
     readonly registry: Registry,
@@ -98,6 +99,11 @@ export class PushMetrics {
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5],
       registers,
     });
+    this.slowConsumers = new Counter({
+      name: 'pushcast_slow_consumers_disconnected_total',
+      help: 'Sockets this node disconnected because their unsent output passed the limit.',
+      registers,
+    });
   }
 
   /** A push was accepted. */
@@ -112,6 +118,11 @@ export class PushMetrics {
     this.delivered.inc(count);
     this.deliveredRate.add(count);
     this.lag.observe(Math.max(0, Date.now() - ts) / 1000);
+  }
+
+  /** A socket was disconnected for not reading fast enough (limits.maxSocketBufferKb). */
+  slowConsumerDisconnected(): void {
+    this.slowConsumers.inc();
   }
 
   /** An API request finished. */

@@ -11,6 +11,11 @@ export interface NodeProcess {
   waitForLine(re: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   kill(signal?: NodeJS.Signals): void;
+  /**
+   * Closes this end of the child's stdout pipe, as a log reader that went away would: the child's
+   * next writes to stdout fail with EPIPE. Lines already read stay in `stdout`.
+   */
+  closeStdout(): void;
   [Symbol.asyncDispose](): Promise<void>;
 }
 
@@ -170,6 +175,9 @@ export function spawnNode(args: {
     exited,
     kill(signal: NodeJS.Signals = 'SIGTERM'): void {
       if (isRunning()) child.kill(signal);
+    },
+    closeStdout(): void {
+      child.stdout.destroy();
     },
     async [Symbol.asyncDispose](): Promise<void> {
       if (isRunning()) child.kill('SIGKILL');
