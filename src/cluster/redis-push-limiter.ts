@@ -1,5 +1,10 @@
 import type { Redis } from 'ioredis';
-import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
+import {
+  RateLimiterMemory,
+  RateLimiterRedis,
+  RateLimiterRes,
+  RLWrapperTimeouts,
+} from 'rate-limiter-flexible';
 import type { PushLimiter } from '../http/push-limiter.js';
 
 /**
@@ -9,27 +14,37 @@ import type { PushLimiter } from '../http/push-limiter.js';
  *
  * While Redis is away each node falls back to the same limit in its own memory (the library's
  * insurance limiter): pushes are refused 503 anyway then (the bus is down), so the fallback only
- * keeps the limiter from failing requests on its own.
+ * keeps the limiter from failing requests on its own. A Redis that answers slowly (paused, busy)
+ * gets the same fallback after `timeoutMs`: the limit must never hold a push up for longer than a
+ * blink, or a push accepted just before a drain would miss the pipeline and be answered 503.
  */
 export class RedisPushLimiter implements PushLimiter {
-  private readonly limiter: RateLimiterRedis;
+  private readonly limiter: RLWrapperTimeouts;
+  private readonly burst: number;
 
-  constructor(redis: Redis, options: { keyPrefix: string; perSecond: number; burst: number }) {
+  constructor(
+    redis: Redis,
+    options: { keyPrefix: string; perSecond: number; burst: number; timeoutMs?: number },
+  ) {
     const window = { points: options.burst, duration: options.burst / options.perSecond };
-    this.limiter = new RateLimiterRedis({
-      ...window,
-      storeClient: redis,
-      // One key per API key, in its own slot: fine on a Redis Cluster.
-      keyPrefix: `${options.keyPrefix}:ratelimit`,
-      // The publish connection fails fast; a limiter error falls back at once, never waits.
-      rejectIfRedisNotReady: true,
+    this.burst = options.burst;
+    this.limiter = new RLWrapperTimeouts({
+      limiter: new RateLimiterRedis({
+        ...window,
+        storeClient: redis,
+        // One key per API key, in its own slot: fine on a Redis Cluster.
+        keyPrefix: `${options.keyPrefix}:ratelimit`,
+        // The publish connection fails fast; a limiter error falls back at once, never waits.
+        rejectIfRedisNotReady: true,
+      }),
       insuranceLimiter: new RateLimiterMemory(window),
+      timeoutMs: options.timeoutMs ?? 100,
     });
   }
 
   async charge(keyId: string, cost: number): Promise<number> {
     try {
-      await this.limiter.consume(keyId, Math.min(cost, this.limiter.points));
+      await this.limiter.consume(keyId, Math.min(cost, this.burst));
       return 0;
     } catch (res) {
       if (res instanceof RateLimiterRes) return Math.max(1, Math.ceil(res.msBeforeNext / 1000));

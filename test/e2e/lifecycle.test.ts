@@ -113,7 +113,16 @@ describe('node lifecycle (process, Redis)', () => {
       event: 'e',
       data: 1,
     }).catch(() => undefined);
-    await new Promise((r) => setTimeout(r, 50));
+    // SIGTERM once the push is really in flight (past the rate limit, waiting on Redis): the
+    // node's own gauge says so without asking Redis.
+    const inflightNow = async (): Promise<number> => {
+      const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      return Number(/^pushcast_inflight_pushes (\d+)/m.exec(text)?.[1] ?? 0);
+    };
+    const deadline = Date.now() + 1200;
+    while ((await inflightNow()) < 1 && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 10));
+    expect(await inflightNow()).toBe(1);
     node.kill('SIGTERM');
     const exit = await node.exited;
     expect(exit.code).toBe(1);
