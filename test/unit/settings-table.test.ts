@@ -22,7 +22,7 @@ function scalarPaths(schema: z.ZodType, prefix = ''): string[] {
       scalarPaths(v, prefix ? `${prefix}.${k}` : k),
     );
   if (def.type === 'array') {
-    let element = def.element as unknown as { _zod: { def: { type: string } } };
+    const element = def.element as unknown as { _zod: { def: { type: string } } };
     // Lists of objects (API keys with limits, history overrides) are config-file only.
     return element._zod.def.type === 'object' ? [] : [prefix];
   }
