@@ -170,6 +170,13 @@ function requestContext(deps: HttpDeps): RequestHandler {
       return writeHead(...args);
     }) as typeof res.writeHead;
     if (!deps.accepting()) throw unavailable('draining');
+    // The router would answer OPTIONS itself with a text body; the API has no CORS preflight to
+    // serve (it is called by backends), so it says which methods exist and nothing more.
+    if (req.method === 'OPTIONS') {
+      res.setHeader('Allow', 'GET, POST');
+      res.status(204).end();
+      return;
+    }
     next();
   };
 }

@@ -41,6 +41,11 @@ export function toPushcastError(err: unknown): PushcastError {
     return new PushcastError('unsupported_media_type', 'Send the body as UTF-8 application/json.');
   if (type === 'request.aborted')
     return new PushcastError('invalid_json', 'The request body was cut short.');
+  // A route parameter with a broken %-escape (the router could not decode it).
+  if (err instanceof URIError)
+    return new PushcastError('invalid_request', 'The URL holds a malformed %-escape.', {
+      details: { field: 'path' },
+    });
   // Any other body-reading error (a corrupt gzip or deflate stream, a bad length) is the
   // client's: body-parser marks those with a 4xx status.
   const status = (err as { status?: unknown } | undefined)?.status;

@@ -409,15 +409,33 @@ export function handleChannels(socket: Socket, deps: RealtimeDeps): void {
     return { ok: true };
   };
 
+  // Refreshes are applied one after the other, in the order they were sent: two sent close
+  // together would otherwise race on the token check, and the older identity could win.
+  let refreshing: Promise<unknown> = Promise.resolve();
+  const refreshInOrder = (payload: unknown): Promise<unknown> => {
+    const run = refreshing.then(() => refresh(payload));
+    refreshing = run.catch(() => undefined);
+    return run;
+  };
+
   on(socket, 'join', join, deps);
   on(socket, 'leave', leave, deps);
-  on(socket, 'refresh', refresh, deps);
+  on(socket, 'refresh', refreshInOrder, deps);
+  // Any other event that asks for an answer gets one: a client must never wait for ever.
+  socket.onAny((event: string, ...args: unknown[]) => {
+    if (KNOWN_EVENTS.has(event)) return;
+    const ack = args.at(-1);
+    if (typeof ack === 'function') (ack as Ack)({ ok: false, error: 'invalid_request' });
+  });
 
   socket.on('disconnect', () => {
     if (expiryTimer) clearTimeout(expiryTimer);
     deps.eventLimiter.forget(socket.id);
   });
 }
+
+/** The client events a socket may send; any other one with an acknowledgement is refused. */
+const KNOWN_EVENTS = new Set(['join', 'leave', 'refresh']);
 
 /** Registers an event whose handler's answer goes to the acknowledgement, whatever happens. */
 function on(
@@ -426,15 +444,11 @@ function on(
   handler: (payload: unknown) => unknown,
   deps: RealtimeDeps,
 ): void {
-  socket.on(event, (payload: unknown, maybeAck: unknown) => {
-    // `emit('join', ack)` with no payload: the acknowledgement comes first.
-    const ack = (
-      typeof maybeAck === 'function'
-        ? maybeAck
-        : typeof payload === 'function'
-          ? payload
-          : undefined
-    ) as Ack | undefined;
+  socket.on(event, (...args: unknown[]) => {
+    // Socket.IO hands the acknowledgement over as the last argument, whatever came before it
+    // (`emit('join', ack)` with no payload, or extra arguments after the payload).
+    const ack = (typeof args.at(-1) === 'function' ? args.pop() : undefined) as Ack | undefined;
+    const payload = args[0];
     const body = typeof payload === 'function' ? undefined : payload;
     Promise.resolve()
       .then(() => handler(body))

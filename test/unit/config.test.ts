@@ -436,7 +436,8 @@ function exampleSecretsIn(text: string): string[] {
   const patterns = [
     /["']?\b(?:key|secret|jwtSecret|apiKey|apiKeys|token)["']?[ \t]*:[ \t]*["']([^"']+)["']/gi,
     /\bPUSHCAST_(?:API_KEYS?|JWT_SECRET)["']?[ \t]*[:=][ \t]*["']?([^\s"'`]+)/g,
-    /\bBearer[ \t]+([^\s"'`]+)/g,
+    // Not `Bearer realm="..."`: that is the WWW-Authenticate challenge, not a credential.
+    /\bBearer[ \t]+(?!realm=)([^\s"'`]+)/g,
     /--key[ \t=]+([^\s"'`]+)/g,
     /\bconst[ \t]+\w*(?:KEY|SECRET)\w*[ \t]*=[ \t]*'([^']+)'/g,
   ];
