@@ -1,4 +1,3 @@
-import type { Logger } from 'pino';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ConfigError } from '../config/load.js';
@@ -167,19 +166,4 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
     value !== null &&
     typeof (value as { then?: unknown }).then === 'function'
   );
-}
-
-/**
- * Runs an instrumentation listener so that it can neither break nor hold up what it observes: a
- * throw, or the rejection of an async listener, is logged and goes no further.
- */
-export function callListener(log: Logger, fn: () => unknown): void {
-  try {
-    const result = fn();
-    // An async listener's rejection would otherwise be unhandled, which ends the process.
-    if (result instanceof Promise)
-      result.catch((err: unknown) => log.warn({ err }, 'instrumentation hook threw'));
-  } catch (err) {
-    log.warn({ err }, 'instrumentation hook threw');
-  }
 }

@@ -59,8 +59,7 @@ export class ClusterView {
 
   /** Occupied channels and channel subscriptions on this node. */
   occupancy(): { channels: number; subscriptions: number } {
-    const counts = Object.values(this.localRooms(''));
-    return { channels: counts.length, subscriptions: counts.reduce((a, n) => a + n, 0) };
+    return occupancyOf(this.io);
   }
 
   /** Sockets subscribed to a room across the cluster. */
@@ -96,25 +95,12 @@ export class ClusterView {
     });
   }
 
-  /** Real sockets of a room on this node (recovery and watch placeholders are not sockets). */
   private localCount(room: string): number {
-    const sids = this.io.of('/').adapter.rooms.get(room);
-    if (!sids) return 0;
-    const sockets = this.io.of('/').sockets;
-    let n = 0;
-    for (const sid of sids) if (sockets.has(sid)) n += 1;
-    return n;
+    return localCount(this.io, room);
   }
 
   private localRooms(prefix: string): Record<string, number> {
-    const out: Record<string, number> = {};
-    for (const room of this.io.of('/').adapter.rooms.keys()) {
-      const channel = channelOfRoom(room);
-      if (channel === undefined || !channel.startsWith(prefix)) continue;
-      const n = this.localCount(room);
-      if (n > 0) out[channel] = n;
-    }
-    return out;
+    return localRooms(this.io, prefix);
   }
 
   private localPresence(room: string): Record<string, number> {
@@ -138,4 +124,32 @@ function sumCounts(parts: Array<Record<string, number>>): Map<string, number> {
   for (const part of parts)
     for (const [key, n] of Object.entries(part)) total.set(key, (total.get(key) ?? 0) + n);
   return total;
+}
+
+/** Occupied channels and channel subscriptions on this node (read at scrape time by metrics). */
+export function occupancyOf(io: Server): { channels: number; subscriptions: number } {
+  const counts = Object.values(localRooms(io, ''));
+  return { channels: counts.length, subscriptions: counts.reduce((a, n) => a + n, 0) };
+}
+
+/** Real sockets of a room on this node (recovery and watch placeholders are not sockets). */
+function localCount(io: Server, room: string): number {
+  const sids = io.of('/').adapter.rooms.get(room);
+  if (!sids) return 0;
+  const sockets = io.of('/').sockets;
+  let n = 0;
+  for (const sid of sids) if (sockets.has(sid)) n += 1;
+  return n;
+}
+
+/** This node's occupied channels (by prefix) with their socket counts. */
+function localRooms(io: Server, prefix: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const room of io.of('/').adapter.rooms.keys()) {
+    const channel = channelOfRoom(room);
+    if (channel === undefined || !channel.startsWith(prefix)) continue;
+    const n = localCount(io, room);
+    if (n > 0) out[channel] = n;
+  }
+  return out;
 }

@@ -32,12 +32,18 @@ export class PushPipeline {
   private draining = false;
   private idleWaiters: Array<() => void> = [];
 
+  private readonly requestedListeners: Array<(result: PushResult) => void> = [];
+
   constructor(
     private readonly bus: Bus,
     private readonly ids: PushIdGenerator,
     private readonly maxInflight: number,
-    private readonly onRequested: (result: PushResult) => void = () => {},
   ) {}
+
+  /** Calls `listener` with every push once it is recorded and handed over (the `requested` event). */
+  onRequested(listener: (result: PushResult) => void): void {
+    this.requestedListeners.push(listener);
+  }
 
   /** Pushes accepted and not yet handed to the bus. */
   get inflightCount(): number {
@@ -70,7 +76,7 @@ export class PushPipeline {
           request.channels.flatMap((c, i) => (offsets[i] === undefined ? [] : [[c, offsets[i]]])),
         ),
       };
-      this.onRequested(result);
+      for (const listener of this.requestedListeners) listener(result);
       return result;
     } finally {
       this.inflight -= 1;

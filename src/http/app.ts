@@ -7,7 +7,8 @@ import express, {
   type Response,
 } from 'express';
 import type { Logger } from 'pino';
-import { callListener, type DefaultAuth, type Hooks } from '../auth/hooks.js';
+import type { DefaultAuth, Hooks } from '../auth/hooks.js';
+import type { Instrumentation } from '../metrics/instrumentation.js';
 import type { Config } from '../config/schema.js';
 import type { IdempotencyStore } from '../delivery/idempotency.js';
 import type { PushPipeline } from '../delivery/pipeline.js';
@@ -17,7 +18,7 @@ import { errorHandler, sendError } from './errors.js';
 import { pushRoutes } from './push-routes.js';
 import { channelRoutes } from './channel-routes.js';
 import type { Bus } from '../delivery/bus.js';
-import { LocalPushLimiter, type PushLimiter } from './push-limiter.js';
+import type { PushLimiter } from '../limits/push-limiter.js';
 import type { ClusterView } from '../cluster/cluster-view.js';
 import type { ChannelMessage } from '../delivery/message.js';
 import type { PushMetrics } from '../metrics/metrics.js';
@@ -38,12 +39,14 @@ export interface HttpDeps {
   state(): 'starting' | 'ready' | 'draining' | 'stopped';
   /** False once a draining node stops taking requests (after the shutdown delay). */
   accepting(): boolean;
-  bus(): Bus;
+  bus: Bus;
   /** Cluster-wide counts and node stats. */
-  view(): ClusterView;
+  view: ClusterView;
   metrics: PushMetrics;
-  /** The per-API-key push limit (default: this node's own, in memory). */
-  pushLimiter?: PushLimiter;
+  /** The per-API-key push limit. */
+  pushLimiter: PushLimiter;
+  /** The PushEx-named instrumentation events. */
+  instrumentation: Instrumentation;
   /** Streams a channel's live messages on this node (admin console). */
   watch(channel: string, listener: (message: ChannelMessage) => void): Promise<() => void>;
   node: string;
@@ -79,7 +82,7 @@ export function createHttpApp(deps: HttpDeps): express.Express {
   });
   app.get('/readyz', (_req, res) => {
     const state = deps.state();
-    const ready = state === 'ready' && deps.bus().ready();
+    const ready = state === 'ready' && deps.bus.ready();
     res
       .status(ready ? 200 : 503)
       .json({ status: ready ? 'ready' : state === 'ready' ? 'bus_unavailable' : state });
@@ -97,19 +100,17 @@ export function createHttpApp(deps: HttpDeps): express.Express {
   });
 
   app.use('/api', requestContext(deps));
-  const limiter =
-    deps.pushLimiter ??
-    new LocalPushLimiter(config.limits.pushesPerSecond, config.limits.pushBurst);
+  const limiter = deps.pushLimiter;
   const schemas = apiSchemas(config.limits);
   app.use('/api', pushRoutes({ ...deps, limiter, schemas, authenticate: authenticate(deps) }));
   app.use(
     '/api',
     channelRoutes({
-      bus: () => deps.bus(),
+      bus: deps.bus,
       authenticate: authenticate(deps),
     }),
   );
-  app.use('/api', clusterRoutes({ view: () => deps.view(), authenticate: authenticate(deps) }));
+  app.use('/api', clusterRoutes({ view: deps.view, authenticate: authenticate(deps) }));
   app.use(
     '/api',
     adminApiRoutes({ authenticate: authenticate(deps), watch: (c, l) => deps.watch(c, l) }),
@@ -133,9 +134,7 @@ function requestContext(deps: HttpDeps): RequestHandler {
     const started = performance.now();
     // Query strings can hold offsets and prefixes, never secrets; still, log the path only.
     const path = req.originalUrl.split('?')[0] ?? req.path;
-    callListener(deps.log, () =>
-      deps.hooks.apiRequested?.({ requestId, method: req.method, path }),
-    );
+    deps.instrumentation.apiRequested({ requestId, method: req.method, path });
     res.on('finish', () => {
       const durationMs = performance.now() - started;
       // The route pattern, not the path: channel names must not become label values.
@@ -152,15 +151,13 @@ function requestContext(deps: HttpDeps): RequestHandler {
         },
         'api request',
       );
-      callListener(deps.log, () =>
-        deps.hooks.apiProcessed?.({
-          requestId,
-          method: req.method,
-          path,
-          status: res.statusCode,
-          durationMs,
-        }),
-      );
+      deps.instrumentation.apiProcessed({
+        requestId,
+        method: req.method,
+        path,
+        status: res.statusCode,
+        durationMs,
+      });
     });
     // Any answer written once the node stops taking traffic (this one, or one of a request taken
     // just before) tells the client to drop the connection and come back through the balancer.

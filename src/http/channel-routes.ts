@@ -18,7 +18,7 @@ export const historyQuerySchema = z.object({
 });
 
 interface ChannelRouteDeps {
-  bus: () => Bus;
+  bus: Bus;
   authenticate: (scope: string) => RequestHandler;
 }
 
@@ -36,7 +36,7 @@ export function channelRoutes(deps: ChannelRouteDeps): express.Router {
       throw new PushcastError('invalid_request', 'since: not an offset this server gave out', {
         details: { field: 'since' },
       });
-    const page = await deps.bus().history(channel, { since, limit });
+    const page = await deps.bus.history(channel, { since, limit });
     res.json({
       channel,
       messages: page.messages,

@@ -13,7 +13,7 @@ export const channelsQuerySchema = z.object({
 });
 
 interface ClusterRouteDeps {
-  view: () => ClusterView;
+  view: ClusterView;
   authenticate: (scope: string) => RequestHandler;
 }
 
@@ -28,7 +28,7 @@ export function clusterRoutes(deps: ClusterRouteDeps): express.Router {
     const { prefix, limit, cursor } = q.data;
     const caller = callerOf(req);
     // A channel-limited key lists only the channels it may read; the page is cut after filtering.
-    const all = [...(await deps.view().channels(prefix))]
+    const all = [...(await deps.view.channels(prefix))]
       .filter(([channel]) => (cursor === undefined || channel > cursor) && maySee(caller, channel))
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
     const page = all.slice(0, limit);
@@ -41,13 +41,13 @@ export function clusterRoutes(deps: ClusterRouteDeps): express.Router {
   router.get('/channels/:channel', read, async (req, res) => {
     const channel = channelParam(req.params.channel);
     requireChannel(callerOf(req), channel, 'read');
-    res.json({ channel, subscribers: await deps.view().subscribers(roomOf(channel)) });
+    res.json({ channel, subscribers: await deps.view.subscribers(roomOf(channel)) });
   });
 
   router.get('/channels/:channel/presence', read, async (req, res) => {
     const channel = channelParam(req.params.channel);
     requireChannel(callerOf(req), channel, 'read');
-    const users = [...(await deps.view().presence(roomOf(channel)))]
+    const users = [...(await deps.view.presence(roomOf(channel)))]
       .sort(([a], [b]) => (a < b ? -1 : 1))
       .map(([userId, connections]) => ({ userId, connections }));
     res.json({ channel, users, count: users.length });
@@ -55,7 +55,7 @@ export function clusterRoutes(deps: ClusterRouteDeps): express.Router {
 
   router.get('/stats', read, async (req, res) => {
     requireWholeCluster(callerOf(req));
-    const nodes = await deps.view().stats();
+    const nodes = await deps.view.stats();
     const sum = (f: (n: (typeof nodes)[number]) => number) => nodes.reduce((a, n) => a + f(n), 0);
     res.json({
       nodes,

@@ -7,7 +7,7 @@ import type { ApiRequest, HttpDeps } from './app.js';
 import { toPushcastError } from './errors.js';
 import { parsePush } from './push-input.js';
 import { readPushBody, tooLarge, type OversizeSlots } from './push-body.js';
-import type { PushLimiter } from './push-limiter.js';
+import type { PushLimiter } from '../limits/push-limiter.js';
 import type { ApiSchemas } from './schemas.js';
 
 interface PushRouteDeps extends HttpDeps {

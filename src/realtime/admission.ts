@@ -1,5 +1,5 @@
 import type { Socket } from 'socket.io';
-import { RateLimiter } from '../auth/rate-limiter.js';
+import { RateLimiter } from '../limits/token-bucket.js';
 
 /** `data.code` of a connection refused for capacity (`connect_error` message `"unavailable"`). */
 export type CapacityCode = 'node_full' | 'connect_rate_limited' | 'too_many_user_connections';

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MemoryIdempotencyStore } from '../../src/delivery/idempotency.js';
+import { MemoryIdempotencyStore } from '../../src/backend/memory/memory-idempotency.js';
 import { expectExactly, subscriber } from '../support/assertions.js';
 import { useRedisCluster } from '../support/cluster.js';
 import {

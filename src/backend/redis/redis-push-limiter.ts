@@ -5,7 +5,7 @@ import {
   RateLimiterRes,
   RLWrapperTimeouts,
 } from 'rate-limiter-flexible';
-import type { PushLimiter } from '../http/push-limiter.js';
+import type { PushLimiter } from '../../limits/push-limiter.js';
 
 /**
  * The per-API-key push limit shared by every node through Redis (rate-limiter-flexible), so N

@@ -1,11 +1,11 @@
 import type { Redis } from 'ioredis';
-import type { Bus, HistoryPage } from '../delivery/bus.js';
-import { messageJson, type ChannelMessage, type PreparedMessage } from '../delivery/message.js';
-import { roomOf } from '../delivery/names.js';
-import { formatOffset, newEpoch, parseOffset } from '../delivery/offset.js';
-import { unavailable } from '../errors.js';
+import type { Bus, HistoryPage } from '../../delivery/bus.js';
+import { messageJson, type ChannelMessage, type PreparedMessage } from '../../delivery/message.js';
+import { roomOf } from '../../delivery/names.js';
+import { formatOffset, newEpoch, parseOffset } from '../../delivery/offset.js';
+import { unavailable } from '../../errors.js';
 import { adapterChannelFor, envelopeFor } from './envelope.js';
-import type { HistoryPolicy } from '../delivery/history-policy.js';
+import type { HistoryPolicy } from '../../delivery/history-policy.js';
 import { HISTORY_SCRIPT, POSITION_SCRIPT, PUBLISH_SCRIPT } from './scripts.js';
 
 type PublishFn = (numKeys: number, ...keysAndArgs: Array<string | number>) => Promise<string[]>;

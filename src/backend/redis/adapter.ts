@@ -2,7 +2,7 @@ import { createAdapter, createShardedAdapter } from '@socket.io/redis-adapter';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Server } from 'socket.io';
-import { channelOfRoom } from '../delivery/names.js';
+import { channelOfRoom } from '../../delivery/names.js';
 import { adapterChannelFor } from './envelope.js';
 
 /** Installs the Redis adapter on the server and owns its subscriptions. */

@@ -1,8 +1,8 @@
-import type { Bus, HistoryPage, LocalMessageListener } from './bus.js';
-import type { HistoryPolicy } from './history-policy.js';
-import type { ChannelMessage, PreparedMessage } from './message.js';
-import { formatOffset, newEpoch, parseOffset } from './offset.js';
-import { roomOf } from './names.js';
+import type { Bus, HistoryPage, LocalMessageListener } from '../../delivery/bus.js';
+import type { HistoryPolicy } from '../../delivery/history-policy.js';
+import type { ChannelMessage, PreparedMessage } from '../../delivery/message.js';
+import { formatOffset, newEpoch, parseOffset } from '../../delivery/offset.js';
+import { roomOf } from '../../delivery/names.js';
 
 interface ChannelLog {
   epoch: string;

@@ -1,0 +1,158 @@
+import { createServer, type RequestListener, type Server as HttpServer } from 'node:http';
+import type { Logger } from 'pino';
+import { Registry } from 'prom-client';
+import type { Server as SocketServer } from 'socket.io';
+import { ApiKeyring } from './auth/api-keys.js';
+import { loadHooks, type DefaultAuth, type Hooks } from './auth/hooks.js';
+import { TokenVerifier } from './auth/jwt.js';
+import { createBackend, type Backend } from './backend/backend.js';
+import { ClusterView, occupancyOf } from './cluster/cluster-view.js';
+import type { Config } from './config/schema.js';
+import { HistoryPolicy } from './delivery/history-policy.js';
+import { roomOf } from './delivery/names.js';
+import { PushPipeline } from './delivery/pipeline.js';
+import { PushIdGenerator } from './delivery/push-id.js';
+import { builtInApiAuth } from './http/api-auth.js';
+import { createHttpApp } from './http/app.js';
+import type { LifecycleState } from './lifecycle/state.js';
+import { RateLimiter } from './limits/token-bucket.js';
+import { Instrumentation } from './metrics/instrumentation.js';
+import { PushMetrics } from './metrics/metrics.js';
+import { observeBroadcasts } from './realtime/observe.js';
+import { RoomTaps } from './realtime/room-taps.js';
+import { watchSlowConsumers, type SlowConsumerWatch } from './realtime/slow-consumers.js';
+import { builtInJoinAuth, builtInSocketAuth } from './realtime/socket-auth.js';
+import { createSocketIo, serveSockets } from './realtime/socket-server.js';
+import { VERSION } from './version.js';
+
+/** What a node is made of once assembled (before it listens). */
+export interface NodeParts {
+  http: HttpServer;
+  io: SocketServer;
+  backend: Backend;
+  pipeline: PushPipeline;
+  slowConsumers: SlowConsumerWatch;
+}
+
+/** What the assembly needs from the node around it. */
+export interface AssemblyContext {
+  config: Config;
+  log: Logger;
+  node: string;
+  /** Hooks given in code, on top of the hooks module named in the settings. */
+  hooks: Hooks | undefined;
+  registry: Registry | undefined;
+  state: () => LifecycleState;
+  /** False once a draining node stops taking requests and connections. */
+  accepting: () => boolean;
+}
+
+/**
+ * Builds every part of a node, each from the ones before it: auth, the HTTP and Socket.IO
+ * servers, the backend (memory or Redis), the pipeline, metrics and instrumentation, the channel
+ * sessions and the HTTP app. Nothing is bound late; the parts meet through constructor arguments
+ * and events.
+ */
+export async function assembleNode(context: AssemblyContext): Promise<NodeParts> {
+  const { config, log, node } = context;
+  const hooks: Hooks = {
+    ...(config.hooks ? await loadHooks(config.hooks) : {}),
+    ...context.hooks,
+  };
+  const defaults: DefaultAuth = {
+    authenticateSocket: builtInSocketAuth(new TokenVerifier(config.jwt)),
+    authorizeJoin: builtInJoinAuth(config.publicChannels),
+    authenticateApi: builtInApiAuth(new ApiKeyring(config.apiKeys)),
+  };
+
+  // The HTTP server needs its request listener before Socket.IO attaches (engine.io then forwards
+  // requests outside its path to it), but the app is built last, from the parts below: requests
+  // that arrive in between (none: the server listens only once assembled) would get a 503.
+  let app: RequestListener = (_req, res) => void res.writeHead(503).end();
+  const http = createServer((req, res) => app(req, res));
+  const io = createSocketIo(http, config, context.accepting);
+  const history = new HistoryPolicy(config.history);
+  const backend = await createBackend({ config, io, history, log });
+  const pipeline = new PushPipeline(backend.bus, new PushIdGenerator(), config.maxInflight);
+
+  const metrics = new PushMetrics(context.registry ?? new Registry(), {
+    sockets: () => io.of('/').sockets.size,
+    subscriptions: () => occupancyOf(io).subscriptions,
+    inflight: () => pipeline.inflightCount,
+    draining: () => context.state() === 'draining',
+    redisUp: () => backend.bus.ready(),
+  });
+  const instrumentation = new Instrumentation(hooks, metrics, log, node);
+  pipeline.onRequested((result) => instrumentation.requested(result));
+
+  const startedAt = Date.now();
+  const view = new ClusterView(
+    io,
+    () => ({
+      id: node,
+      version: VERSION,
+      uptimeS: Math.round((Date.now() - startedAt) / 1000),
+      state: context.state(),
+      inflight: pipeline.inflightCount,
+      rates: {
+        requested10s: metrics.requestedRate.rate(10),
+        requested60s: metrics.requestedRate.rate(59),
+        delivered10s: metrics.deliveredRate.rate(10),
+        delivered60s: metrics.deliveredRate.rate(59),
+      },
+    }),
+    backend.clusterReady,
+  );
+
+  // Channel sessions, and the taps that let a catching-up socket (and the admin watch) see a
+  // room's live messages without being in it.
+  const taps = new RoomTaps(
+    () => io.of('/').adapter,
+    (room) => backend.ensureSubscribed(room),
+  );
+  serveSockets(io, {
+    config,
+    log,
+    hooks,
+    defaults,
+    bus: backend.bus,
+    history,
+    taps,
+    ensureSubscribed: (room) => backend.ensureSubscribed(room),
+    eventLimiter: new RateLimiter(
+      config.limits.socketEventsPerSecond,
+      config.limits.socketEventBurst,
+    ),
+  });
+  // Once per broadcast on this node: taps, delivery counts and the `delivered` event.
+  observeBroadcasts(io.of('/').adapter, (room, members, message) => {
+    const count = taps.sockets(room, members);
+    taps.onMessage(room, message);
+    instrumentation.delivered(message, count);
+  });
+  // A socket whose unsent output passes limits.maxSocketBufferKb is closed alone.
+  const slowConsumers = watchSlowConsumers(io, {
+    maxBytes: config.limits.maxSocketBufferKb * 1024,
+    log,
+    onDisconnect: () => metrics.slowConsumerDisconnected(),
+  });
+
+  app = createHttpApp({
+    config,
+    log,
+    hooks,
+    defaults,
+    pipeline,
+    idempotency: backend.idempotency,
+    pushLimiter: backend.pushLimiter,
+    instrumentation,
+    state: context.state,
+    accepting: context.accepting,
+    bus: backend.bus,
+    view,
+    metrics,
+    watch: async (channel, listener) => (await taps.tap(roomOf(channel), listener)).close,
+    node,
+  });
+  return { http, io, backend, pipeline, slowConsumers };
+}
