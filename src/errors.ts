@@ -1,55 +1,162 @@
 /**
- * Every error the server answers with, in one catalogue: the contract's codes (CONTRACT.md) with
- * their HTTP status and a sentence for a human. Thrown where the problem is found; turned into a
- * response in one place (http/error-handler.ts) or an ack (realtime/acks.ts).
+ * Every error word the server answers with, HTTP and sockets alike, in one catalogue: each code
+ * with a sentence for a human, whether the same request may succeed later (`retry`), its HTTP
+ * status where the HTTP API answers it, and where a socket sees it (`socket`: a join/leave/refresh
+ * acknowledgement `{ ok: false, error }`, or a `connect_error` `data.code`). Errors are thrown
+ * where the problem is found, as {@link PushcastError} with a code; the edges map them: the HTTP
+ * error handler (src/http/errors.ts) to a status and JSON body, the socket layer to an answer.
+ * docs/protocol.md lists them all for clients.
  */
 export const errorCatalogue = {
-  invalid_json: { status: 400, message: 'The request body is not valid JSON.' },
+  invalid_json: { status: 400, retry: false, message: 'The request body is not valid JSON.' },
   unauthorized: {
     status: 401,
+    retry: false,
+    socket: 'connect',
     message: 'A valid API key is required (Authorization: Bearer <key>).',
   },
-  forbidden: { status: 403, message: 'This API key may not push to that channel.' },
-  not_found: { status: 404, message: 'No such route.' },
-  payload_too_large: { status: 413, message: 'The request is over the size limit.' },
-  unsupported_media_type: { status: 415, message: 'Send the body as application/json.' },
-  invalid_push: { status: 422, message: 'The push is not valid.' },
-  invalid_request: { status: 422, message: 'The request is not valid.' },
+  forbidden: {
+    status: 403,
+    retry: false,
+    socket: 'ack',
+    message: 'This API key may not push to that channel.',
+  },
+  not_found: { status: 404, retry: false, message: 'No such route.' },
+  payload_too_large: { status: 413, retry: false, message: 'The request is over the size limit.' },
+  unsupported_media_type: {
+    status: 415,
+    retry: false,
+    message: 'Send the body as application/json.',
+  },
+  invalid_push: { status: 422, retry: false, message: 'The push is not valid.' },
+  invalid_request: {
+    status: 422,
+    retry: false,
+    socket: 'ack',
+    message: 'The request is not valid.',
+  },
   idempotency_mismatch: {
     status: 422,
+    retry: false,
     message:
       'This Idempotency-Key was already used with a different request (body or route); use a new key.',
   },
-  rate_limited: { status: 429, message: 'Too many requests for this API key; retry later.' },
-  internal: { status: 500, message: 'Internal server error.' },
+  rate_limited: {
+    status: 429,
+    retry: true,
+    socket: 'ack',
+    message: 'Too many requests for this API key; retry later.',
+  },
+  internal: { status: 500, retry: true, message: 'Internal server error.' },
   unavailable: {
     status: 503,
+    retry: true,
     message: 'The server cannot take pushes right now; nothing was pushed. Retry later.',
   },
-} as const satisfies Record<string, { status: number; message: string }>;
+  // Socket joins.
+  invalid_channel: { retry: false, socket: 'ack', message: 'Not a valid channel name.' },
+  too_many_channels: {
+    retry: false,
+    socket: 'ack',
+    message: 'This connection holds as many channels as it may.',
+  },
+  // Socket connections refused: the token (`connect_error` "unauthorized").
+  missing_token: { retry: false, socket: 'connect', message: 'No token in the handshake.' },
+  invalid_token: { retry: false, socket: 'connect', message: 'The token is not valid.' },
+  invalid_signature: { retry: false, socket: 'connect', message: 'The token signature is wrong.' },
+  algorithm_not_allowed: {
+    retry: false,
+    socket: 'connect',
+    message: 'The token is signed with an algorithm this server does not accept.',
+  },
+  token_expired: {
+    retry: false,
+    socket: 'connect',
+    message: 'The token expired; reconnect with a fresh one.',
+  },
+  token_not_yet_valid: { retry: true, socket: 'connect', message: 'The token is not valid yet.' },
+  invalid_issuer: { retry: false, socket: 'connect', message: 'The token has the wrong issuer.' },
+  invalid_audience: {
+    retry: false,
+    socket: 'connect',
+    message: 'The token is not for this audience.',
+  },
+  missing_exp: { retry: false, socket: 'connect', message: 'The token has no expiry.' },
+  missing_sub: { retry: false, socket: 'connect', message: 'The token names no user (sub).' },
+  // Socket connections refused: capacity (`connect_error` "unavailable"); back off and retry.
+  node_full: {
+    retry: true,
+    socket: 'connect',
+    message: 'This node holds as many sockets as it may.',
+  },
+  connect_rate_limited: {
+    retry: true,
+    socket: 'connect',
+    message: 'This node admits no more connections this second.',
+  },
+  too_many_user_connections: {
+    retry: true,
+    socket: 'connect',
+    message: 'This user holds as many sockets on this node as it may.',
+  },
+} as const satisfies Record<
+  string,
+  { status?: number; retry: boolean; socket?: 'ack' | 'connect'; message: string }
+>;
 
-/** A contract error code. */
+/** A code of the catalogue. */
 export type ErrorCode = keyof typeof errorCatalogue;
 
-/** The one error type: carries the contract's status and code, and optional details. */
+/** The codes the HTTP API answers with (those with a status). */
+export type HttpErrorCode = {
+  [C in ErrorCode]: (typeof errorCatalogue)[C] extends { status: number } ? C : never;
+}[ErrorCode];
+
+/** Join refusals, as `{ ok: false, error }` (docs/protocol.md, "join"). */
+export type JoinError =
+  'forbidden' | 'invalid_channel' | 'too_many_channels' | 'rate_limited' | 'invalid_request';
+
+/** Why a socket token was refused: the `data.code` of the client's `connect_error`. */
+export type TokenRefusal =
+  | 'missing_token'
+  | 'token_expired'
+  | 'token_not_yet_valid'
+  | 'invalid_signature'
+  | 'algorithm_not_allowed'
+  | 'invalid_issuer'
+  | 'invalid_audience'
+  | 'missing_exp'
+  | 'missing_sub'
+  | 'invalid_token';
+
+/** Why a node refused a connection for capacity (`connect_error` `"unavailable"`). */
+export type CapacityCode = 'node_full' | 'connect_rate_limited' | 'too_many_user_connections';
+
+/**
+ * The one error type: a catalogue code (never an HTTP status: the HTTP edge maps it), a sentence
+ * and optional details.
+ */
 export class PushcastError extends Error {
-  readonly status: number;
-  readonly code: ErrorCode;
+  readonly code: HttpErrorCode;
   readonly details: Record<string, unknown> | undefined;
   /** Seconds for a `Retry-After` header (429, 503). */
   readonly retryAfterS: number | undefined;
 
   constructor(
-    code: ErrorCode,
+    code: HttpErrorCode,
     message?: string,
     options: { details?: Record<string, unknown>; retryAfterS?: number; cause?: unknown } = {},
   ) {
     super(message ?? errorCatalogue[code].message, { cause: options.cause });
     this.name = 'PushcastError';
     this.code = code;
-    this.status = errorCatalogue[code].status;
     this.details = options.details;
     this.retryAfterS = options.retryAfterS;
+  }
+
+  /** Whether the same request may succeed later. */
+  get retryable(): boolean {
+    return errorCatalogue[this.code].retry;
   }
 
   /** The JSON body the contract specifies: `{ error, code, details? }`. */

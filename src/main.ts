@@ -5,7 +5,7 @@ import { writeStdout } from './logger.js';
 
 /**
  * The process entry: settings from files and environment, start, and the signal handling of
- * DESIGN.md "Lifecycle" (first SIGTERM/SIGINT drains, a second one exits at once).
+ * docs/architecture.md, "Drain" (first SIGTERM/SIGINT drains, a second one exits at once).
  * Exit codes: 0 stopped cleanly, 1 drain timed out or failed, 2 invalid settings or start failure.
  */
 async function main(): Promise<void> {

@@ -63,7 +63,7 @@ export interface DefaultAuth {
 }
 
 /**
- * The hooks contract (DESIGN.md "Extension points"). A module named by `PUSHCAST_HOOKS` exports
+ * The hooks contract (README "Hooks", docs/architecture.md). A module named by `PUSHCAST_HOOKS` exports
  * any of these (named exports or a default object). Throwing from an authenticate hook refuses.
  */
 export interface Hooks {

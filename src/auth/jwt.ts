@@ -8,19 +8,9 @@ import {
 } from 'jose';
 import type { Config } from '../config/schema.js';
 import { ConfigError, checkJwtKeys, readJwksFile } from '../config/load.js';
+import type { TokenRefusal } from '../errors.js';
 
-/** Why a socket token was refused: the `data.code` of the client's `connect_error`. */
-export type TokenRefusal =
-  | 'missing_token'
-  | 'token_expired'
-  | 'token_not_yet_valid'
-  | 'invalid_signature'
-  | 'algorithm_not_allowed'
-  | 'invalid_issuer'
-  | 'invalid_audience'
-  | 'missing_exp'
-  | 'missing_sub'
-  | 'invalid_token';
+export type { TokenRefusal };
 
 /** A token that failed verification, with the reason code. */
 export class TokenError extends Error {

@@ -1,4 +1,4 @@
-/** A message as a socket receives it (`msg` event, CONTRACT section 2). */
+/** A message as a socket receives it (`msg` event, docs/protocol.md, "Sockets"). */
 export interface ChannelMessage {
   channel: string;
   event: string;

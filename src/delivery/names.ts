@@ -1,4 +1,4 @@
-/** Channel names: 1-200 chars of `A-Z a-z 0-9 _ - : . @ =` (CONTRACT section 1). */
+/** Channel names: 1-200 chars of `A-Z a-z 0-9 _ - : . @ =` (docs/protocol.md, "Push API"). */
 export const CHANNEL_NAME = /^[A-Za-z0-9_\-:.@=]{1,200}$/;
 /** Event names: 1-100 chars of `A-Z a-z 0-9 _ - : .`. */
 export const EVENT_NAME = /^[A-Za-z0-9_\-:.]{1,100}$/;

@@ -22,7 +22,7 @@ interface ChannelRouteDeps {
   authenticate: (scope: string) => RequestHandler;
 }
 
-/** `GET /channels/:channel/history` (CONTRACT section 3). */
+/** `GET /channels/:channel/history` (docs/protocol.md, "Reading and operating routes"). */
 export function channelRoutes(deps: ChannelRouteDeps): express.Router {
   const router = express.Router();
 

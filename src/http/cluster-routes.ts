@@ -17,7 +17,7 @@ interface ClusterRouteDeps {
   authenticate: (scope: string) => RequestHandler;
 }
 
-/** Channel occupancy, presence and node stats across the cluster (CONTRACT section 3). */
+/** Channel occupancy, presence and node stats across the cluster (docs/protocol.md, "Reading and operating routes"). */
 export function clusterRoutes(deps: ClusterRouteDeps): express.Router {
   const router = express.Router();
   const read = deps.authenticate('read');

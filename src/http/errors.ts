@@ -1,20 +1,25 @@
 import type { ErrorRequestHandler, Response } from 'express';
 import type { Logger } from 'pino';
-import { PushcastError } from '../errors.js';
+import { errorCatalogue, PushcastError, type HttpErrorCode } from '../errors.js';
+
+/** The HTTP status of an API error code. */
+export function httpStatus(code: HttpErrorCode): number {
+  return errorCatalogue[code].status;
+}
 
 /** Sends a {@link PushcastError} as the contract's JSON error. */
 export function sendError(res: Response, err: PushcastError): void {
   if (err.retryAfterS !== undefined) res.setHeader('Retry-After', String(err.retryAfterS));
   // RFC 6750: a 401 names the scheme it wants.
   if (err.code === 'unauthorized') res.setHeader('WWW-Authenticate', 'Bearer realm="pushcast"');
-  res.status(err.status).json(err.toJSON());
+  res.status(httpStatus(err.code)).json(err.toJSON());
 }
 
 /** Maps any error to a contract error: body-parser's, ours, and the unexpected (500, logged). */
 export function errorHandler(log: Logger): ErrorRequestHandler {
   return (err: unknown, req, res, _next) => {
     const mapped = toPushcastError(err);
-    if (mapped.status >= 500 && mapped.code !== 'unavailable')
+    if (httpStatus(mapped.code) >= 500 && mapped.code !== 'unavailable')
       log.error({ err, path: req.path }, 'request failed');
     if (res.headersSent) return;
     sendError(res, mapped);

@@ -19,7 +19,7 @@ interface PushRouteDeps extends HttpDeps {
 // RFC 9110 token-ish: 1-255 visible ASCII characters.
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
 
-/** `POST /push` and `POST /push/batch` (CONTRACT section 1). */
+/** `POST /push` and `POST /push/batch` (docs/protocol.md, "Push API"). */
 export function pushRoutes(deps: PushRouteDeps): express.Router {
   const router = express.Router();
   const { config, pipeline, schemas, limiter } = deps;

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import type { Config } from '../config/schema.js';
 import { CHANNEL_NAME, EVENT_NAME } from '../delivery/names.js';
 
-/** A channel name (CONTRACT section 1). */
+/** A channel name (docs/protocol.md, "Push API"). */
 export const channelNameSchema = z
   .string()
   .regex(CHANNEL_NAME, 'channel names are 1-200 characters of A-Z a-z 0-9 _ - : . @ =')

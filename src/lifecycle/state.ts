@@ -1,2 +1,2 @@
-/** A node's life: `starting -> ready -> draining -> stopped` (DESIGN.md "Lifecycle"). */
+/** A node's life: `starting -> ready -> draining -> stopped` (docs/architecture.md, "Drain"). */
 export type LifecycleState = 'starting' | 'ready' | 'draining' | 'stopped';

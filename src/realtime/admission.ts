@@ -1,8 +1,9 @@
 import type { Socket } from 'socket.io';
 import { RateLimiter } from '../limits/token-bucket.js';
 
-/** `data.code` of a connection refused for capacity (`connect_error` message `"unavailable"`). */
-export type CapacityCode = 'node_full' | 'connect_rate_limited' | 'too_many_user_connections';
+import type { CapacityCode } from '../errors.js';
+
+export type { CapacityCode };
 
 /** The limits admission enforces (the `limits` settings of the same names). */
 export interface AdmissionLimits {

@@ -143,6 +143,7 @@ export class ChannelSession {
    */
   refresh(payload: unknown): Promise<Answer> {
     const run = this.refreshing.then(() => this.refreshNow(payload));
+    // The next refresh waits for this one whatever its outcome (its caller sees the failure).
     this.refreshing = run.catch(() => undefined);
     return run;
   }
@@ -266,7 +267,12 @@ export class ChannelSession {
     const stop = this.stopped(m);
     if (stop) return stop;
     // From here on every wait is on Redis: all of it within one command timeout.
-    const within = deadline(this.deps.config.redis.commandTimeoutMs);
+    const within = deadline(this.deps.config.redis.commandTimeoutMs, (why, err) =>
+      this.deps.log.debug(
+        { err, conn: this.transport.id, channel: m.channel, why },
+        'join step without Redis: answered without it',
+      ),
+    );
     return since === undefined
       ? this.subscribe(m, room, within)
       : this.recover(m, room, since, within);

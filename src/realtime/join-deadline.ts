@@ -10,13 +10,23 @@ export type Within = <T>(step: () => Promise<T>) => Promise<InTime<T>>;
  * not started by then is never started. Nothing waits for a step that came too late: its result
  * is dropped, so the join goes on (and answers) at once, and no late work follows its answer.
  */
-export function deadline(ms: number): Within {
+export function deadline(
+  ms: number,
+  /** Told of every step that failed or came too late (a swallowed failure leaves a trace). */
+  missed: (why: 'failed' | 'late', err?: unknown) => void = () => {},
+): Within {
   const end = Date.now() + ms;
   return <T>(step: () => Promise<T>): Promise<InTime<T>> => {
     const left = end - Date.now();
-    if (left <= 0) return Promise.resolve(undefined);
+    if (left <= 0) {
+      missed('late');
+      return Promise.resolve(undefined);
+    }
     return new Promise<InTime<T>>((resolve) => {
-      const timer = setTimeout(() => resolve(undefined), left);
+      const timer = setTimeout(() => {
+        missed('late');
+        resolve(undefined);
+      }, left);
       const done = (result: InTime<T>): void => {
         clearTimeout(timer);
         resolve(result);
@@ -24,12 +34,16 @@ export function deadline(ms: number): Within {
       let running: Promise<T>;
       try {
         running = step();
-      } catch {
+      } catch (err) {
+        missed('failed', err);
         return done(undefined);
       }
       running.then(
         (value) => done({ value }),
-        () => done(undefined),
+        (err: unknown) => {
+          missed('failed', err);
+          done(undefined);
+        },
       );
     });
   };

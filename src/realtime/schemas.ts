@@ -1,6 +1,6 @@
 import { z } from 'zod';
 
-/** `join` payload (CONTRACT section 2). The channel's charset is checked separately. */
+/** `join` payload (docs/protocol.md, "Sockets"). The channel's charset is checked separately. */
 export const joinSchema = z.object({
   channel: z.string(),
   since: z.string().max(100).optional(),
@@ -13,13 +13,8 @@ export const leaveSchema = z.object({ channel: z.string() });
 /** `refresh` payload. */
 export const refreshSchema = z.object({ token: z.string().min(1).max(16_384) });
 
-/**
- * Join refusals, as `{ ok: false, error }`. A join called off before it answered gets
- * `invalid_request` when a `leave` of the channel overtook it, `forbidden` when a `refresh` no
- * longer allows the channel.
- */
-export type JoinError =
-  'forbidden' | 'invalid_channel' | 'too_many_channels' | 'rate_limited' | 'invalid_request';
+/** Join refusals (from the one catalogue in src/errors.ts). */
+export type { JoinError } from '../errors.js';
 
 /**
  * Why the server took a socket out of a channel it had joined: `forbidden`, a `refresh` no longer

@@ -2,20 +2,16 @@ import type { Socket } from 'socket.io';
 import type { Logger } from 'pino';
 import type { HandshakeInfo } from '../auth/hooks.js';
 import type { ChannelMessage } from '../delivery/message.js';
+import { errorCatalogue } from '../errors.js';
 import type { ChannelSession } from './channel-session.js';
 import { settled } from './join-deadline.js';
 import type { LeftEvent } from './schemas.js';
-import type { CloseReason, SessionIdentity, SessionTransport } from './session-transport.js';
+import type { SessionIdentity, SessionTransport } from './session-transport.js';
 
 type Ack = (answer: unknown) => void;
 
 /** The client events a socket may send; any other one with an acknowledgement is refused. */
 const KNOWN_EVENTS = new Set(['join', 'leave', 'refresh']);
-
-/** What a refused or closed session tells a Socket.IO client, by reason. */
-const CLOSE_MESSAGES: Record<CloseReason, string> = {
-  token_expired: 'The token expired; reconnect with a fresh one.',
-};
 
 /** The handshake of a Socket.IO connection, as authentication sees it. */
 export function handshakeOf(socket: Socket): HandshakeInfo {
@@ -53,7 +49,7 @@ export function socketIoTransport(socket: Socket): SessionTransport {
     send: (message: ChannelMessage) => void socket.emit('msg', message),
     left: (event: LeftEvent) => void socket.emit('left', event),
     close: (reason) => {
-      socket.emit('error', { code: reason, message: CLOSE_MESSAGES[reason] });
+      socket.emit('error', { code: reason, message: errorCatalogue[reason].message });
       socket.disconnect(true);
     },
   };

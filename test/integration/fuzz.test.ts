@@ -630,7 +630,10 @@ function expectContractError(body: unknown, answer: Answer, where: string): void
   expect(typeof e.error, where).toBe('string');
   expect((e.error as string).length, where).toBeGreaterThan(0);
   expect(CODES.has(e.code as string), where).toBe(true);
-  expect(errorCatalogue[e.code as keyof typeof errorCatalogue].status, where).toBe(answer.status);
+  expect(
+    (errorCatalogue[e.code as keyof typeof errorCatalogue] as { status?: number }).status,
+    where,
+  ).toBe(answer.status);
   if (e.details !== undefined) expect(isObject(e.details), where).toBe(true);
   if (answer.status === 429 || answer.status === 503)
     expect(answer.headers.get('retry-after'), where).toMatch(/^\d+$/);
@@ -1104,7 +1107,7 @@ function knownUnanswered(cmd: SocketCommand): boolean {
   return cmd.args.length > 1 && !ACK_EXTRA_ARGS;
 }
 
-/** The ack's shape for the event (CONTRACT section 2, README "Contract details"). */
+/** The ack's shape for the event (docs/protocol.md, "Sockets", README "Contract details"). */
 function expectAck(cmd: SocketCommand, answer: unknown, where: string): void {
   expect(isObject(answer), where).toBe(true);
   const a = answer as Record<string, unknown>;

@@ -5,8 +5,8 @@ import type { PushLimiter } from '../../limits/push-limiter.js';
 export class LocalPushLimiter implements PushLimiter {
   private readonly buckets: RateLimiter;
 
-  constructor(perSecond: number, burst: number) {
-    this.buckets = new RateLimiter(perSecond, burst);
+  constructor(perSecond: number, burst: number, now?: () => number) {
+    this.buckets = new RateLimiter(perSecond, burst, now);
   }
 
   charge(keyId: string, cost: number): Promise<number> {

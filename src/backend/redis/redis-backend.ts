@@ -22,6 +22,7 @@ export async function redisBackend(url: string, context: BackendContext): Promis
     commandTimeoutMs: config.redis.commandTimeoutMs,
     subscriptionsLive: () => subscriptions.live(),
     history,
+    onClockError: (err) => log.debug({ err }, 'Redis clock re-measure failed'),
   });
   await bus.syncClock();
   return {

@@ -24,6 +24,8 @@ interface ScriptedRedis extends Redis {
 
 /** What the Redis bus is built from. */
 export interface RedisBusOptions {
+  /** Told when the periodic clock re-measure fails (the last measure stays in use). */
+  onClockError?: (err: unknown) => void;
   pub: Redis;
   sub: Redis;
   mode: 'sharded' | 'classic';
@@ -52,8 +54,11 @@ export class RedisBus implements Bus {
   private clockOffsetMs = 0;
   private clockTimer: NodeJS.Timeout | undefined;
 
+  private readonly onClockError: ((err: unknown) => void) | undefined;
+
   constructor(options: RedisBusOptions) {
     const { pub } = options;
+    this.onClockError = options.onClockError;
     this.sub = options.sub;
     this.mode = options.mode;
     this.keyPrefix = options.keyPrefix;
@@ -82,7 +87,11 @@ export class RedisBus implements Bus {
       this.clockOffsetMs = Number(s) * 1000 + Math.floor(Number(us) / 1000) - (before + after) / 2;
     };
     await measure();
-    this.clockTimer ??= setInterval(() => void measure().catch(() => undefined), 60_000);
+    // A failed re-measure keeps the last offset (Redis away: publishes fail anyway); said once.
+    this.clockTimer ??= setInterval(
+      () => void measure().catch((err: unknown) => this.onClockError?.(err)),
+      60_000,
+    );
     this.clockTimer.unref();
   }
 
