@@ -1,6 +1,6 @@
-import { createHash } from 'node:crypto';
-import express, { type RequestHandler, type Response } from 'express';
-import { PushcastError, unavailable } from '../errors.js';
+import express, { type RequestHandler } from 'express';
+import { PushcastError } from '../errors.js';
+import { idempotentRunner } from './idempotent.js';
 import type { PushRequest } from '../delivery/pipeline.js';
 import { requireChannels } from './api-auth.js';
 import type { ApiRequest, HttpDeps } from './app.js';
@@ -16,13 +16,11 @@ interface PushRouteDeps extends HttpDeps {
   authenticate: (scope: string) => RequestHandler;
 }
 
-// RFC 9110 token-ish: 1-255 visible ASCII characters.
-const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
-
 /** `POST /push` and `POST /push/batch` (docs/protocol.md, "Push API"). */
 export function pushRoutes(deps: PushRouteDeps): express.Router {
   const router = express.Router();
   const { config, pipeline, schemas, limiter } = deps;
+  const idempotent = idempotentRunner(deps.idempotency, deps.log);
 
   const requireJson: RequestHandler = (req, _res, next) => {
     // The header itself: `req.is()` answers null for a request without a body.
@@ -134,70 +132,6 @@ export function pushRoutes(deps: PushRouteDeps): express.Router {
     },
   );
 
-  /**
-   * Runs `work` once per Idempotency-Key (per API key): a repeat of the same request gets the
-   * stored record (with `Idempotent-Replayed: true`), another request with the key is refused.
-   * A record that is not final is kept for a retry, which resumes from it.
-   */
-  async function idempotent<R>(
-    req: ApiRequest,
-    res: Response,
-    route: string,
-    work: (previous: R | undefined) => Promise<{ record: R; final: boolean }>,
-  ): Promise<R> {
-    const header = req.headers['idempotency-key'];
-    if (header === undefined) return (await work(undefined)).record;
-    if (typeof header !== 'string' || !IDEMPOTENCY_KEY.test(header))
-      throw new PushcastError(
-        'invalid_push',
-        'Idempotency-Key must be 1-255 visible ASCII characters.',
-        { details: { field: 'Idempotency-Key' } },
-      );
-    // The route is part of the fingerprint, not the key: the same header on another route is a
-    // reuse of the key for another request.
-    const key = { owner: req.caller!.keyId, key: header };
-    const fingerprint = requestFingerprint(route, req.body);
-    const deadline = Date.now() + 5000;
-    let previous: R | undefined;
-    for (;;) {
-      const found = await deps.idempotency.begin(key, fingerprint).catch((err: unknown) => {
-        throw unavailable('idempotency', { cause: err });
-      });
-      if (found.state === 'mismatch')
-        throw new PushcastError('idempotency_mismatch', undefined, {
-          details: { field: 'Idempotency-Key' },
-        });
-      if (found.state === 'full')
-        throw new PushcastError(
-          'rate_limited',
-          'This API key holds as many Idempotency-Keys as it may; retry later or without one.',
-          { retryAfterS: 60, details: { field: 'Idempotency-Key' } },
-        );
-      if (found.state === 'done') {
-        res.setHeader('Idempotent-Replayed', 'true');
-        return found.response.body as R;
-      }
-      if (found.state === 'resume') previous = found.response.body as R;
-      if (found.state === 'new' || found.state === 'resume') break;
-      // Another request with this key is running: wait for its answer.
-      if (Date.now() > deadline) throw unavailable('duplicate');
-      await new Promise((r) => setTimeout(r, 25));
-    }
-    try {
-      const { record, final } = await work(previous);
-      await deps.idempotency
-        .complete(key, fingerprint, { status: 200, body: record }, final)
-        .catch((err: unknown) => deps.log.warn({ err }, 'idempotency store failed'));
-      return record;
-    } catch (err) {
-      // Nothing new to keep: the request may be retried with the same key.
-      await deps.idempotency
-        .abort(key)
-        .catch((e: unknown) => deps.log.warn({ err: e }, 'idempotency store failed'));
-      throw err;
-    }
-  }
-
   return router;
 }
 
@@ -207,16 +141,4 @@ type BatchSlot = { id: string; channel: string[]; event: string } | { error: str
 /** Whether a batch slot failed in a way a retry can fix (503: overloaded, Redis away). */
 function retryable(slot: BatchSlot): boolean {
   return 'code' in slot && slot.code === 'unavailable';
-}
-
-/**
- * What binds an Idempotency-Key to its request: the route and the body as parsed (so the same
- * JSON resent byte for byte, or re-serialized with the same key order, matches).
- */
-function requestFingerprint(route: string, body: unknown): string {
-  return createHash('sha256')
-    .update(route)
-    .update('\n')
-    .update(JSON.stringify(body))
-    .digest('base64url');
 }
