@@ -10,7 +10,7 @@ export interface AdapterWiring {
   /**
    * Resolves once this node's subscription for the room is active in Redis; rejects at once while
    * the subscriber is not connected (the room is subscribed again, with every other local room,
-   * when it is back). With Redis paused it waits: callers bound it (realtime/channel-handlers.ts).
+   * when it is back). With Redis paused it waits: callers bound it (realtime/channel-session.ts).
    */
   ensureSubscribed(room: string): Promise<void>;
   /** False from a subscriber disconnect until every local room is subscribed again. */
