@@ -67,8 +67,11 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
   abort(key: IdempotencyKey): Promise<void> {
     const id = memoryKey(key);
     const e = this.entries.get(id);
-    if (e?.response) e.state = 'partial';
-    else if (e) this.remove(id, e);
+    // Only a claim is given up: a final answer stored meanwhile (by a request that outlived
+    // another's claim) stays final.
+    if (!e || e.state !== 'pending') return Promise.resolve();
+    if (e.response) e.state = 'partial';
+    else this.remove(id, e);
     return Promise.resolve();
   }
 

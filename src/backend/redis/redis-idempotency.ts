@@ -25,9 +25,12 @@ if not v then
   return {'new'}
 end
 local state = string.sub(v, 1, 1)
-local bar = string.find(v, '|', 3, true)
-if string.sub(v, 3, bar - 1) ~= ARGV[1] then return {'mismatch'} end
-local json = string.sub(v, bar + 1)
+local fp = ARGV[1]
+-- Compared by its own length: a fingerprint may hold any character, '|' included.
+if string.sub(v, 3, 2 + #fp) ~= fp or string.sub(v, 3 + #fp, 3 + #fp) ~= '|' then
+  return {'mismatch'}
+end
+local json = string.sub(v, 4 + #fp)
 if state == 'p' then return {'busy'} end
 if state == 'd' then return {'done', json} end
 redis.call('SET', KEYS[1], 'p' .. string.sub(v, 2), 'EX', ARGV[2])
@@ -38,8 +41,8 @@ return {'resume', json}
 const ABORT_SCRIPT = `
 local v = redis.call('GET', KEYS[1])
 if not v then return 0 end
-local bar = string.find(v, '|', 3, true)
-if string.sub(v, 1, 1) == 'p' and bar and bar < #v then
+-- A claim with a partial answer ends in its JSON; a bare claim ends with the separator.
+if string.sub(v, 1, 1) == 'p' and string.sub(v, -1) ~= '|' then
   redis.call('SET', KEYS[1], 'r' .. string.sub(v, 2), 'EX', ARGV[1])
   return 1
 end

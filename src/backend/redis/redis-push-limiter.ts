@@ -43,16 +43,24 @@ export class RedisPushLimiter implements PushLimiter {
   }
 
   async charge(keyId: string, cost: number): Promise<number> {
+    const points = Math.min(cost, this.burst);
     try {
-      await this.limiter.consume(keyId, Math.min(cost, this.burst));
+      await this.limiter.consume(keyId, points);
       return 0;
     } catch (res) {
-      if (res instanceof RateLimiterRes) return Math.max(1, Math.ceil(res.msBeforeNext / 1000));
-      throw res;
+      if (!(res instanceof RateLimiterRes)) throw res;
+      // consume() counts the points before it compares: a refused charge takes nothing (as the
+      // token bucket), so what was left still fits.
+      await this.limiter.reward(keyId, points);
+      return Math.max(1, Math.ceil(res.msBeforeNext / 1000));
     }
   }
 
   async refund(keyId: string, cost: number): Promise<void> {
-    await this.limiter.reward(keyId, cost);
+    // Never more than what the window holds: a refund must not lift the allowance past the burst
+    // (nor land, unfloored, in a window that did not see the charge).
+    const held = (await this.limiter.get(keyId))?.consumedPoints ?? 0;
+    const give = Math.min(cost, held);
+    if (give > 0) await this.limiter.reward(keyId, give);
   }
 }
