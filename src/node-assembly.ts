@@ -18,7 +18,14 @@ import type { LifecycleState } from './lifecycle/state.js';
 import { RateLimiter } from './limits/token-bucket.js';
 import { Instrumentation } from './metrics/instrumentation.js';
 import { PushMetrics } from './metrics/metrics.js';
+import type { SessionDeps } from './realtime/channel-session.js';
 import { observeBroadcasts } from './realtime/observe.js';
+import { PhoenixAdmission } from './realtime/phoenix-admission.js';
+import type { PhoenixConnection } from './realtime/phoenix-connection.js';
+import { PhoenixEndpoint } from './realtime/phoenix-endpoint.js';
+import { PhoenixHub } from './realtime/phoenix-hub.js';
+import { watchPhoenixSlowConsumers } from './realtime/phoenix-slow-consumers.js';
+import { routeUpgrades } from './realtime/phoenix-upgrades.js';
 import { RoomTaps } from './realtime/room-taps.js';
 import { watchSlowConsumers, type SlowConsumerWatch } from './realtime/slow-consumers.js';
 import { builtInJoinAuth, builtInSocketAuth } from './realtime/socket-auth.js';
@@ -32,6 +39,8 @@ export interface NodeParts {
   backend: Backend;
   pipeline: PushPipeline;
   slowConsumers: SlowConsumerWatch;
+  /** The Phoenix-protocol endpoint (PushEx clients); undefined when `phoenixPath` is empty. */
+  phoenix: PhoenixEndpoint | undefined;
 }
 
 /** What the assembly needs from the node around it. */
@@ -75,9 +84,20 @@ export async function assembleNode(context: AssemblyContext): Promise<NodeParts>
   const backend = await createBackend({ config, io, history, log });
   const pipeline = new PushPipeline(backend.bus, new PushIdGenerator(), config.maxInflight);
 
+  // The taps that let a catching-up socket (and the admin watch, and Phoenix connections) see a
+  // room's live messages without being a socket in it.
+  const taps = new RoomTaps(
+    () => io.of('/').adapter,
+    (room) => backend.ensureSubscribed(room),
+  );
+  // Phoenix-protocol connections (PushEx clients), counted with the sockets everywhere.
+  const phoenixOn = config.phoenixPath !== '';
+  const phoenixHub = new PhoenixHub<PhoenixConnection>(taps);
+
   const metrics = new PushMetrics(context.registry ?? new Registry(), {
-    sockets: () => io.of('/').sockets.size,
-    subscriptions: () => occupancyOf(io).subscriptions,
+    sockets: () => io.of('/').sockets.size + phoenixHub.size,
+    ...(phoenixOn ? { phoenixSockets: () => phoenixHub.size } : {}),
+    subscriptions: () => occupancyOf(io, phoenixHub).subscriptions,
     inflight: () => pipeline.inflightCount,
     draining: () => context.state() === 'draining',
     redisUp: () => backend.bus.ready(),
@@ -102,15 +122,11 @@ export async function assembleNode(context: AssemblyContext): Promise<NodeParts>
       },
     }),
     backend.clusterReady,
+    phoenixHub,
   );
 
-  // Channel sessions, and the taps that let a catching-up socket (and the admin watch) see a
-  // room's live messages without being in it.
-  const taps = new RoomTaps(
-    () => io.of('/').adapter,
-    (room) => backend.ensureSubscribed(room),
-  );
-  serveSockets(io, {
+  // Channel sessions: the same for Socket.IO sockets and Phoenix connections.
+  const sessions: SessionDeps = {
     config,
     log,
     hooks,
@@ -123,19 +139,57 @@ export async function assembleNode(context: AssemblyContext): Promise<NodeParts>
       config.limits.socketEventsPerSecond,
       config.limits.socketEventBurst,
     ),
-  });
-  // Once per broadcast on this node: taps, delivery counts and the `delivered` event.
+  };
+  // With the Phoenix endpoint on, the node's connection limits count both transports: Socket.IO
+  // sockets get a check before their admission (node total, shared connect rate) and one after
+  // it (the user's connections).
+  const phoenixAdmission = phoenixOn
+    ? new PhoenixAdmission(
+        config.limits,
+        () => io.of('/').sockets.size,
+        (code, conn) => log.debug({ conn, code }, 'socket refused'),
+      )
+    : undefined;
+  if (phoenixAdmission) io.use(phoenixAdmission.socketIoNode);
+  serveSockets(io, sessions);
+  if (phoenixAdmission) {
+    io.use(phoenixAdmission.socketIoUser);
+    io.on('connection', phoenixAdmission.socketIoConnected);
+  }
+  const phoenix = phoenixAdmission
+    ? new PhoenixEndpoint({
+        path: config.phoenixPath,
+        sessions,
+        hub: phoenixHub,
+        admission: phoenixAdmission,
+        accepting: context.accepting,
+      })
+    : undefined;
+  routeUpgrades(http, { socketPath: config.socketPath, phoenix });
+
+  // Once per broadcast on this node: taps (Phoenix connections among them), delivery counts and
+  // the `delivered` event.
   observeBroadcasts(io.of('/').adapter, (room, members, message) => {
-    const count = taps.sockets(room, members);
+    const count = taps.sockets(room, members) + phoenixHub.count(room);
     taps.onMessage(room, message);
     instrumentation.delivered(message, count);
   });
   // A socket whose unsent output passes limits.maxSocketBufferKb is closed alone.
-  const slowConsumers = watchSlowConsumers(io, {
+  const slowConsumerOptions = {
     maxBytes: config.limits.maxSocketBufferKb * 1024,
     log,
     onDisconnect: () => metrics.slowConsumerDisconnected(),
-  });
+  };
+  const socketIoSlow = watchSlowConsumers(io, slowConsumerOptions);
+  const phoenixSlow = phoenixOn
+    ? watchPhoenixSlowConsumers(phoenixHub, slowConsumerOptions)
+    : undefined;
+  const slowConsumers: SlowConsumerWatch = {
+    stop: () => {
+      socketIoSlow.stop();
+      phoenixSlow?.stop();
+    },
+  };
 
   app = createHttpApp({
     config,
@@ -154,5 +208,5 @@ export async function assembleNode(context: AssemblyContext): Promise<NodeParts>
     watch: async (channel, listener) => (await taps.tap(roomOf(channel), listener)).close,
     node,
   });
-  return { http, io, backend, pipeline, slowConsumers };
+  return { http, io, backend, pipeline, slowConsumers, phoenix };
 }

@@ -16,6 +16,21 @@ export interface NodeStats {
   rates: { requested10s: number; requested60s: number; delivered10s: number; delivered60s: number };
 }
 
+/**
+ * Connections of this node that are not Socket.IO sockets (the Phoenix endpoint's): counted with
+ * the sockets everywhere the view counts (stats, subscribers, occupied channels, presence).
+ */
+export interface LocalConnections {
+  /** Connections on this node. */
+  readonly size: number;
+  /** Connections in the room on this node. */
+  count(room: string): number;
+  /** Rooms with at least one of these connections. */
+  rooms(): Iterable<string>;
+  /** The user of each connection in the room (undefined: anonymous). */
+  users(room: string): Iterable<string | undefined>;
+}
+
 /** What the node knows of itself beyond its sockets (which the view counts). */
 export type NodeBasics = Omit<NodeStats, 'sockets' | 'channels' | 'subscriptions'>;
 
@@ -30,6 +45,8 @@ export class ClusterView {
     private readonly basics: () => NodeBasics,
     /** Single node: undefined. Otherwise whether the cluster bus can carry requests now. */
     private readonly clusterReady: (() => boolean) | undefined,
+    /** Connections of other transports (Phoenix), counted with the sockets. */
+    private readonly others?: LocalConnections,
   ) {
     const on = (event: string, fn: (...args: unknown[]) => unknown): void => {
       (this.io as unknown as { on(e: string, l: (...a: unknown[]) => void): void }).on(
@@ -54,12 +71,13 @@ export class ClusterView {
   /** This node's stats. */
   localStats(): NodeStats {
     const { channels, subscriptions } = this.occupancy();
-    return { ...this.basics(), sockets: this.io.of('/').sockets.size, channels, subscriptions };
+    const sockets = this.io.of('/').sockets.size + (this.others?.size ?? 0);
+    return { ...this.basics(), sockets, channels, subscriptions };
   }
 
   /** Occupied channels and channel subscriptions on this node. */
   occupancy(): { channels: number; subscriptions: number } {
-    return occupancyOf(this.io);
+    return occupancyOf(this.io, this.others);
   }
 
   /** Sockets subscribed to a room across the cluster. */
@@ -96,23 +114,26 @@ export class ClusterView {
   }
 
   private localCount(room: string): number {
-    return localCount(this.io, room);
+    return localCount(this.io, room, this.others);
   }
 
   private localRooms(prefix: string): Record<string, number> {
-    return localRooms(this.io, prefix);
+    return localRooms(this.io, prefix, this.others);
   }
 
   private localPresence(room: string): Record<string, number> {
     const out: Record<string, number> = {};
+    const add = (userId: string | undefined): void => {
+      const key = userId ?? '(anonymous)';
+      out[key] = (out[key] ?? 0) + 1;
+    };
+    if (this.others) for (const userId of this.others.users(room)) add(userId);
     const sids = this.io.of('/').adapter.rooms.get(room);
     if (!sids) return out;
     const sockets = this.io.of('/').sockets;
     for (const sid of sids) {
       const socket = sockets.get(sid);
-      if (!socket) continue;
-      const userId = (socket.data as { userId?: string }).userId ?? '(anonymous)';
-      out[userId] = (out[userId] ?? 0) + 1;
+      if (socket) add((socket.data as { userId?: string }).userId);
     }
     return out;
   }
@@ -127,29 +148,36 @@ function sumCounts(parts: Array<Record<string, number>>): Map<string, number> {
 }
 
 /** Occupied channels and channel subscriptions on this node (read at scrape time by metrics). */
-export function occupancyOf(io: Server): { channels: number; subscriptions: number } {
-  const counts = Object.values(localRooms(io, ''));
+export function occupancyOf(
+  io: Server,
+  others?: LocalConnections,
+): { channels: number; subscriptions: number } {
+  const counts = Object.values(localRooms(io, '', others));
   return { channels: counts.length, subscriptions: counts.reduce((a, n) => a + n, 0) };
 }
 
 /** Real sockets of a room on this node (recovery and watch placeholders are not sockets). */
-function localCount(io: Server, room: string): number {
+function localCount(io: Server, room: string, others?: LocalConnections): number {
+  let n = others?.count(room) ?? 0;
   const sids = io.of('/').adapter.rooms.get(room);
-  if (!sids) return 0;
+  if (!sids) return n;
   const sockets = io.of('/').sockets;
-  let n = 0;
   for (const sid of sids) if (sockets.has(sid)) n += 1;
   return n;
 }
 
 /** This node's occupied channels (by prefix) with their socket counts. */
-function localRooms(io: Server, prefix: string): Record<string, number> {
+function localRooms(io: Server, prefix: string, others?: LocalConnections): Record<string, number> {
   const out: Record<string, number> = {};
-  for (const room of io.of('/').adapter.rooms.keys()) {
+  const count = (room: string): void => {
     const channel = channelOfRoom(room);
-    if (channel === undefined || !channel.startsWith(prefix)) continue;
-    const n = localCount(io, room);
+    if (channel === undefined || !channel.startsWith(prefix)) return;
+    const n = localCount(io, room, others);
     if (n > 0) out[channel] = n;
-  }
+  };
+  const rooms = io.of('/').adapter.rooms;
+  for (const room of rooms.keys()) count(room);
+  // Rooms of the other transport are adapter rooms too (their tap's placeholder), unless not yet.
+  if (others) for (const room of others.rooms()) if (!rooms.has(room)) count(room);
   return out;
 }

@@ -3,7 +3,10 @@ import { RateMeter } from './rate-meter.js';
 
 /** Live values the gauges read at scrape time (nothing is counted per socket). */
 export interface MetricSources {
+  /** Every socket of the node, Phoenix-protocol connections included. */
   sockets(): number;
+  /** Phoenix-protocol (PushEx client) connections alone, when the endpoint is on. */
+  phoenixSockets?(): number;
   subscriptions(): number;
   inflight(): number;
   draining(): boolean;
@@ -38,6 +41,17 @@ export class PushMetrics {
         this.set(sources.sockets());
       },
     });
+    if (sources.phoenixSockets) {
+      const phoenixSockets = sources.phoenixSockets.bind(sources);
+      new Gauge({
+        name: 'pushcast_phoenix_sockets_connected',
+        help: 'Phoenix-protocol (PushEx client) sockets on this node, also in pushcast_sockets_connected.',
+        registers,
+        collect() {
+          this.set(phoenixSockets());
+        },
+      });
+    }
     new Gauge({
       name: 'pushcast_channel_subscriptions',
       help: 'Channel subscriptions (socket x channel) on this node.',

@@ -86,12 +86,17 @@ describe.each(['k8s/base', 'k8s/overlays/dev', 'k8s/overlays/prod'])('manifests 
     ).flatMap((rule) => rule.http.paths);
     expect(paths.map((p) => [p.path, p.pathType])).toEqual([
       ['/socket.io/', 'Prefix'],
+      ['/push_socket/', 'Prefix'],
       ['/api/', 'Prefix'],
     ]);
     const reachable = (route: string): boolean => paths.some((p) => route.startsWith(p.path));
     for (const inside of ['/metrics', '/admin', '/admin/', '/healthz', '/readyz'])
       expect(reachable(inside), inside).toBe(false);
-    for (const outside of ['/socket.io/?EIO=4&transport=websocket', '/api/push'])
+    for (const outside of [
+      '/socket.io/?EIO=4&transport=websocket',
+      '/push_socket/websocket?vsn=2.0.0',
+      '/api/push',
+    ])
       expect(reachable(outside), outside).toBe(true);
   });
 
