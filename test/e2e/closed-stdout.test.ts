@@ -4,6 +4,7 @@ import { DEV_API_KEY, DEV_JWT_SECRET } from '../../src/config/development.js';
 import { freePort } from '../support/ports.js';
 import { spawnNode, type NodeProcess } from '../support/process.js';
 import { API_KEY, JWT_SECRET, connectClient, postJson, token } from '../support/nodes.js';
+import { until } from '../support/assertions.js';
 
 /**
  * A closed stdout (the log reader went away) must neither block shutdown nor take the node down:
@@ -23,17 +24,18 @@ function exitWithin(node: NodeProcess, ms: number, what: string) {
 async function healthy(node: NodeProcess, url: string, timeoutMs: number): Promise<void> {
   let exited = false;
   void node.exited.then(() => (exited = true));
-  const started = Date.now();
-  for (;;) {
-    if (exited) throw new Error(`the node exited\n${node.stderr.join('\n')}`);
-    const status = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1000) }).then(
-      (res) => res.status,
-      () => undefined,
-    );
-    if (status === 200) return;
-    if (Date.now() - started > timeoutMs) throw new Error(`no 200 from ${url}/healthz`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  await until(
+    async () => {
+      if (exited) throw new Error(`the node exited\n${node.stderr.join('\n')}`);
+      const status = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1000) }).then(
+        (res) => res.status,
+        () => undefined,
+      );
+      return status === 200;
+    },
+    timeoutMs,
+    `a 200 from ${url}/healthz`,
+  );
 }
 
 /** GET on a connection of its own, closed after the answer (no keep-alive left open). */

@@ -1,4 +1,5 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,6 +15,25 @@ import {
   startNode,
   token,
 } from '../support/nodes.js';
+import { expectExactly, until } from '../support/assertions.js';
+
+/** The node's `pushcast_inflight_pushes` gauge, read from /metrics. */
+async function inflightPushes(port: number): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  return Number(/^pushcast_inflight_pushes (\d+)/m.exec(text)?.[1] ?? 0);
+}
+
+/** Whether a new TCP connection to the port is accepted. */
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
 
 /** Lifecycle of a real node process: SIGTERM drain, drain timeout, second signal. */
 describe('node lifecycle (process, Redis)', () => {
@@ -27,6 +47,14 @@ describe('node lifecycle (process, Redis)', () => {
     admin?.disconnect();
     await redis?.stop();
   });
+
+  /**
+   * Blocks every client of the Redis for `ms` (CLIENT PAUSE ALL, the admin connection too); the
+   * pause is in effect once this resolves.
+   */
+  const pauseRedis = async (ms: number): Promise<void> => {
+    expect(await admin.call('CLIENT', 'PAUSE', String(ms), 'ALL')).toBe('OK');
+  };
 
   const env = (port: number, extra: Record<string, string> = {}) => ({
     PORT: String(port),
@@ -53,17 +81,18 @@ describe('node lifecycle (process, Redis)', () => {
     });
     try {
       await client.join('life');
-      // Redis busy for 400 ms: this push is in flight when the signal arrives.
-      void admin.call('DEBUG', 'SLEEP', '0.4');
-      await new Promise((r) => setTimeout(r, 30));
+      // Redis paused for 400 ms (in effect once the OK is back): this push waits on it.
+      await pauseRedis(400);
       const inflight = postJson(`${url}/api/push`, {
         channel: 'life',
         event: 'e',
         data: 'inflight',
       });
-      await new Promise((r) => setTimeout(r, 50));
+      // SIGTERM once the push is really in flight: the node's own gauge says so.
+      await until(async () => (await inflightPushes(port)) === 1, 2000, 'the push in flight');
       node.kill('SIGTERM');
-      await new Promise((r) => setTimeout(r, 100));
+      // The node says it drains once readiness has dropped: read it then, once.
+      await node.waitForLine(/"msg":"draining"/);
       expect((await fetch(`${url}/readyz`)).status).toBe(503);
       expect((await fetch(`${url}/healthz`)).status).toBe(200);
       // Still inside the shutdown delay: pushes are taken.
@@ -75,7 +104,8 @@ describe('node lifecycle (process, Redis)', () => {
       expect(during.status).toBe(200);
       const first = await inflight;
       expect(first.status).toBe(200);
-      await new Promise((r) => setTimeout(r, 600));
+      // The delay is over once the node stops listening.
+      await until(async () => !(await canConnect(port)), 5000, 'the node to stop listening');
       // Past the delay: refused (503 on a kept-alive connection) or not listening at all.
       const after = await postJson(`${url}/api/push`, {
         channel: 'life',
@@ -88,8 +118,8 @@ describe('node lifecycle (process, Redis)', () => {
         expect(after.headers.get('retry-after')).toBeTruthy();
       }
       expect(await node.exited).toEqual({ code: 0, signal: null });
-      const got = await client.waitFor(2);
-      expect(got.map((m) => m.data)).toEqual(['inflight', 'during']);
+      await expectExactly(other, client, 'life', 2);
+      expect(client.messages.slice(0, 2).map((m) => m.data)).toEqual(['inflight', 'during']);
     } finally {
       client.close();
       await other.stop();
@@ -106,8 +136,7 @@ describe('node lifecycle (process, Redis)', () => {
       env: env(port, { PUSHCAST_CONFIG: file, PUSHCAST_DRAIN_TIMEOUT_MS: '200' }),
     });
     await node.waitForLine(/pushcast ready/);
-    void admin.call('DEBUG', 'SLEEP', '1.5');
-    await new Promise((r) => setTimeout(r, 30));
+    await pauseRedis(1500);
     const inflight = postJson(`http://127.0.0.1:${port}/api/push`, {
       channel: 'slow',
       event: 'e',
@@ -115,20 +144,15 @@ describe('node lifecycle (process, Redis)', () => {
     }).catch(() => undefined);
     // SIGTERM once the push is really in flight (past the rate limit, waiting on Redis): the
     // node's own gauge says so without asking Redis.
-    const inflightNow = async (): Promise<number> => {
-      const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-      return Number(/^pushcast_inflight_pushes (\d+)/m.exec(text)?.[1] ?? 0);
-    };
-    const deadline = Date.now() + 1200;
-    while ((await inflightNow()) < 1 && Date.now() < deadline)
-      await new Promise((r) => setTimeout(r, 10));
-    expect(await inflightNow()).toBe(1);
+    await until(async () => (await inflightPushes(port)) >= 1, 1200, 'the push in flight');
+    expect(await inflightPushes(port)).toBe(1);
     node.kill('SIGTERM');
     const exit = await node.exited;
     expect(exit.code).toBe(1);
     expect(node.stdout.some((l) => /drain timed out/.test(l) && /"inflight":1/.test(l))).toBe(true);
     await inflight;
-    await new Promise((r) => setTimeout(r, 1600)); // let Redis wake before the next test
+    // Answered once the pause is over: the next test starts on a Redis that answers.
+    expect(await admin.ping()).toBe('PONG');
   });
 
   it('a second signal exits at once', async () => {

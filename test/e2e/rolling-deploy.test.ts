@@ -31,6 +31,12 @@ function nodeEnv(port: number, redisUrl: string): Record<string, string> {
   };
 }
 
+/** Pushes the node on `port` has accepted (its `pushcast_pushes_requested_total`). */
+async function pushesTaken(port: number): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  return Number(/^pushcast_pushes_requested_total (\d+)/m.exec(text)?.[1] ?? 0);
+}
+
 function percentile(values: number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
@@ -43,11 +49,23 @@ interface PlainClient {
   received: PushMessage[];
   lost: number;
   reconnects: number[];
+  /** Join acks received. */
+  joins: number;
+  /** Between a disconnect (or the start) and the ack of the join that follows. */
+  away: boolean;
 }
 
 function plainClient(url: string, channel: string, jwt: string): PlainClient {
   const socket = io(url, { auth: { token: jwt }, transports: ['websocket'], forceNew: true });
-  const client: PlainClient = { socket, channel, received: [], lost: 0, reconnects: [] };
+  const client: PlainClient = {
+    socket,
+    channel,
+    received: [],
+    lost: 0,
+    reconnects: [],
+    joins: 0,
+    away: true,
+  };
   let offset: string | undefined;
   let disconnectedAt: number | undefined;
   socket.on('msg', (m: PushMessage) => {
@@ -56,6 +74,7 @@ function plainClient(url: string, channel: string, jwt: string): PlainClient {
   });
   socket.on('disconnect', () => {
     disconnectedAt = performance.now();
+    client.away = true;
   });
   socket.on('connect', () => {
     const payload = offset === undefined ? { channel } : { channel, since: offset };
@@ -64,6 +83,8 @@ function plainClient(url: string, channel: string, jwt: string): PlainClient {
       if (payload.since !== undefined && ack.recovered !== true) client.lost += 1;
       if (disconnectedAt !== undefined) client.reconnects.push(performance.now() - disconnectedAt);
       disconnectedAt = undefined;
+      client.joins += 1;
+      client.away = false;
     });
   });
   return client;
@@ -102,6 +123,7 @@ describe('rolling deploy behind nginx', () => {
       received: PushMessage[];
       lost: number;
       joins: number;
+      away: boolean;
     }> = [];
     for (let i = 0; i < SDK_CLIENTS; i++) {
       const entry = {
@@ -113,24 +135,32 @@ describe('rolling deploy behind nginx', () => {
         received: [] as PushMessage[],
         lost: 0,
         joins: 0,
+        away: true,
       };
+      entry.client.socket.on('disconnect', () => (entry.away = true));
       entry.client.subscribe(entry.channel, {
         onMessage: (m) => entry.received.push(m),
         onLost: () => (entry.lost += 1),
-        onJoin: () => (entry.joins += 1),
+        onJoin: () => {
+          entry.joins += 1;
+          entry.away = false;
+        },
       });
       sdk.push(entry);
     }
     const plain: PlainClient[] = [];
     for (let i = 0; i < PLAIN_CLIENTS; i++)
       plain.push(plainClient(lb.url, channel(i), await jwt(`plain-${i}`)));
+    // A join answers once its subscription is active: every client has its answer.
     await until(
-      () => sdk.every((s) => s.joins === 1) && plain.every((p) => p.socket.connected),
+      () => sdk.every((s) => s.joins === 1) && plain.every((p) => p.joins === 1),
       20_000,
-      'all clients joined',
+      'every client joined',
     );
-    // A join answers once its subscription is active; give the plain clients' acks a moment too.
-    await new Promise((r) => setTimeout(r, 200));
+    // Every client connected and joined on its current connection.
+    const allBack = (): boolean =>
+      sdk.every((s) => !s.away && s.client.socket.connected) &&
+      plain.every((p) => !p.away && p.socket.connected);
 
     // Publisher: steady rate through nginx, retrying 502/503 and network errors with the same
     // Idempotency-Key, so each push is accepted exactly once.
@@ -163,15 +193,25 @@ describe('rolling deploy behind nginx', () => {
             throw new Error(`push ${n}: unexpected ${res.status}`);
           if (Date.now() - started > 10_000) throw new Error(`push ${n}: not accepted within 10 s`);
           retries += 1;
+          // The publisher's retry pace, as a backend's would be.
           await new Promise((r) => setTimeout(r, 50));
         }
+        // The publishing rate of the scenario.
         await new Promise((r) => setTimeout(r, PUSH_EVERY_MS));
       }
     })();
 
-    // Roll: replace each node in turn on the same port.
+    const acceptedCount = (): number =>
+      [...accepted.values()].reduce((a, ids) => a + ids.length, 0);
+    /** Waits until `n` more pushes than now have been accepted. */
+    const publishedMore = async (n: number, what: string): Promise<void> => {
+      const from = acceptedCount();
+      await until(() => acceptedCount() >= from + n, 20_000, what);
+    };
+
+    // Roll: replace each node in turn on the same port, once publishing is under way.
     const drainMs: number[] = [];
-    await new Promise((r) => setTimeout(r, 500));
+    await publishedMore(2 * CHANNELS, 'publishing under way');
     for (let i = 0; i < NODES; i++) {
       const old = nodes[i]!;
       const t0 = performance.now();
@@ -181,13 +221,20 @@ describe('rolling deploy behind nginx', () => {
       expect(exit, `node ${i} exit`).toEqual({ code: 0, signal: null });
       nodes[i] = spawnNode({ script: 'src/main.ts', env: nodeEnv(ports[i]!, redis.url) });
       await nodes[i]!.waitForLine(/pushcast ready/);
-      await new Promise((r) => setTimeout(r, 700));
+      // The next node goes once the balancer sends the new one traffic (it has taken pushes), and
+      // every client the old one dropped is back and joined again.
+      await until(
+        async () => (await pushesTaken(ports[i]!)) > 0 && allBack(),
+        20_000,
+        `node ${i} replaced: in the rotation, every client back`,
+      );
     }
-    await new Promise((r) => setTimeout(r, 500));
+    // Some publishing with every node replaced and every client back.
+    await publishedMore(2 * CHANNELS, 'publishing after the roll');
     publishing = false;
     await publisher;
 
-    const total = [...accepted.values()].reduce((a, ids) => a + ids.length, 0);
+    const total = acceptedCount();
     expect(total).toBeGreaterThan(100);
     const complete = () =>
       sdk.every((s) => s.received.length >= (accepted.get(s.channel)?.length ?? 0)) &&

@@ -318,6 +318,7 @@ describe('per-socket limits', () => {
           ok: false,
           error: 'rate_limited',
         });
+        // The refill is the thing under test: a second of real time gives back one event.
         await new Promise((r) => setTimeout(r, 1100));
         expect(await c.join('r4')).toMatchObject({ ok: true, channel: 'r4' });
       });

@@ -221,6 +221,7 @@ describe('connection limits', () => {
         const r = await connectClient(node.url, { token: jwt }).catch((e: unknown) => e as Refusal);
         if (!(r instanceof Error)) return void late.push(keep(r));
         if (r.data?.code !== 'connect_rate_limited') return void (failures += 1);
+        // As a client must: retry after the wait the refusal names.
         await new Promise((res) => setTimeout(res, Number(r.data?.retryAfterMs ?? 1000)));
       }
     };

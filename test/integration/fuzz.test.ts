@@ -7,7 +7,7 @@ import { io, type Socket } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ConfigInput } from '../../src/config/schema.js';
 import { errorCatalogue } from '../../src/errors.js';
-import { expectExactly, subscriber } from '../support/assertions.js';
+import { expectExactly, subscriber, until } from '../support/assertions.js';
 import { useRedisCluster } from '../support/cluster.js';
 import { API_KEY, JWT_SECRET, startNode, token, type TestNode } from '../support/nodes.js';
 
@@ -1227,6 +1227,7 @@ function forceGc(): (() => void) | undefined {
 async function usedHeap(gc: (() => void) | undefined): Promise<number> {
   for (let i = 0; i < 3; i++) {
     gc?.();
+    // A measurement, not a wait on an outcome: let finalizers and weak callbacks run between GCs.
     await new Promise((r) => setTimeout(r, 20));
   }
   return v8.getHeapStatistics().used_heap_size;
@@ -1531,22 +1532,30 @@ function fuzzNode(getNode: () => TestNode, options: { runsScale: number; seed: n
             });
           }
           // ...and so do deliveries: a probe on every channel reaches exactly the expected ones.
+          // A sentinel on a channel of its own, pushed after the probes: once it is in, every
+          // probe that was going to arrive has.
+          const sentinelChannel = `fz:burst-${options.seed}-${round}-sentinel`;
+          expect(
+            await client.socket.timeout(5000).emitWithAck('join', { channel: sentinelChannel }),
+            where,
+          ).toMatchObject({ ok: true });
           const got: string[] = [];
+          let sentinelIn = false;
           client.socket.on('msg', (m: { channel: string; event: string }) => {
             if (m.event === 'probe') got.push(m.channel);
+            if (m.event === 'sentinel') sentinelIn = true;
           });
-          for (const channel of channels) {
+          const pushOne = async (channel: string, event: string): Promise<void> => {
             const res = await fetch(`${node.url}/api/push`, {
               method: 'POST',
               headers: { ...read, 'content-type': 'application/json' },
-              body: stringify({ channel, event: 'probe', data: round }),
+              body: stringify({ channel, event, data: round }),
             });
             expect(res.status, where).toBe(200);
-          }
-          const deadline = Date.now() + 5000;
-          while (got.length < want.length && Date.now() < deadline)
-            await new Promise((r) => setTimeout(r, 10));
-          await new Promise((r) => setTimeout(r, 30));
+          };
+          for (const channel of channels) await pushOne(channel, 'probe');
+          await pushOne(sentinelChannel, 'sentinel');
+          await until(() => sentinelIn, 5000, `the sentinel\n${where}`);
           expect([...got].sort(), where).toEqual(want);
           expect(client.errors, where).toEqual([]);
           expect(client.disconnects, where).toEqual([]);
@@ -1741,7 +1750,8 @@ describe('fuzz: a memory node', () => {
             expect(answer, `after ${JSON.stringify(packet)}`).toEqual({ ok: true });
             outcome = 'kept';
           } catch {
-            await new Promise((r) => setTimeout(r, 50));
+            // No answer: the connection must be closing; give the close time to show (no more).
+            await until(() => !c.socket.connected, 2000, 'the close').catch(() => undefined);
             outcome = `closed: ${c.disconnects.join('; ') || '(still connected, no answer)'}`;
             // The server may drop a connection that broke the protocol; it may not just go mute.
             expect(c.socket.connected, `${JSON.stringify(packet)} -> ${outcome}`).toBe(false);

@@ -1,4 +1,6 @@
+import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
+import { pino, type Logger } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Hooks, SocketContext } from '../../src/auth/hooks.js';
 import type { ConfigInput } from '../../src/config/schema.js';
@@ -10,6 +12,7 @@ import {
   type TestClient,
   type TestNode,
 } from '../support/nodes.js';
+import { until } from '../support/assertions.js';
 
 const fixture = (name: string): string =>
   fileURLToPath(new URL(`../fixtures/${name}`, import.meta.url));
@@ -17,10 +20,14 @@ const fixture = (name: string): string =>
 type Refusal = Error & { data?: { code?: unknown } };
 
 /** A node with hooks for one describe block, stopped after it. */
-function useNode(hooks: Hooks | undefined, config: ConfigInput = {}): () => TestNode {
+function useNode(
+  hooks: Hooks | undefined,
+  config: ConfigInput = {},
+  logger?: Logger,
+): () => TestNode {
   let node: TestNode | undefined;
   beforeAll(async () => {
-    node = await startNode(config, hooks);
+    node = await startNode(config, hooks, logger ? { logger } : {});
   });
   afterAll(async () => {
     await node?.stop();
@@ -51,35 +58,23 @@ async function withClient(
   }
 }
 
-/** Hook calls in arrival order; `until` waits for a condition instead of sleeping. */
+/** Hook calls in arrival order. */
 class Recorder {
   constructor(readonly calls: Array<{ name: string; args: unknown[] }> = []) {}
-  private waiters: Array<() => void> = [];
 
   record(name: string, ...args: unknown[]): void {
     this.calls.push({ name, args });
-    for (const w of this.waiters.splice(0)) w();
   }
 
   of(name: string): unknown[][] {
     return this.calls.filter((c) => c.name === name).map((c) => c.args);
   }
 
+  /** Waits until `check` holds; a timeout lists every call seen. */
   async until(what: string, check: () => boolean, ms = 5000): Promise<void> {
-    const deadline = Date.now() + ms;
-    while (!check()) {
-      const left = deadline - Date.now();
-      if (left <= 0)
-        throw new Error(`timed out waiting for ${what}: ${JSON.stringify(this.calls)}`);
-      // Module hooks push straight into the array: poll briefly as well as waking on record().
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, Math.min(left, 25));
-        this.waiters.push(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
-    }
+    await until(check, ms, what).catch((err: Error) => {
+      throw new Error(`${err.message}: ${JSON.stringify(this.calls)}`);
+    });
   }
 }
 
@@ -197,6 +192,7 @@ describe('authorizeJoin', () => {
       if (channel.startsWith('deny:')) return false;
       if (channel.startsWith('reject:')) return { reject: 'x' };
       if (channel.startsWith('open:')) return true;
+      // A hook that takes its time (as one calling a service does) before allowing.
       if (channel.startsWith('slow:')) return new Promise((r) => setTimeout(() => r(true), 30));
       if (channel.startsWith('boom:')) throw new Error('hook failed');
       // Plain-JavaScript hooks return other falsy values by accident (`user && user.admin`).
@@ -444,43 +440,76 @@ describe('slow instrumentation listeners', () => {
   });
 });
 
-/** Pushes once through a node whose listeners reject, and collects unhandled rejections. */
-async function unhandledRejectionsOf(node: TestNode): Promise<unknown[]> {
+/** A logger at warn level that keeps the message of every line it writes. */
+function warningLog(): { logger: Logger; messages: string[] } {
+  const messages: string[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const line of chunk.toString().split('\n').filter(Boolean))
+        messages.push((JSON.parse(line) as { msg: string }).msg);
+      done();
+    },
+  });
+  return { logger: pino({ level: 'warn' }, sink), messages };
+}
+
+/**
+ * Pushes once through a node whose four listeners reject, and collects unhandled rejections until
+ * the node has reported all four failures as handled: logged by the node, or (listeners of a
+ * hooks module) turned into process warnings.
+ */
+async function unhandledRejectionsOf(node: TestNode, log: string[]): Promise<unknown[]> {
   const unhandled: unknown[] = [];
+  let warned = 0;
   const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
+  const onWarning = (warning: Error): void => {
+    if (warning.name === 'PushcastHookWarning') warned += 1;
+  };
   process.on('unhandledRejection', onUnhandled);
+  process.on('warning', onWarning);
+  const before = log.length;
   try {
     await withClient(node.url, { token: await token({ channels: ['t'] }) }, async (c) => {
       await c.join('t');
       const res = await postJson(`${node.url}/api/push`, { channel: 't', event: 'e', data: 1 });
       expect(res.status).toBe(200);
       await c.waitFor(1);
-      // Listeners run after setImmediate / the response's 'finish'; give them a macrotask or two.
-      await new Promise((r) => setTimeout(r, 50));
+      // requested, delivered, apiRequested and apiProcessed: each failure is reported once it is
+      // handled; an unhandled rejection would have been reported by the end of its own tick.
+      const logged = (): number =>
+        log.slice(before).filter((m) => m === 'instrumentation hook threw').length;
+      await until(() => warned + logged() === 4, 5000, 'the four listener failures reported');
     });
   } finally {
     process.off('unhandledRejection', onUnhandled);
+    process.off('warning', onWarning);
   }
   return unhandled;
 }
 
 describe('async instrumentation listeners that reject', () => {
   const reject = (): Promise<void> => Promise.reject(new Error('async listener failed'));
-  const inCode = useNode({
-    requested: reject,
-    delivered: reject,
-    apiRequested: reject,
-    apiProcessed: reject,
-  });
-  const inModule = useNode(undefined, { hooks: fixture('hooks-async.mjs') });
+  const codeLog = warningLog();
+  const inCode = useNode(
+    {
+      requested: reject,
+      delivered: reject,
+      apiRequested: reject,
+      apiProcessed: reject,
+    },
+    {},
+    codeLog.logger,
+  );
+  const moduleLog = warningLog();
+  const inModule = useNode(undefined, { hooks: fixture('hooks-async.mjs') }, moduleLog.logger);
 
   it('leave no unhandled rejection behind when they come from the hooks module', async () => {
-    expect(await unhandledRejectionsOf(inModule())).toEqual([]);
+    expect(await unhandledRejectionsOf(inModule(), moduleLog.messages)).toEqual([]);
   });
 
   // An unhandled rejection ends a Node process (default --unhandled-rejections=throw).
   it('leave no unhandled rejection behind when they are given in code', async () => {
-    expect(await unhandledRejectionsOf(inCode())).toEqual([]);
+    expect(await unhandledRejectionsOf(inCode(), codeLog.messages)).toEqual([]);
   });
 });
 

@@ -1,7 +1,10 @@
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TokenVerifier } from '../../src/auth/jwt.js';
 import { ConfigError } from '../../src/config/load.js';
 import { DEV_API_KEY, DEV_JWT_SECRET } from '../../src/config/development.js';
 import { createPushServer } from '../../src/server.js';
@@ -240,5 +243,40 @@ describe('production refuses the example secrets', () => {
     // The same node with real secrets starts.
     const node = await startNode({ env: 'production' });
     await node.stop();
+  });
+});
+
+describe('PEM public keys from environment files', () => {
+  it('accepts a PEM written on one line with \\n escapes, and names the setting when it is not a key', async () => {
+    const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const pem = publicKey.export({ type: 'spki', format: 'pem' }).toString();
+    const escaped = pem.trim().split('\n').join('\\n');
+    const verifier = new TokenVerifier({
+      publicKey: escaped,
+      algorithms: ['RS256'],
+      clockToleranceS: 0,
+    });
+    const jwt = await new SignJWT({ channels: ['a'] })
+      .setProtectedHeader({ alg: 'RS256' })
+      .setSubject('u')
+      .setExpirationTime('1h')
+      .sign(privateKey);
+    expect(await verifier.verify(jwt)).toMatchObject({ userId: 'u', channels: ['a'] });
+    expect(
+      () =>
+        new TokenVerifier({
+          publicKey: '-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----',
+          algorithms: ['RS256'],
+          clockToleranceS: 0,
+        }),
+    ).toThrow(ConfigError);
+    expect(
+      () =>
+        new TokenVerifier({
+          publicKey: '-----BEGIN PUBLIC KEY-----\nnope',
+          algorithms: ['RS256'],
+          clockToleranceS: 0,
+        }),
+    ).toThrow(/PUSHCAST_JWT_PUBLIC_KEY/);
   });
 });

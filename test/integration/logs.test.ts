@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { createPushServer, type PushServer } from '../../src/server.js';
 import { API_KEY, JWT_SECRET, connectClient, postJson, token } from '../support/nodes.js';
+import { until } from '../support/assertions.js';
 
 /** Logs at info level: a request id per API call, a connection id per socket, no secrets or payloads. */
 describe('logs', () => {
@@ -56,7 +57,15 @@ describe('logs', () => {
     expect(generated).toMatch(/^[0-9a-f-]{36}$/);
     await c.waitFor(1);
     c.close();
-    await new Promise((r) => setTimeout(r, 100));
+    // Each API call is logged once answered, the socket once the node has seen it close.
+    await until(
+      () =>
+        lines.some((l) => l.msg === 'api request' && l.requestId === generated) &&
+        lines.some((l) => l.msg === 'api request' && l.requestId === 'req-abc-1') &&
+        lines.some((l) => l.msg === 'socket disconnected'),
+      5000,
+      'the log lines of both API calls and of the socket closing',
+    );
 
     const api = lines.filter((l) => l.msg === 'api request');
     expect(api.find((l) => l.requestId === 'req-abc-1')).toMatchObject({
@@ -89,6 +98,11 @@ describe('logs', () => {
       const res = await postJson(`${url}/api/push`, { channel: 'logs:fan', event: 'e', data: 1 });
       expect(res.status).toBe(200);
       await Promise.all(clients.map((c) => c.waitFor(1)));
+      await until(
+        () => lines.slice(before).some((l) => l.msg === 'api request'),
+        5000,
+        'the log line of the API call',
+      );
       server.log.level = 'info';
       expect(lines.slice(before).map((l) => l.msg)).toEqual(['api request']);
     } finally {

@@ -13,6 +13,7 @@ import {
   type TestNode,
 } from '../support/nodes.js';
 import { useRedisCluster } from '../support/cluster.js';
+import { until } from '../support/assertions.js';
 
 const get = async (url: string): Promise<any> => {
   const res = await fetch(url, { headers: { authorization: `Bearer ${API_KEY}` } });
@@ -30,19 +31,6 @@ function sample(text: string, name: string, labels = ''): number | undefined {
         (labels === '' && l.startsWith(`${name} `)),
     );
   return line === undefined ? undefined : Number(line.split(' ').at(-1));
-}
-
-async function eventually(
-  check: () => Promise<boolean>,
-  timeoutMs: number,
-  what: string,
-): Promise<number> {
-  const started = Date.now();
-  for (;;) {
-    if (await check()) return Date.now() - started;
-    if (Date.now() - started > timeoutMs) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 describe('operations across two nodes (Redis)', () => {
@@ -125,8 +113,16 @@ describe('operations across two nodes (Redis)', () => {
   });
 
   it('lists every live node in /api/stats with version, uptime, state, sockets, channels and rates', async () => {
-    await new Promise((r) => setTimeout(r, 1100)); // rates count whole seconds
-    const stats = await get(`${a.url}/api/stats`);
+    // Rates count whole seconds: wait for node B's to include the pushes of the first test.
+    const stats = await until(
+      async () => {
+        const answer = await get(`${a.url}/api/stats`);
+        const node = answer.nodes.find((n: { id: string }) => n.id === b.server.node);
+        return node?.rates.requested60s > 0 && answer;
+      },
+      5000,
+      "node B's push rate in /api/stats",
+    );
     expect(stats.nodes).toHaveLength(2);
     const ids = stats.nodes.map((n: { id: string }) => n.id).sort();
     expect(ids).toEqual([a.server.node, b.server.node].sort());
@@ -186,12 +182,13 @@ describe('a crashed node', () => {
       expect((await get(`${survivor.url}/api/stats`)).nodes).toHaveLength(2);
       victim.kill('SIGKILL');
       await victim.exited;
-      const took = await eventually(
+      const killed = Date.now();
+      await until(
         async () => (await get(`${survivor.url}/api/channels/crash`)).subscribers === 1,
         30_000,
         'the crashed node to stop counting',
       );
-      expect(took).toBeLessThan(30_000);
+      expect(Date.now() - killed).toBeLessThan(30_000);
       expect((await get(`${survivor.url}/api/stats`)).nodes).toHaveLength(1);
     } finally {
       for (const c of [local, ...remote]) c.close();

@@ -195,6 +195,13 @@ describe('HTTP push API (memory mode)', () => {
         expectError(res, 400, 'invalid_json');
       }
     });
+
+    it('refuses a JSON request without a body', async () => {
+      const res = await send(push, {
+        headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' },
+      });
+      expectError(res, 400, 'invalid_json');
+    });
   });
 
   describe('401 unauthorized', () => {
@@ -376,6 +383,16 @@ describe('HTTP push API (memory mode)', () => {
         expect((res.body.details as { field?: unknown } | undefined)?.field).toBe(field);
       });
     }
+
+    it('names the channel-count limit it enforces', async () => {
+      const channel = [...Array(101).keys()].map((i) => `c:${i}`);
+      const res = await postJson(push, { channel, event: 'e', data: 1 });
+      expectError(res, 422, 'invalid_push');
+      expect(res.body).toMatchObject({
+        code: 'invalid_push',
+        details: { field: 'channel', limit: 100 },
+      });
+    });
 
     it('names the missing fields in a sentence and in details', async () => {
       const res = await postJson(push, { event: 'e' });

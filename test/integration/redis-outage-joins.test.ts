@@ -77,28 +77,14 @@ async function beginOutage(kind: OutageKind, redis: RedisFixture): Promise<Outag
   return { on: () => on, end: () => over };
 }
 
-/** Calls `fn` until `ok` holds for its result (polling every 50 ms); rejects naming `what`. */
-async function eventually<T>(
-  fn: () => Promise<T>,
-  ok: (value: T) => boolean,
-  what: string,
-  timeoutMs = 15_000,
-): Promise<T> {
-  const started = Date.now();
-  for (;;) {
-    const value = await fn();
-    if (ok(value)) return value;
-    if (Date.now() - started > timeoutMs)
-      throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(value)}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 /** Pushes until the node accepts it (503 while Redis is away or not back yet); the push id. */
 async function pushOk(node: TestNode, channel: string, data: unknown): Promise<string> {
-  const res = await eventually(
-    () => postJson(`${node.url}/api/push`, { channel, event: 'e', data }),
-    (r) => r.status === 200,
+  const res = await until(
+    async () => {
+      const r = await postJson(`${node.url}/api/push`, { channel, event: 'e', data });
+      return r.status === 200 && r;
+    },
+    15_000,
     `a push to ${channel} answered 200`,
   );
   return res.body.id as string;
@@ -233,9 +219,12 @@ function outageSuite(kind: OutageKind): void {
 
       // No late join, no late replay: a push on the channel does not reach the socket.
       expect(
-        await eventually(
-          () => c.join(other),
-          (ack) => ack.ok === true,
+        await until(
+          async () => {
+            const ack = await c.join(other);
+            return ack.ok === true && ack;
+          },
+          15_000,
           'a join after the outage',
         ),
       ).toMatchObject({ ok: true, channel: other });

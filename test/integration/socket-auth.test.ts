@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SignJWT } from 'jose';
-import type { Socket } from 'socket.io-client';
+import { io, type Socket } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   JWT_SECRET,
@@ -356,6 +356,16 @@ describe('token expiry and refresh', () => {
     }
   });
 
+  it('answers refresh without a usable token with unauthorized', async () => {
+    const c = await connectClient(node.url, { token: await token({ sub: 'u' }) });
+    try {
+      for (const payload of [undefined, {}, { token: '' }, { token: 42 }, 'x'])
+        expect(await c.emit('refresh', payload)).toEqual({ ok: false, error: 'unauthorized' });
+    } finally {
+      c.close();
+    }
+  });
+
   it('honours jwt.clockToleranceS for the connection lifetime as well as the handshake', async () => {
     const tolerant = await startNode({ jwt: { secret: JWT_SECRET, clockToleranceS: 30 } });
     try {
@@ -377,5 +387,38 @@ describe('token expiry and refresh', () => {
     } finally {
       await tolerant.stop();
     }
+  });
+});
+
+describe('socket connect origin check (corsOrigins)', () => {
+  let node: TestNode;
+  beforeAll(async () => {
+    node = await startNode({ corsOrigins: ['http://app.example'] });
+  });
+  afterAll(async () => node?.stop());
+
+  it('enforces the origin list on WebSocket connections too', async () => {
+    const jwt = await token({ sub: 'u' });
+    const attempt = (origin?: string) =>
+      new Promise<string>((resolve) => {
+        const s = io(node.url, {
+          auth: { token: jwt },
+          transports: ['websocket'],
+          reconnection: false,
+          forceNew: true,
+          ...(origin ? { extraHeaders: { origin } } : {}),
+        });
+        s.once('connect', () => {
+          s.close();
+          resolve('connected');
+        });
+        s.once('connect_error', () => {
+          s.close();
+          resolve('refused');
+        });
+      });
+    expect(await attempt('http://evil.example')).toBe('refused');
+    expect(await attempt('http://app.example')).toBe('connected');
+    expect(await attempt()).toBe('connected');
   });
 });

@@ -1,5 +1,5 @@
 import { SignJWT } from 'jose';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import { io as connectSocket, type Socket } from 'socket.io-client';
 import { createPushServer, type PushServer } from '../../src/server.js';
 import type { ConfigInput } from '../../src/config/schema.js';
@@ -18,8 +18,15 @@ export interface TestNode {
   stop(): Promise<void>;
 }
 
-/** Starts one real node (own HTTP server, own Redis connections) on a free loopback port. */
-export async function startNode(config: ConfigInput = {}, hooks?: Hooks): Promise<TestNode> {
+/**
+ * Starts one real node (own HTTP server, own Redis connections) on a free loopback port; it logs
+ * nothing unless given a `logger`.
+ */
+export async function startNode(
+  config: ConfigInput = {},
+  hooks?: Hooks,
+  options: { logger?: Logger } = {},
+): Promise<TestNode> {
   const server = createPushServer(
     {
       env: 'test',
@@ -30,7 +37,7 @@ export async function startNode(config: ConfigInput = {}, hooks?: Hooks): Promis
       logLevel: 'silent',
       ...config,
     },
-    { logger: pino({ level: 'silent' }), ...(hooks ? { hooks } : {}) },
+    { logger: options.logger ?? pino({ level: 'silent' }), ...(hooks ? { hooks } : {}) },
   );
   const { port } = await server.start();
   const url = `http://127.0.0.1:${port}`;
