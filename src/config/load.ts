@@ -14,13 +14,18 @@ export class ConfigError extends Error {
   }
 }
 
-type EnvKind = 'string' | 'int' | 'number' | 'bool' | 'list' | 'origins';
+// 'string-or-empty': a string for which an empty value means something (turns a feature off).
+type EnvKind = 'string' | 'string-or-empty' | 'int' | 'number' | 'bool' | 'list' | 'origins';
 /** Environment variable -> setting path, and how its text is read (the README table lists them all). */
 export const envMap: ReadonlyArray<[string, string, EnvKind]> = [
   ['NODE_ENV', 'env', 'string'],
   ['PORT', 'port', 'int'],
   ['HOST', 'host', 'string'],
   ['REDIS_URL', 'redisUrl', 'string'],
+  ['REDIS_CLUSTER_NODES', 'redisClusterNodes', 'list'],
+  ['REDIS_USERNAME', 'redis.username', 'string'],
+  ['REDIS_PASSWORD', 'redis.password', 'string'],
+  ['PUSHCAST_REDIS_TLS', 'redis.tls', 'bool'],
   ['PUSHCAST_REDIS_MODE', 'redis.mode', 'string'],
   ['PUSHCAST_REDIS_KEY_PREFIX', 'redis.keyPrefix', 'string'],
   ['PUSHCAST_REDIS_COMMAND_TIMEOUT_MS', 'redis.commandTimeoutMs', 'int'],
@@ -34,6 +39,7 @@ export const envMap: ReadonlyArray<[string, string, EnvKind]> = [
   ['PUSHCAST_JWT_CLOCK_TOLERANCE_S', 'jwt.clockToleranceS', 'int'],
   ['PUSHCAST_PUBLIC_CHANNELS', 'publicChannels', 'list'],
   ['PUSHCAST_SOCKET_PATH', 'socketPath', 'string'],
+  ['PUSHCAST_PHOENIX_PATH', 'phoenixPath', 'string-or-empty'],
   ['PUSHCAST_HOOKS', 'hooks', 'string'],
   ['PUSHCAST_CORS_ORIGINS', 'corsOrigins', 'origins'],
   ['LOG_LEVEL', 'logLevel', 'string'],
@@ -139,6 +145,8 @@ function finish(input: ConfigInput, origin: Map<string, string>): LoadedConfig {
     );
   }
   checkJwtKeys(config.jwt);
+  checkRedisSettings(config);
+  checkPhoenixPath(config);
   config.jwt.algorithms ??= config.jwt.secret ? ['HS256'] : ['RS256', 'ES256'];
   const symmetric = config.jwt.algorithms.filter((a) => a.startsWith('HS'));
   if (config.jwt.secret && symmetric.length !== config.jwt.algorithms.length)
@@ -173,6 +181,36 @@ export function checkJwtKeys(jwt: Pick<Config['jwt'], 'secret' | 'publicKey' | '
   if (jwt.secret !== undefined && jwt.publicKey !== undefined)
     throw new ConfigError(
       'invalid setting PUSHCAST_JWT_PUBLIC_KEY (jwt.publicKey): set only one of PUSHCAST_JWT_SECRET, PUSHCAST_JWT_PUBLIC_KEY, PUSHCAST_JWT_JWKS_FILE',
+    );
+}
+
+/**
+ * The Phoenix endpoint (`<phoenixPath>/websocket`) must not fall under the Socket.IO path, which
+ * engine.io takes whole (every URL starting with it): same path, or under it, stops the start.
+ */
+function checkPhoenixPath(config: Pick<Config, 'socketPath' | 'phoenixPath'>): void {
+  if (config.phoenixPath === '') return;
+  const endpoint = `${config.phoenixPath.replace(/\/+$/, '')}/websocket`;
+  if (endpoint.startsWith(`${config.socketPath.replace(/\/$/, '')}/`))
+    throw new ConfigError(
+      `invalid setting PUSHCAST_PHOENIX_PATH (phoenixPath): "${config.phoenixPath}" is the same as, or under, PUSHCAST_SOCKET_PATH (socketPath) "${config.socketPath}"; give them different paths, or set PUSHCAST_PHOENIX_PATH to empty to turn the Phoenix endpoint off`,
+    );
+}
+
+/**
+ * One Redis form at a time: a URL (one Redis) or cluster seeds; a Redis Cluster only with sharded
+ * pub/sub (classic pub/sub is broadcast to every shard). Throws {@link ConfigError} naming both.
+ */
+export function checkRedisSettings(
+  config: Pick<Config, 'redisUrl' | 'redisClusterNodes'> & { redis: Pick<Config['redis'], 'mode'> },
+): void {
+  if (config.redisUrl !== undefined && config.redisClusterNodes !== undefined)
+    throw new ConfigError(
+      'invalid setting REDIS_CLUSTER_NODES (redisClusterNodes): set only one of REDIS_URL and REDIS_CLUSTER_NODES',
+    );
+  if (config.redisClusterNodes !== undefined && config.redis.mode === 'classic')
+    throw new ConfigError(
+      'invalid setting PUSHCAST_REDIS_MODE (redis.mode): classic pub/sub does not run on a Redis Cluster (REDIS_CLUSTER_NODES); use sharded',
     );
 }
 
@@ -294,7 +332,7 @@ function readEnv(env: NodeJS.ProcessEnv): {
   const origin = new Map<string, string>();
   for (const [name, path, kind] of envMap) {
     const raw = env[name];
-    if (raw === undefined || raw === '') continue;
+    if (raw === undefined || (raw === '' && kind !== 'string-or-empty')) continue;
     setPath(values, path, parseEnvValue(name, path, kind, raw));
     origin.set(path, name);
   }
@@ -304,6 +342,7 @@ function readEnv(env: NodeJS.ProcessEnv): {
 function parseEnvValue(name: string, path: string, kind: EnvKind, raw: string): unknown {
   switch (kind) {
     case 'string':
+    case 'string-or-empty':
       return raw;
     case 'int': {
       if (!/^-?\d+$/.test(raw.trim()))

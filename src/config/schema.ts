@@ -35,6 +35,14 @@ export const configSchema = z
       .string()
       .regex(/^rediss?:\/\//, 'a redis:// or rediss:// URL')
       .optional(),
+    /**
+     * Redis Cluster seed nodes (`host:port`); exclusive with `redisUrl`. The rest of the cluster is
+     * discovered from them. Sharded pub/sub only.
+     */
+    redisClusterNodes: z
+      .array(z.string().regex(/^[A-Za-z0-9_.-]{1,253}:\d{1,5}$/, 'host:port entries'))
+      .min(1)
+      .optional(),
     redis: z
       .object({
         /** `sharded`: Redis 7 sharded pub/sub, a node only receives channels it has subscribers on. */
@@ -45,6 +53,11 @@ export const configSchema = z
           .default('pc'),
         /** Publish-path command timeout: past it the push is answered 503 (outcome unknown). */
         commandTimeoutMs: z.number().int().min(50).default(1000),
+        /** ACL user and password (both forms; a password in `redisUrl` is used when unset here). */
+        username: z.string().min(1).optional(),
+        password: z.string().min(1).optional(),
+        /** TLS to every Redis node (the URL form also turns it on with `rediss://`). */
+        tls: z.boolean().default(false),
       })
       .prefault({}),
     apiKeys: z.array(apiKeySchema).default([]),
@@ -85,6 +98,11 @@ export const configSchema = z
       .string()
       .regex(/^\/[A-Za-z0-9_\-./]*$/, 'a path starting with /')
       .default('/socket.io'),
+    /** Phoenix-protocol WebSocket endpoint for PushEx clients (pushex.js): `<path>/websocket`. '' turns it off. */
+    phoenixPath: z
+      .string()
+      .regex(/^(\/[A-Za-z0-9_\-./]*)?$/, 'a path starting with /, or empty to turn it off')
+      .default('/push_socket'),
     hooks: z.string().min(1).optional(),
     /** `*` or a list of origins allowed to open sockets from a browser. */
     corsOrigins: z.union([z.literal('*'), z.array(z.string().min(1))]).default('*'),
