@@ -11,6 +11,9 @@
  *                 pushes lost and duplicated, sockets lost, memory at start and end (soak.ts)
  *   abuse         /healthz latency while the largest bodies that must be refused keep coming,
  *                 and how long each refusal takes (abuse.ts)
+ *   scaling       on a Redis Cluster (3 masters): Redis CPU per push on one shard as nodes and
+ *                 channels grow (and classic pub/sub beside it); one node's push and delivery
+ *                 throughput on the cluster (scaling.ts; the figures of SCALING.md)
  *
  * `npm run bench` runs them all (the soak for 60 s); `npm run bench -- soak abuse` runs the ones
  * named. Options: `--duration <s>` (soak; 180 when the soak runs alone), `--subscribers <n>`,
@@ -22,6 +25,7 @@ import { io, type Socket } from 'socket.io-client';
 import { Redis } from 'ioredis';
 import { startRedis } from '../test/support/redis.js';
 import { abuse } from './abuse.js';
+import { scaling } from './scaling.js';
 import { soak } from './soak.js';
 import {
   agent,
@@ -210,7 +214,7 @@ async function backpressure(redisUrl: string): Promise<void> {
   }
 }
 
-const SCENARIOS = ['fanout', 'api', 'backpressure', 'soak', 'abuse'] as const;
+const SCENARIOS = ['fanout', 'api', 'backpressure', 'soak', 'abuse', 'scaling'] as const;
 type Scenario = (typeof SCENARIOS)[number];
 
 /** `[scenario ...] [--duration s] [--subscribers n] [--rate n] [--abuse-duration s]`. */
@@ -267,6 +271,7 @@ async function main(): Promise<void> {
     }
   }
   if (runs('abuse')) await abuse({ durationS: abuseS });
+  if (runs('scaling')) await scaling();
 
   const width = Math.max(...rows.map((r) => `${r.bench}  ${r.metric}`.length));
   console.log(`\n${'benchmark'.padEnd(width)}  value`);

@@ -119,8 +119,8 @@ class PushNode implements PushServer {
     this.log.info(
       {
         port,
-        redis: Boolean(config.redisUrl),
-        mode: config.redisUrl ? config.redis.mode : 'memory',
+        redis: Boolean(config.redisUrl ?? config.redisClusterNodes),
+        mode: config.redisUrl || config.redisClusterNodes ? config.redis.mode : 'memory',
       },
       'pushcast ready',
     );

@@ -36,8 +36,14 @@ export interface BackendContext {
   log: Logger;
 }
 
-/** The backend the settings ask for: Redis when `redisUrl` is set, else memory. */
+/**
+ * The backend the settings ask for: a Redis Cluster when `redisClusterNodes` is set, one Redis
+ * when `redisUrl` is, else memory.
+ */
 export function createBackend(context: BackendContext): Promise<Backend> {
-  const url = context.config.redisUrl;
-  return url ? redisBackend(url, context) : Promise.resolve(memoryBackend(context));
+  const { redisUrl, redisClusterNodes } = context.config;
+  if (redisClusterNodes) return redisBackend({ clusterNodes: redisClusterNodes }, context);
+  return redisUrl
+    ? redisBackend({ url: redisUrl }, context)
+    : Promise.resolve(memoryBackend(context));
 }

@@ -21,7 +21,7 @@ export function developmentBanner(
   const lines = [
     ...warning,
     '',
-    `pushcast is running at ${url} (${config.redisUrl ? 'Redis' : 'single node, in memory'})`,
+    `pushcast is running at ${url} (${config.redisUrl ? 'Redis' : config.redisClusterNodes ? 'Redis Cluster' : 'single node, in memory'})`,
     '',
   ];
   if (development.apiKey) lines.push(`Development API key: ${key}`);

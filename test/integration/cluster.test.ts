@@ -1,11 +1,24 @@
 import { describe, expect, it } from 'vitest';
-import { useRedisCluster } from '../support/cluster.js';
+import { useNodesOnRedisCluster, useRedisCluster } from '../support/cluster.js';
 import { connectClient, postJson, token } from '../support/nodes.js';
 import { expectExactly } from '../support/assertions.js';
 
-for (const mode of ['sharded', 'classic'] as const) {
-  describe(`cluster delivery over Redis (${mode})`, () => {
-    const cluster = useRedisCluster({ nodes: 3, config: { redis: { mode } } });
+// One Redis in each pub/sub mode, and a real Redis Cluster (three masters, sharded pub/sub).
+const setups = [
+  {
+    name: 'sharded',
+    use: () => useRedisCluster({ nodes: 3, config: { redis: { mode: 'sharded' } } }),
+  },
+  {
+    name: 'classic',
+    use: () => useRedisCluster({ nodes: 3, config: { redis: { mode: 'classic' } } }),
+  },
+  { name: 'Redis Cluster, 3 masters', use: () => useNodesOnRedisCluster({ masters: 3, nodes: 3 }) },
+];
+
+for (const setup of setups) {
+  describe(`cluster delivery over Redis (${setup.name})`, () => {
+    const cluster = setup.use();
 
     it('delivers a push made on node B to a socket on node A', async () => {
       const [a, b] = cluster.nodes;

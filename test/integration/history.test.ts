@@ -1,6 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
-import { startRedis, type RedisFixture } from '../support/redis.js';
+import {
+  startRedis,
+  startRedisCluster,
+  type RedisClusterFixture,
+  type RedisFixture,
+} from '../support/redis.js';
 import {
   API_KEY,
   connectClient,
@@ -329,6 +334,21 @@ historySuite('redis classic pub/sub, 2 nodes', async () => {
     stop: async () => {
       await Promise.allSettled(nodes.map((n) => n.stop()));
       await classicRedis?.stop();
+    },
+  };
+});
+
+let redisCluster: RedisClusterFixture | undefined;
+historySuite('Redis Cluster (3 masters), 3 nodes', async () => {
+  redisCluster = await startRedisCluster({ masters: 3 });
+  const nodes: TestNode[] = [];
+  for (let i = 0; i < 3; i++)
+    nodes.push(await startNode({ ...historyConfig, redisClusterNodes: redisCluster.seeds }));
+  return {
+    nodes,
+    stop: async () => {
+      await Promise.allSettled(nodes.map((n) => n.stop()));
+      await redisCluster?.stop();
     },
   };
 });

@@ -1,7 +1,23 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { pino } from 'pino';
+import { Server, type Socket as ServerSocket } from 'socket.io';
+import { io as connectSocket } from 'socket.io-client';
 import { afterAll, beforeAll } from 'vitest';
+import { createBackend, type Backend } from '../../src/backend/backend.js';
+import { configSchema } from '../../src/config/schema.js';
+import type { HistoryPolicy } from '../../src/delivery/history-policy.js';
+import type { ChannelMessage } from '../../src/delivery/message.js';
+import { roomOf } from '../../src/delivery/names.js';
+import type { BusHarness } from './contracts.js';
 import type { ConfigInput } from '../../src/config/schema.js';
-import { startCluster, type TestNode } from './nodes.js';
-import { startRedis, type RedisFixture } from './redis.js';
+import { startCluster, startNode, type TestNode } from './nodes.js';
+import {
+  startRedis,
+  startRedisCluster,
+  type RedisClusterFixture,
+  type RedisFixture,
+} from './redis.js';
 
 /** The Redis and nodes of the enclosing describe block (filled in before its tests run). */
 export interface RedisCluster {
@@ -41,6 +57,106 @@ export function useRedisCluster(
     },
     get node() {
       return nodes[0]!;
+    },
+  };
+}
+
+/** A real Redis Cluster and the nodes of the enclosing describe block on it. */
+export interface NodesOnRedisCluster {
+  readonly redis: RedisClusterFixture;
+  readonly nodes: TestNode[];
+  /** The first node. */
+  readonly node: TestNode;
+}
+
+/**
+ * Starts a real Redis Cluster on loopback (`masters` masters, each with `replicas` replicas) and
+ * `nodes` real nodes on it (REDIS_CLUSTER_NODES = every cluster node) before the enclosing
+ * describe block's tests, and stops them all after. One cluster per test file keeps the suite's
+ * time in bounds: start it in the file's outermost describe.
+ */
+export function useNodesOnRedisCluster(
+  options: { masters?: number; replicas?: 0 | 1; nodes?: number; config?: ConfigInput } = {},
+): NodesOnRedisCluster {
+  let redis: RedisClusterFixture | undefined;
+  let nodes: TestNode[] = [];
+  beforeAll(async () => {
+    redis = await startRedisCluster({
+      masters: options.masters ?? 3,
+      replicas: options.replicas ?? 0,
+    });
+    for (let i = 0; i < (options.nodes ?? 1); i++)
+      nodes.push(await startNode({ redisClusterNodes: redis.seeds, ...options.config }));
+  }, 60_000);
+  afterAll(async () => {
+    await Promise.allSettled(nodes.map((n) => n.stop()));
+    nodes = [];
+    await redis?.stop();
+  });
+  return {
+    get redis() {
+      return redis!;
+    },
+    get nodes() {
+      return nodes;
+    },
+    get node() {
+      return nodes[0]!;
+    },
+  };
+}
+
+/**
+ * A RedisBus as a node builds it on a Redis Cluster (createBackend with `redisClusterNodes`), on a
+ * real Socket.IO server with one real client connection whose server-side socket joins the
+ * listened rooms: `received` records each `msg` the node hands that socket. The Redis Cluster
+ * counterpart of test/support/contracts.ts' redisBusHarness.
+ */
+export async function redisClusterBusHarness(
+  seeds: string[],
+  history: HistoryPolicy,
+  config: ConfigInput = {},
+): Promise<BusHarness & { backend: Backend }> {
+  const http = createServer();
+  await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
+  const { port } = http.address() as AddressInfo;
+  const io = new Server(http, { transports: ['websocket'] });
+  const backend = await createBackend({
+    config: configSchema.parse({
+      env: 'test',
+      logLevel: 'silent',
+      redisClusterNodes: seeds,
+      ...config,
+      redis: { keyPrefix: `ct${Math.random().toString(36).slice(2, 10)}`, ...config.redis },
+    }),
+    io,
+    history,
+    log: pino({ level: 'silent' }),
+  });
+  const connected = new Promise<ServerSocket>((resolve) => io.once('connection', resolve));
+  const client = connectSocket(`http://127.0.0.1:${port}`, {
+    transports: ['websocket'],
+    reconnection: false,
+    forceNew: true,
+  });
+  const socket = await connected;
+  const received: ChannelMessage[] = [];
+  socket.onAnyOutgoing((event: string, message: ChannelMessage) => {
+    if (event === 'msg') received.push(message);
+  });
+  return {
+    bus: backend.bus,
+    backend,
+    received,
+    async listen(channel) {
+      const room = roomOf(channel);
+      await socket.join(room);
+      await backend.ensureSubscribed(room);
+    },
+    async close() {
+      client.close();
+      await io.close();
+      await backend.close();
     },
   };
 }

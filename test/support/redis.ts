@@ -77,7 +77,7 @@ function pingOnce(port: number, timeoutMs: number): Promise<boolean> {
   });
 }
 
-function spawnRedis(port: number, dir: string): Running {
+function spawnRedis(port: number, dir: string, extraArgs: string[] = []): Running {
   const child = spawn(
     'redis-server',
     [
@@ -100,6 +100,7 @@ function spawnRedis(port: number, dir: string): Running {
       'local',
       '--dir',
       dir,
+      ...extraArgs,
     ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
@@ -128,8 +129,8 @@ function spawnRedis(port: number, dir: string): Running {
 }
 
 /** Spawns redis-server on `port` and waits for +PONG; throws with the server log if it dies. */
-async function startOn(port: number, dir: string): Promise<Running> {
-  const running = spawnRedis(port, dir);
+async function startOn(port: number, dir: string, extraArgs: string[] = []): Promise<Running> {
+  const running = spawnRedis(port, dir, extraArgs);
   const deadline = Date.now() + READY_TIMEOUT_MS;
   while (Date.now() < deadline) {
     if (!isRunning(running.child) || running.child.pid === undefined) {
@@ -220,4 +221,275 @@ export async function startRedis(opts: { cluster?: false } = {}): Promise<RedisF
     },
   };
   return fixture;
+}
+
+/** One redis-server of a {@link RedisClusterFixture}. */
+export interface RedisClusterNode {
+  port: number;
+  pid: number;
+  /** False once killed or stopped. */
+  readonly running: boolean;
+}
+
+/** A real Redis Cluster on loopback (one redis-server per node) owned by one test file. */
+export interface RedisClusterFixture {
+  /** `127.0.0.1:<port>` of every node: what REDIS_CLUSTER_NODES takes. */
+  seeds: string[];
+  nodes: RedisClusterNode[];
+  /** Ports of the nodes that are masters now (asked of the cluster, live nodes only). */
+  masters(): Promise<number[]>;
+  /** Port of the master serving `slot` now. */
+  masterOfSlot(slot: number): Promise<number>;
+  /** Which master port serves each slot now (one CLUSTER SLOTS). */
+  slotMasters(): Promise<(slot: number) => number>;
+  /** Sends one command to the node on `port` (a fresh connection, closed after). */
+  command(port: number, ...args: Array<string | number>): Promise<unknown>;
+  /** Signals the node on `port` (only the PID this fixture started) and waits for it to exit. */
+  kill(port: number, signal?: NodeJS.Signals): Promise<void>;
+  /**
+   * Waits until every live node says `cluster_state:ok` and every slot is served by a live
+   * master (after a kill: once a replica took over).
+   */
+  waitHealthy(timeoutMs?: number): Promise<void>;
+  stop(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+const CLUSTER_NODE_TIMEOUT_MS = 1000;
+const CLUSTER_READY_TIMEOUT_MS = 25_000;
+
+/** Runs redis-cli with `args`; rejects with its output if it fails or takes longer than 20 s. */
+function redisCli(args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('redis-cli', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (c: Buffer) => (output += c.toString('utf8')));
+    child.stderr.on('data', (c: Buffer) => (output += c.toString('utf8')));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    child.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      if (code === 0) resolve(output);
+      else reject(new Error(`redis-cli ${args.join(' ')} exited with ${code}:\n${output}`));
+    });
+  });
+}
+
+/** One command on a fresh connection to 127.0.0.1:port (no retries, bounded). */
+async function commandOn(port: number, args: Array<string | number>): Promise<unknown> {
+  const { Redis } = await import('ioredis');
+  const client = new Redis({
+    host: '127.0.0.1',
+    port,
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+    enableOfflineQueue: false,
+    connectTimeout: 1000,
+    commandTimeout: 2000,
+  });
+  client.on('error', () => {});
+  try {
+    await client.connect();
+    const [name, ...rest] = args;
+    return await client.call(String(name), ...rest);
+  } finally {
+    client.disconnect();
+  }
+}
+
+/** Two ports that were free a moment ago: the client port and the cluster bus port. */
+async function clusterPorts(): Promise<[number, number]> {
+  const port = await freePort();
+  let bus = await freePort();
+  while (bus === port) bus = await freePort();
+  return [port, bus];
+}
+
+/**
+ * Starts a Redis Cluster on loopback: `masters + masters * replicas` redis-servers with
+ * `--cluster-enabled yes` and a short node timeout (failover in about two seconds), joined by
+ * `redis-cli --cluster create`, and waits until every node says `cluster_state:ok` and every
+ * replica is in sync. Only the PIDs it started are ever signalled.
+ */
+export async function startRedisCluster(
+  options: { masters?: number; replicas?: 0 | 1 } = {},
+): Promise<RedisClusterFixture> {
+  installExitHook();
+  const masters = options.masters ?? 3;
+  const replicas = options.replicas ?? 0;
+  const total = masters * (1 + replicas);
+  const root = mkdtempSync(join(tmpdir(), 'pushcast-redis-cluster-'));
+  liveDirs.add(root);
+  const started: Array<{ port: number; running: Running }> = [];
+  const stopAll = async (): Promise<void> => {
+    await Promise.all(
+      started.map(async ({ running }) => {
+        if (!isRunning(running.child)) return running.exited;
+        running.child.kill('SIGTERM');
+        const escalate = setTimeout(() => {
+          if (isRunning(running.child)) running.child.kill('SIGKILL');
+        }, STOP_GRACE_MS);
+        escalate.unref();
+        await running.exited;
+        clearTimeout(escalate);
+      }),
+    );
+  };
+  const removeDir = (): void => {
+    liveDirs.delete(root);
+    rmSync(root, { recursive: true, force: true });
+  };
+
+  try {
+    for (let i = 0; i < total; i++) {
+      let lastError: Error | undefined;
+      for (let attempt = 0; attempt < SPAWN_ATTEMPTS; attempt++) {
+        const [port, busPort] = await clusterPorts();
+        const dir = join(root, String(port));
+        mkdirSync(dir, { recursive: true });
+        try {
+          const running = await startOn(port, dir, [
+            '--cluster-enabled',
+            'yes',
+            '--cluster-port',
+            String(busPort),
+            '--cluster-config-file',
+            join(dir, 'nodes.conf'),
+            '--cluster-node-timeout',
+            String(CLUSTER_NODE_TIMEOUT_MS),
+            // A master without its replica keeps serving (the failover test kills masters).
+            '--cluster-require-full-coverage',
+            'no',
+          ]);
+          started.push({ port, running });
+          lastError = undefined;
+          break;
+        } catch (err) {
+          lastError = err as Error;
+        }
+      }
+      if (lastError !== undefined) throw lastError;
+    }
+    const seeds = started.map(({ port }) => `127.0.0.1:${port}`);
+    await redisCli([
+      '--cluster',
+      'create',
+      ...seeds,
+      '--cluster-replicas',
+      String(replicas),
+      '--cluster-yes',
+    ]);
+
+    const nodes: RedisClusterNode[] = started.map(({ port, running }) => ({
+      port,
+      pid: running.child.pid ?? -1,
+      get running() {
+        return isRunning(running.child);
+      },
+    }));
+    const live = (): number[] => nodes.filter((n) => n.running).map((n) => n.port);
+    const command = (port: number, ...args: Array<string | number>): Promise<unknown> =>
+      commandOn(port, args);
+
+    /** CLUSTER SLOTS as seen by the first live node that answers. */
+    const slotTable = async (): Promise<Array<[number, number, number]>> => {
+      for (const port of live()) {
+        try {
+          const reply = (await command(port, 'CLUSTER', 'SLOTS')) as Array<
+            [number, number, [string, number, ...unknown[]], ...unknown[]]
+          >;
+          return reply.map(([from, to, master]) => [from, to, Number(master[1])]);
+        } catch {
+          // Try the next node.
+        }
+      }
+      throw new Error('no cluster node answers CLUSTER SLOTS');
+    };
+
+    const healthy = async (): Promise<boolean> => {
+      const ports = live();
+      for (const port of ports) {
+        const info = String(await command(port, 'CLUSTER', 'INFO').catch(() => ''));
+        if (!info.includes('cluster_state:ok')) return false;
+        // Every node sees the same set of live masters owning all the slots.
+        const table = await command(port, 'CLUSTER', 'SLOTS').catch(() => undefined);
+        if (!Array.isArray(table)) return false;
+        let covered = 0;
+        for (const [from, to, master] of table as Array<[number, number, [string, number]]>) {
+          if (!ports.includes(Number(master[1]))) return false;
+          covered += to - from + 1;
+        }
+        if (covered !== 16384) return false;
+        const replication = String(await command(port, 'INFO', 'replication').catch(() => ''));
+        if (replication.includes('role:slave') && !replication.includes('master_link_status:up'))
+          return false;
+      }
+      return true;
+    };
+
+    const waitHealthy = async (timeoutMs = CLUSTER_READY_TIMEOUT_MS): Promise<void> => {
+      const deadline = Date.now() + timeoutMs;
+      while (!(await healthy())) {
+        if (Date.now() > deadline)
+          throw new Error(`Redis Cluster not healthy after ${timeoutMs} ms`);
+        await sleep(100);
+      }
+    };
+    await waitHealthy();
+    if (replicas > 0) {
+      // Every master sees its replica in sync (WAIT and failover depend on it).
+      const deadline = Date.now() + CLUSTER_READY_TIMEOUT_MS;
+      for (;;) {
+        const roles = await Promise.all(
+          live().map(async (port) => String(await command(port, 'INFO', 'replication'))),
+        );
+        const ready = roles
+          .filter((r) => r.includes('role:master'))
+          .every((r) => Number(/connected_slaves:(\d+)/.exec(r)?.[1] ?? 0) >= replicas);
+        if (ready) break;
+        if (Date.now() > deadline) throw new Error('Redis Cluster replicas not in sync');
+        await sleep(100);
+      }
+    }
+
+    const stop = async (): Promise<void> => {
+      await stopAll();
+      removeDir();
+    };
+    return {
+      seeds,
+      nodes,
+      async masters() {
+        const table = await slotTable();
+        return [...new Set(table.map(([, , master]) => master))].sort((a, b) => a - b);
+      },
+      async slotMasters() {
+        const table = await slotTable();
+        return (slot) => table.find(([from, to]) => slot >= from && slot <= to)?.[2] ?? -1;
+      },
+      async masterOfSlot(slot) {
+        const table = await slotTable();
+        const row = table.find(([from, to]) => slot >= from && slot <= to);
+        if (!row) throw new Error(`slot ${slot} is not served`);
+        return row[2];
+      },
+      command,
+      async kill(port, signal = 'SIGKILL') {
+        const node = started.find((n) => n.port === port);
+        if (!node) throw new Error(`no cluster node on port ${port}`);
+        await signalAndWait(node.running, signal);
+      },
+      waitHealthy,
+      stop,
+      [Symbol.asyncDispose]: stop,
+    };
+  } catch (err) {
+    await stopAll();
+    removeDir();
+    throw err;
+  }
 }

@@ -1,12 +1,14 @@
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import type { Bus, HistoryPage } from '../../delivery/bus.js';
 import { messageJson, type ChannelMessage, type PreparedMessage } from '../../delivery/message.js';
 import { roomOf } from '../../delivery/names.js';
 import { formatOffset, newEpoch, parseOffset } from '../../delivery/offset.js';
 import { unavailable } from '../../errors.js';
-import { adapterChannelFor, envelopeFor } from './envelope.js';
+import { adapterChannelFor, cachedEnvelope } from './envelope.js';
 import type { HistoryPolicy } from '../../delivery/history-policy.js';
 import { HISTORY_SCRIPT, POSITION_SCRIPT, PUBLISH_SCRIPT } from './scripts.js';
+import { slotOfChannel } from './slots.js';
+import { standaloneTopology, type Topology } from './topology.js';
 
 type PublishFn = (numKeys: number, ...keysAndArgs: Array<string | number>) => Promise<string[]>;
 type HistoryFn = (
@@ -16,7 +18,10 @@ type HistoryFn = (
   limit: number,
 ) => Promise<[string, number, Array<[string, string[]]>, string]>;
 
-interface ScriptedRedis extends Redis {
+/** The publish connection (one Redis or a Cluster) with the scripts defined on it. */
+interface ScriptedRedis {
+  status: string;
+  time(): Promise<[string, string]>;
   pushcastPublish: PublishFn;
   pushcastHistory: HistoryFn;
   pushcastPosition: (meta: string, epoch: string, ttl: number) => Promise<[string, number]>;
@@ -26,30 +31,49 @@ interface ScriptedRedis extends Redis {
 export interface RedisBusOptions {
   /** Told when the periodic clock re-measure fails (the last measure stays in use). */
   onClockError?: (err: unknown) => void;
-  pub: Redis;
-  sub: Redis;
+  pub: Redis | Cluster;
+  sub: Redis | Cluster;
+  /** One Redis or a Cluster; one Redis when not given. */
+  topology?: Topology;
   mode: 'sharded' | 'classic';
   keyPrefix: string;
   commandTimeoutMs: number;
   /** Whether the subscriber connection is up with every local room subscribed again. */
   subscriptionsLive: () => boolean;
+  /**
+   * Resolves once every message published to the room before the call has reached its local
+   * listeners (AdapterWiring.settle); a round trip on the subscriber connection when not given.
+   */
+  settleRoom?: (room: string) => Promise<void>;
   /** History per channel. The stream may hold more (MAXLEN ~): history is the last `size`. */
   history: HistoryPolicy;
 }
 
 /**
+ * Ids a channel keeps to refuse a push it already holds (Redis Cluster), at most, within its
+ * history TTL: a retry of a push that failed on another shard comes within seconds, or minutes.
+ */
+export const DEDUPE_KEEP = 10_000;
+
+/**
  * The cluster bus on Redis: one Lua script per push appends to each channel's stream and
- * publishes the adapter message, so history order and live order agree on every node.
+ * publishes the adapter message, so history order and live order agree on every node. On a
+ * Redis Cluster, one script per hash slot of the push's channels (run side by side), each
+ * channel refusing a push id it already holds, and, where the slot's master has replicas, the
+ * answer waits until one replica has the writes (WAIT): a failover does not lose a push answered
+ * 200.
  */
 export class RedisBus implements Bus {
   private readonly pub: ScriptedRedis;
-  private readonly sub: Redis;
+  private readonly sub: Redis | Cluster;
+  private readonly topology: Topology;
   private readonly mode: 'sharded' | 'classic';
   private readonly keyPrefix: string;
   private readonly commandTimeoutMs: number;
   private readonly subscriptionsLive: () => boolean;
+  private readonly settleRoom: ((room: string) => Promise<void>) | undefined;
   private readonly policy: HistoryPolicy;
-  private readonly envelopes = new Map<string, { head: string; tail: string }>();
+  private readonly acks = new ReplicaAcks();
   /** Redis clock minus this node's clock (ms), for publish deadlines. */
   private clockOffsetMs = 0;
   private clockTimer: NodeJS.Timeout | undefined;
@@ -60,16 +84,19 @@ export class RedisBus implements Bus {
     const { pub } = options;
     this.onClockError = options.onClockError;
     this.sub = options.sub;
+    this.topology = options.topology ?? standaloneTopology(pub as Redis, options.sub as Redis);
     this.mode = options.mode;
     this.keyPrefix = options.keyPrefix;
     this.commandTimeoutMs = options.commandTimeoutMs;
     this.subscriptionsLive = options.subscriptionsLive;
+    this.settleRoom = options.settleRoom;
     this.policy = options.history;
-    // defineCommand sends EVALSHA and falls back to EVAL when Redis lost the script (NOSCRIPT).
+    // defineCommand sends EVALSHA and falls back to EVAL when Redis lost the script (NOSCRIPT, as
+    // on a replica just promoted).
     pub.defineCommand('pushcastPublish', { lua: PUBLISH_SCRIPT });
     pub.defineCommand('pushcastHistory', { numberOfKeys: 2, lua: HISTORY_SCRIPT });
     pub.defineCommand('pushcastPosition', { numberOfKeys: 1, lua: POSITION_SCRIPT });
-    this.pub = pub as ScriptedRedis;
+    this.pub = pub as unknown as ScriptedRedis;
   }
 
   ready(): boolean {
@@ -97,17 +124,62 @@ export class RedisBus implements Bus {
 
   async publish(messages: PreparedMessage[]): Promise<Array<string | undefined>> {
     if (!this.ready()) throw unavailable('bus');
-    const keys: string[] = [];
+    if (messages.length === 0) return [];
+    const started = Date.now();
     // A little before the client-side timeout, so a reply in flight is not taken for a failure.
-    const deadline = Math.floor(Date.now() + this.clockOffsetMs + this.commandTimeoutMs * 0.8);
-    const args: Array<string | number> = [deadline, this.mode === 'sharded' ? 's' : 'p'];
+    const deadline = Math.floor(started + this.clockOffsetMs + this.commandTimeoutMs * 0.8);
     // Only used by a channel whose history starts with this push: one fresh epoch serves all.
     const epoch = newEpoch();
+    const offsets: Array<string | undefined> = new Array<string | undefined>(messages.length);
+    // One Redis: every channel in one script (all or nothing). A Cluster: one per slot.
+    const groups = new Map<number, number[]>();
+    messages.forEach((m, i) => {
+      const slot = this.topology.cluster ? slotOfChannel(m.channel) : 0;
+      const group = groups.get(slot);
+      if (group) group.push(i);
+      else groups.set(slot, [i]);
+    });
+    const results = await Promise.allSettled(
+      [...groups].map(async ([slot, indices]) => {
+        const replies = await this.publishGroup(
+          indices.map((i) => messages[i]!),
+          deadline,
+          epoch,
+          started,
+        );
+        indices.forEach((i, k) => {
+          const o = replies[k];
+          offsets[i] = o === undefined || o === '' || o === '=' ? undefined : o;
+        });
+        if (this.topology.cluster) await this.replicated(slot, started);
+      }),
+    );
+    const failed = results.find((r) => r.status === 'rejected');
+    if (failed) throw unavailable('bus', { cause: failed.reason });
+    return offsets;
+  }
+
+  /** One script for channels of one slot; resolves with its replies. */
+  private async publishGroup(
+    messages: PreparedMessage[],
+    deadline: number,
+    epoch: string,
+    started: number,
+  ): Promise<string[]> {
+    const dedupe = this.topology.cluster;
+    const keys: string[] = [];
+    const args: Array<string | number> = [
+      deadline,
+      this.mode === 'sharded' ? 's' : 'p',
+      dedupe ? '1' : '0',
+      DEDUPE_KEEP,
+    ];
     for (const m of messages) {
       const history = this.policy.for(m.channel);
       const room = roomOf(m.channel);
-      const env = this.envelope(room);
+      const env = cachedEnvelope(this.mode, room);
       keys.push(this.key(m.channel, 'm'), this.key(m.channel, 's'));
+      if (dedupe) keys.push(this.key(m.channel, 'i'));
       args.push(
         adapterChannelFor(room),
         m.head,
@@ -116,14 +188,28 @@ export class RedisBus implements Bus {
         epoch,
         env.head,
         env.tail,
+        m.id,
       );
     }
-    try {
-      const offsets = await this.pub.pushcastPublish(keys.length, ...keys, ...args);
-      return offsets.map((o) => (o === '' ? undefined : o));
-    } catch (err) {
-      throw unavailable('bus', { cause: err });
-    }
+    // Bounded whatever the client does underneath (a Cluster retries a command a failover
+    // redirected): the answer is 503 in time, and the script's deadline keeps a late run inert.
+    return within(
+      this.pub.pushcastPublish(keys.length, ...keys, ...args),
+      started + this.commandTimeoutMs - Date.now(),
+    );
+  }
+
+  /**
+   * Waits until one replica of the slot's master has everything written so far on this node's
+   * connection to it (none to wait for when the master has no replica).
+   */
+  private async replicated(slot: number, started: number): Promise<void> {
+    if (this.topology.replicasOf(slot) === 0) return;
+    const master = this.topology.masterOf(slot);
+    if (!master) throw new Error('no connection to the master of the slot');
+    const left = started + this.commandTimeoutMs - Date.now();
+    const acked = await within(this.acks.wait(master, Math.max(10, left - 20)), Math.max(1, left));
+    if (acked < 1) throw new Error('no replica acknowledged the push in time');
   }
 
   async history(
@@ -131,28 +217,33 @@ export class RedisBus implements Bus {
     options: { since?: string | undefined; limit: number },
   ): Promise<HistoryPage> {
     const since = options.since === undefined ? undefined : parseOffset(options.since);
-    if (options.since !== undefined && !since)
-      return { messages: [], top: undefined, complete: false };
+    // A since this server never gave out: not honoured, but the top is still the channel's own.
+    const malformed = options.since !== undefined && !since;
     // `MAXLEN ~` trims whole stream nodes, so the stream can hold more than the channel's
     // history size; history is the last `size` messages, in Redis as in memory.
     const { size } = this.policy.for(channel);
     // A `since` past every safe integer is past every position: only the position is read (it
     // answers `complete: false` below). Otherwise n goes to Lua as its decimal digits.
-    const read = !since || Number.isSafeInteger(since.n);
+    const read = !malformed && (!since || Number.isSafeInteger(since.n));
     let reply: Awaited<ReturnType<HistoryFn>>;
     try {
-      reply = await this.pub.pushcastHistory(
-        this.key(channel, 'm'),
-        this.key(channel, 's'),
-        since && read ? String(since.n) : '-1',
-        !read ? 0 : since ? options.limit : Math.min(options.limit, size),
+      reply = await within(
+        this.pub.pushcastHistory(
+          this.key(channel, 'm'),
+          this.key(channel, 's'),
+          since && read ? String(since.n) : '-1',
+          !read ? 0 : since ? options.limit : Math.min(options.limit, size),
+        ),
+        this.commandTimeoutMs,
       );
     } catch (err) {
       throw unavailable('bus', { cause: err });
     }
     const [epoch, topN, entries, oldestId] = reply;
-    if (epoch === '') return { messages: [], top: undefined, complete: since === undefined };
+    if (epoch === '')
+      return { messages: [], top: undefined, complete: since === undefined && !malformed };
     const top = formatOffset(epoch, topN);
+    if (malformed) return { messages: [], top, complete: false };
     const messages = entries.map(([id, fields]) => toMessage(epoch, id, fields));
     if (!since) return { messages: messages.reverse(), top, complete: true };
     if (since.epoch !== epoch || since.n > topN) return { messages: [], top, complete: false };
@@ -169,10 +260,9 @@ export class RedisBus implements Bus {
     const history = this.policy.for(channel);
     if (history.size <= 0) return undefined;
     try {
-      const [epoch, n] = await this.pub.pushcastPosition(
-        this.key(channel, 'm'),
-        newEpoch(),
-        history.ttlS,
+      const [epoch, n] = await within(
+        this.pub.pushcastPosition(this.key(channel, 'm'), newEpoch(), history.ttlS),
+        this.commandTimeoutMs,
       );
       return formatOffset(epoch, n);
     } catch (err) {
@@ -180,13 +270,22 @@ export class RedisBus implements Bus {
     }
   }
 
-  async settle(): Promise<void> {
+  async settle(channel: string): Promise<void> {
+    if (this.settleRoom) {
+      try {
+        await this.settleRoom(roomOf(channel));
+      } catch (err) {
+        throw unavailable('bus', { cause: err });
+      }
+      return;
+    }
+    const connection = this.topology.subscriberFor(adapterChannelFor(roomOf(channel)));
     // Not connected: nothing can be proven, and a PING would wait in the offline queue for the
     // whole outage.
-    if (this.sub.status !== 'ready') throw unavailable('bus');
+    if (!connection) throw unavailable('bus');
     // A round trip on the subscriber connection: replies come in order, so every message Redis
     // published to this node before the PING was answered has been received when it resolves.
-    await this.sub.ping();
+    await connection.ping();
   }
 
   close(): Promise<void> {
@@ -194,18 +293,7 @@ export class RedisBus implements Bus {
     return Promise.resolve();
   }
 
-  private envelope(room: string): { head: string; tail: string } {
-    let env = this.envelopes.get(room);
-    if (!env) {
-      env = envelopeFor(this.mode, room);
-      // Bounded: a cache, not a registry of every channel ever pushed to.
-      if (this.envelopes.size >= 10_000) this.envelopes.clear();
-      this.envelopes.set(room, env);
-    }
-    return env;
-  }
-
-  private key(channel: string, kind: 'm' | 's'): string {
+  private key(channel: string, kind: 'm' | 's' | 'i'): string {
     // `{channel}` is the hash tag shared with the room's shard channel (see roomOf).
     return `${this.keyPrefix}:{${channel}}:${kind}`;
   }
@@ -216,4 +304,69 @@ function toMessage(epoch: string, id: string, fields: string[]): ChannelMessage 
   return JSON.parse(
     messageJson(head, formatOffset(epoch, Number(id.split('-')[0]))),
   ) as ChannelMessage;
+}
+
+/**
+ * WAIT with group commit, per master connection: WAIT blocks the connection it is sent on, so at
+ * most one runs per connection, and callers that arrive while it runs share the next one (which
+ * covers every write made before it was sent).
+ */
+class ReplicaAcks {
+  private readonly lanes = new WeakMap<
+    Redis,
+    { running?: Promise<number>; next?: Promise<number> }
+  >();
+
+  wait(node: Redis, timeoutMs: number): Promise<number> {
+    let lane = this.lanes.get(node);
+    if (!lane) {
+      lane = {};
+      this.lanes.set(node, lane);
+    }
+    const current = lane;
+    if (!current.running) return this.send(node, current, timeoutMs);
+    current.next ??= current.running
+      .then(
+        () => undefined,
+        () => undefined,
+      )
+      .then(() => {
+        current.next = undefined;
+        return this.send(node, current, timeoutMs);
+      });
+    return current.next;
+  }
+
+  private send(
+    node: Redis,
+    lane: { running?: Promise<number> },
+    timeoutMs: number,
+  ): Promise<number> {
+    const sent = (
+      node.call('WAIT', 1, Math.max(1, Math.floor(timeoutMs))) as Promise<number>
+    ).finally(() => {
+      if (lane.running === sent) lane.running = undefined;
+    });
+    lane.running = sent;
+    return sent.then(Number);
+  }
+}
+
+function within<T>(promise: Promise<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`timed out after ${Math.round(ms)} ms`)),
+      Math.max(0, ms),
+    );
+    promise.then(
+      (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (e: unknown) => {
+        clearTimeout(timer);
+        reject(e instanceof Error ? e : new Error(String(e)));
+      },
+    );
+  });
 }

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import {
   CLAIM_TTL_S,
   type IdempotencyKey,
@@ -56,7 +56,7 @@ return 0
 /** Idempotency shared by the cluster, in Redis, with a cap on the keys one API key may hold. */
 export class RedisIdempotencyStore implements IdempotencyStore {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: Redis | Cluster,
     private readonly prefix: string,
     private readonly ttlS: number,
     /** Idempotency keys one API key may hold at once (within the TTL). */

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import {
   RateLimiterMemory,
   RateLimiterRedis,
@@ -23,7 +23,7 @@ export class RedisPushLimiter implements PushLimiter {
   private readonly burst: number;
 
   constructor(
-    redis: Redis,
+    redis: Redis | Cluster,
     options: { keyPrefix: string; perSecond: number; burst: number; timeoutMs?: number },
   ) {
     const window = { points: options.burst, duration: options.burst / options.perSecond };
