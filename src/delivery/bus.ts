@@ -19,8 +19,9 @@ export interface Bus {
   /** Whether publishes can succeed now (Redis connected). */
   ready(): boolean;
   /**
-   * Appends and fans out one push to each of its channels, all or none; resolves with each
-   * message's offset (undefined where history is off).
+   * Appends and fans out one push to each of its channels (all or none in memory and on one
+   * Redis; per hash slot on a Redis Cluster, where each channel refuses an id it already holds);
+   * resolves with each message's offset (undefined where history is off).
    */
   publish(messages: PreparedMessage[]): Promise<Array<string | undefined>>;
   /** Messages after `since` (or the newest `limit` when no since), oldest first. */
