@@ -11,6 +11,12 @@ export interface PushRequest {
   dataJson: string;
 }
 
+/** A push's id and the time it was accepted (ms since epoch). */
+export interface PushIdentity {
+  id: string;
+  ms: number;
+}
+
 /** A push as processed: what the API answers. */
 export interface PushResult {
   id: string;
@@ -50,12 +56,21 @@ export class PushPipeline {
     return this.inflight;
   }
 
-  /** Publishes a push to each of its channels; resolves once all are recorded and handed over. */
-  async push(request: PushRequest): Promise<PushResult> {
+  /** A new push identity (id and acceptance time), for a push that may have to be retried. */
+  identity(): PushIdentity {
+    return this.ids.next();
+  }
+
+  /**
+   * Publishes a push to each of its channels; resolves once all are recorded and handed over. A
+   * retry passes the identity of its first attempt: on a Redis Cluster each channel refuses an id
+   * it already holds, so the retry completes the push only where it is missing.
+   */
+  async push(request: PushRequest, identity?: PushIdentity): Promise<PushResult> {
     this.admit();
     this.inflight += 1;
     try {
-      const { id, ms } = this.ids.next();
+      const { id, ms } = identity ?? this.ids.next();
       const offsets = await this.bus.publish(
         request.channels.map((channel) => ({
           channel,

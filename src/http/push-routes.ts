@@ -1,7 +1,7 @@
 import express, { type RequestHandler } from 'express';
 import { PushcastError } from '../errors.js';
 import { idempotentRunner } from './idempotent.js';
-import type { PushRequest } from '../delivery/pipeline.js';
+import type { PushIdentity, PushRequest } from '../delivery/pipeline.js';
 import { requireChannels } from './api-auth.js';
 import type { ApiRequest, HttpDeps } from './app.js';
 import { toPushcastError } from './errors.js';
@@ -74,12 +74,22 @@ export function pushRoutes(deps: PushRouteDeps): express.Router {
       const push = parsePush(req.body, schemas, config.limits);
       requireChannels(req.caller!, push.channels);
       // Only the id is kept for a replay: the rest of the answer is the request itself, which the
-      // fingerprint guarantees is the same.
-      const id = await idempotent<string>(req, res, 'push', async () => ({
-        record: (await pipeline.push(push)).id,
-        final: true,
-      }));
-      res.json({ id, channel: push.channels, event: push.event, data: push.data });
+      // fingerprint guarantees is the same. A 503 keeps the push's identity as a partial answer,
+      // so a retry with the key publishes the same push id (and, on a Redis Cluster, completes
+      // it only on the channels that missed it).
+      let failure: unknown;
+      const record = await idempotent<PushRecord>(req, res, 'push', async (previous) => {
+        const identity = pendingOf(previous) ?? pipeline.identity();
+        try {
+          return { record: (await pipeline.push(push, identity)).id, final: true };
+        } catch (err) {
+          if (toPushcastError(err).code !== 'unavailable') throw err;
+          failure = err;
+          return { record: { pending: identity }, final: false };
+        }
+      });
+      if (typeof record !== 'string') throw failure;
+      res.json({ id: record, channel: push.channels, event: push.event, data: push.data });
     },
   );
 
@@ -104,17 +114,25 @@ export function pushRoutes(deps: PushRouteDeps): express.Router {
         await charge(req.caller!.keyId, count);
       }
       pipeline.admit();
-      const runSlot = async (body: unknown, slot: number): Promise<BatchSlot> => {
+      const runSlot = async (
+        body: unknown,
+        slot: number,
+        pending: PushIdentity | undefined,
+      ): Promise<BatchSlot> => {
+        const identity = pending ?? pipeline.identity();
         try {
           const cut = oversize.get(slot);
           if (cut) throw tooLarge(cut, 'batch');
           const push: PushRequest = parsePush(body, schemas, config.limits);
           requireChannels(req.caller!, push.channels);
-          const r = await pipeline.push(push);
+          const r = await pipeline.push(push, identity);
           return { id: r.id, channel: r.channel, event: r.event };
         } catch (err) {
           const e = toPushcastError(err);
-          return { error: e.message, code: e.code };
+          // Retryable: the slot keeps its identity, so the retry publishes the same push id.
+          return e.code === 'unavailable'
+            ? { error: e.message, code: e.code, pending: identity }
+            : { error: e.message, code: e.code };
         }
       };
       // A slot that failed with a retryable error (503) is run again by a retry with the same
@@ -123,20 +141,33 @@ export function pushRoutes(deps: PushRouteDeps): express.Router {
         const record = await Promise.all(
           parsed.data.pushes.map((body, slot) => {
             const before = previous?.[slot];
-            return before && !retryable(before) ? Promise.resolve(before) : runSlot(body, slot);
+            return before && !retryable(before)
+              ? Promise.resolve(before)
+              : runSlot(body, slot, before && 'pending' in before ? before.pending : undefined);
           }),
         );
         return { record, final: !record.some(retryable) };
       });
-      res.json({ results });
+      // The identities kept for a retry are the server's own: not part of the answer.
+      res.json({ results: results.map(({ pending: _pending, ...answer }: BatchSlot) => answer) });
     },
   );
 
   return router;
 }
 
-/** One slot of a batch answer. */
-type BatchSlot = { id: string; channel: string[]; event: string } | { error: string; code: string };
+/** One slot of a batch answer, as stored (a retryable failure keeps the push's identity). */
+type BatchSlot =
+  | { id: string; channel: string[]; event: string; pending?: undefined }
+  | { error: string; code: string; pending?: PushIdentity };
+
+/** What a single push stores: its id once published, or the identity a retry must reuse. */
+type PushRecord = string | { pending: PushIdentity };
+
+/** The identity a retry reuses, when its first attempt failed retryably. */
+function pendingOf(previous: PushRecord | undefined): PushIdentity | undefined {
+  return typeof previous === 'object' ? previous.pending : undefined;
+}
 
 /** Whether a batch slot failed in a way a retry can fix (503: overloaded, Redis away). */
 function retryable(slot: BatchSlot): boolean {

@@ -206,6 +206,43 @@ describe('pushcast on a Redis Cluster (3 masters, 2 nodes)', () => {
     }
   });
 
+  it('a multi-channel push answered 503 on one shard is completed by its retry (same Idempotency-Key): one id, nothing twice', async () => {
+    const [a] = cluster.nodes;
+    const masterOf = await cluster.redis.slotMasters();
+    // The idempotency entry lives on the slot of the API key's hash tag: keep that master taking
+    // writes, so the request itself is not what stalls.
+    const idemMaster = masterOf(slotOfChannel('idem:test'));
+    const channels = (await onEachShard('httpretry:')).filter(
+      (c) => masterOf(slotOfChannel(c)) !== idemMaster,
+    );
+    expect(channels.length).toBeGreaterThanOrEqual(2);
+    const c = await client(a!, channels);
+    try {
+      const body = { channel: channels, event: 'e', data: 'once' };
+      const headers = { 'idempotency-key': `http-retry-${run}` };
+      const stalled = masterOf(slotOfChannel(channels.at(-1)!));
+      const pausedAt = Date.now();
+      await cluster.redis.command(stalled, 'CLIENT', 'PAUSE', 1500, 'WRITE');
+      const first = await postJson(`${a!.url}/api/push`, body, headers);
+      expect({ status: first.status, code: first.body.code }).toEqual({
+        status: 503,
+        code: 'unavailable',
+      });
+      // The other shards took it meanwhile.
+      await until(() => c.messages.length >= channels.length - 1, 5000, 'the other shards');
+      // The pause is part of the scenario: the retry comes once the shard takes writes again.
+      await until(() => Date.now() - pausedAt > 1600, 3000, 'the pause to end');
+      const retry = await postJson(`${a!.url}/api/push`, body, headers);
+      expect(retry.status).toBe(200);
+      await expectExactly(a!, c, channels[0]!, channels.length);
+      const pushed = c.messages.slice(0, channels.length);
+      expect(new Set(pushed.map((m) => m.id))).toEqual(new Set([retry.body.id as string]));
+      expect(pushed.map((m) => m.channel).sort()).toEqual([...channels].sort());
+    } finally {
+      c.close();
+    }
+  });
+
   it('recovers with since on another node: exactly what was missed, then live', async () => {
     const [a, b] = cluster.nodes;
     const channels = await onEachShard('rec:');
