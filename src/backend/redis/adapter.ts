@@ -10,6 +10,7 @@ import { adapterChannelFor, cachedEnvelope, offsetOfRaw } from './envelope.js';
 import { RoomStreams } from './room-streams.js';
 import { slotOf } from './slots.js';
 import type { ClusterTopology, Topology } from './topology.js';
+import { withTimeout } from './timeout.js';
 
 /** Installs the Redis adapter on the server and owns its subscriptions. */
 export interface AdapterWiring {
@@ -294,7 +295,7 @@ async function clusterSubscriptions(
     }
     const changed: string[] = [];
     try {
-      await within(
+      await withTimeout(
         Promise.all(
           [...bySlot.values()].map(async (channels) => {
             const connection = topology.subscriberFor(channels[0]!);
@@ -411,20 +412,4 @@ async function clusterSubscriptions(
       sub.off('ready', onReady);
     },
   };
-}
-
-function within<T>(promise: Promise<T>, ms: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
-    promise.then(
-      (v) => {
-        clearTimeout(timer);
-        resolve(v);
-      },
-      (e: unknown) => {
-        clearTimeout(timer);
-        reject(e instanceof Error ? e : new Error(String(e)));
-      },
-    );
-  });
 }

@@ -3,6 +3,7 @@ import type { HistoryPage } from '../../delivery/bus.js';
 import type { ChannelMessage } from '../../delivery/message.js';
 import { channelOfRoom } from '../../delivery/names.js';
 import { formatOffset, parseOffset, type ParsedOffset } from '../../delivery/offset.js';
+import { withTimeout } from './timeout.js';
 
 /** What the tracker reads and does; the Redis backend gives it the bus and the adapter. */
 export interface RoomStreamsDeps {
@@ -262,7 +263,7 @@ export class RoomStreams {
       if (left <= 0) throw new Error('gap fill timed out');
       let page: HistoryPage;
       try {
-        page = await within(
+        page = await withTimeout(
           this.deps.history(channel, {
             since: formatOffset(since.epoch, since.n),
             limit: FILL_PAGE,
@@ -309,20 +310,4 @@ export class RoomStreams {
       since = lastRead;
     }
   }
-}
-
-function within<T>(promise: Promise<T>, ms: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
-    promise.then(
-      (v) => {
-        clearTimeout(timer);
-        resolve(v);
-      },
-      (e: unknown) => {
-        clearTimeout(timer);
-        reject(e instanceof Error ? e : new Error(String(e)));
-      },
-    );
-  });
 }
