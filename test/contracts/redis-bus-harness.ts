@@ -3,36 +3,35 @@ import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
 import { Server, type Socket as ServerSocket } from 'socket.io';
 import { io as connectSocket } from 'socket.io-client';
-import { createBackend } from '../../src/backend/backend.js';
-import { configSchema } from '../../src/config/schema.js';
+import { createBackend, type Backend } from '../../src/backend/backend.js';
+import { configSchema, type ConfigInput } from '../../src/config/schema.js';
 import type { HistoryPolicy } from '../../src/delivery/history-policy.js';
 import type { ChannelMessage } from '../../src/delivery/message.js';
 import { roomOf } from '../../src/delivery/names.js';
 import type { BusHarness } from '../support/contracts.js';
 
 /**
- * A RedisBus as a node builds it (createBackend: the Socket.IO Redis adapter, sharded or
- * classic, on a real Server), with one real socket.io-client connection whose server-side socket
- * joins the listened rooms. `received` records each `msg` the node hands that socket, at the
- * moment the adapter delivers it (onAnyOutgoing), so `settle` can be held to its word.
+ * A RedisBus as a node builds it (createBackend: the Socket.IO Redis adapter on a real Server),
+ * with one real socket.io-client connection whose server-side socket joins the listened rooms.
+ * `received` records each `msg` the node hands that socket, at the moment the adapter delivers it
+ * (onAnyOutgoing), so `settle` can be held to its word. `config` names the Redis (a URL and mode,
+ * or cluster seeds) and anything else the test needs.
  */
-export async function redisBusHarness(
-  url: string,
-  mode: 'sharded' | 'classic',
+export async function backendBusHarness(
+  config: ConfigInput,
   history: HistoryPolicy,
-): Promise<BusHarness> {
+): Promise<BusHarness & { backend: Backend }> {
   const http = createServer();
   await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
   const { port } = http.address() as AddressInfo;
   const io = new Server(http, { transports: ['websocket'] });
-  const config = configSchema.parse({
-    env: 'test',
-    logLevel: 'silent',
-    redisUrl: url,
-    redis: { mode, keyPrefix: `ct${Math.random().toString(36).slice(2, 10)}` },
-  });
   const backend = await createBackend({
-    config,
+    config: configSchema.parse({
+      env: 'test',
+      logLevel: 'silent',
+      ...config,
+      redis: { keyPrefix: `ct${Math.random().toString(36).slice(2, 10)}`, ...config.redis },
+    }),
     io,
     history,
     log: pino({ level: 'silent' }),
@@ -50,6 +49,7 @@ export async function redisBusHarness(
   });
   return {
     bus: backend.bus,
+    backend,
     received,
     async listen(channel) {
       const room = roomOf(channel);
@@ -62,4 +62,13 @@ export async function redisBusHarness(
       await backend.close();
     },
   };
+}
+
+/** The harness on one Redis, sharded or classic pub/sub. */
+export function redisBusHarness(
+  url: string,
+  mode: 'sharded' | 'classic',
+  history: HistoryPolicy,
+): Promise<BusHarness> {
+  return backendBusHarness({ redisUrl: url, redis: { mode } }, history);
 }

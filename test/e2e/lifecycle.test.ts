@@ -1,5 +1,4 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,24 +15,7 @@ import {
   token,
 } from '../support/nodes.js';
 import { expectExactly, until } from '../support/assertions.js';
-
-/** The node's `pushcast_inflight_pushes` gauge, read from /metrics. */
-async function inflightPushes(port: number): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-  return Number(/^pushcast_inflight_pushes (\d+)/m.exec(text)?.[1] ?? 0);
-}
-
-/** Whether a new TCP connection to the port is accepted. */
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1');
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
-}
+import { canConnect, inflightPushes } from '../support/probes.js';
 
 /** Lifecycle of a real node process: SIGTERM drain, drain timeout, second signal. */
 describe('node lifecycle (process, Redis)', () => {
@@ -89,7 +71,11 @@ describe('node lifecycle (process, Redis)', () => {
         data: 'inflight',
       });
       // SIGTERM once the push is really in flight: the node's own gauge says so.
-      await until(async () => (await inflightPushes(port)) === 1, 2000, 'the push in flight');
+      await until(
+        async () => (await inflightPushes(`http://127.0.0.1:${port}`)) === 1,
+        2000,
+        'the push in flight',
+      );
       node.kill('SIGTERM');
       // The node says it drains once readiness has dropped: read it then, once.
       await node.waitForLine(/"msg":"draining"/);
@@ -144,8 +130,12 @@ describe('node lifecycle (process, Redis)', () => {
     }).catch(() => undefined);
     // SIGTERM once the push is really in flight (past the rate limit, waiting on Redis): the
     // node's own gauge says so without asking Redis.
-    await until(async () => (await inflightPushes(port)) >= 1, 1200, 'the push in flight');
-    expect(await inflightPushes(port)).toBe(1);
+    await until(
+      async () => (await inflightPushes(`http://127.0.0.1:${port}`)) >= 1,
+      1200,
+      'the push in flight',
+    );
+    expect(await inflightPushes(`http://127.0.0.1:${port}`)).toBe(1);
     node.kill('SIGTERM');
     const exit = await node.exited;
     expect(exit.code).toBe(1);

@@ -5,6 +5,7 @@ import { startRedis, type RedisFixture } from '../support/redis.js';
 import { API_KEY, postJson, startNode, type TestNode } from '../support/nodes.js';
 import { expectExactly, subscriber, until } from '../support/assertions.js';
 import { useRedisCluster } from '../support/cluster.js';
+import { canConnect, inflightPushes } from '../support/probes.js';
 
 const OTHER_KEY = 'other-key-0123456789abcdef';
 const API_KEYS = [
@@ -262,7 +263,11 @@ describe('HTTP push API over Redis: two nodes sharing one Redis', () => {
       // Start the shutdown once the push is in the pipeline, blocked on the paused Redis: the
       // node's own gauge says so.
       await inflightArrived;
-      await until(async () => (await inflightPushes(leaving)) === 1, 2000, 'the push in flight');
+      await until(
+        async () => (await inflightPushes(leaving.url)) === 1,
+        2000,
+        'the push in flight',
+      );
       stopping = leaving.server.stop();
 
       // 3. Inside the delay: not ready, but still serving.
@@ -456,24 +461,6 @@ describe('HTTP push API over Redis: every push answered 200 after a restart is d
     }
   });
 });
-
-/** The node's `pushcast_inflight_pushes` gauge, read from /metrics. */
-async function inflightPushes(node: TestNode): Promise<number> {
-  const text = await (await fetch(`${node.url}/metrics`)).text();
-  return Number(/^pushcast_inflight_pushes (\d+)/m.exec(text)?.[1] ?? 0);
-}
-
-/** Whether a new TCP connection to the port is accepted. */
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1');
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
-}
 
 /** Reads one HTTP/1.1 reply (status, lower-cased headers, body by Content-Length) from a socket. */
 function readHttpReply(

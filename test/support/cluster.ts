@@ -1,14 +1,7 @@
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { pino } from 'pino';
-import { Server, type Socket as ServerSocket } from 'socket.io';
-import { io as connectSocket } from 'socket.io-client';
 import { afterAll, beforeAll } from 'vitest';
-import { createBackend, type Backend } from '../../src/backend/backend.js';
-import { configSchema } from '../../src/config/schema.js';
+import type { Backend } from '../../src/backend/backend.js';
+import { backendBusHarness } from '../contracts/redis-bus-harness.js';
 import type { HistoryPolicy } from '../../src/delivery/history-policy.js';
-import type { ChannelMessage } from '../../src/delivery/message.js';
-import { roomOf } from '../../src/delivery/names.js';
 import type { BusHarness } from './contracts.js';
 import type { ConfigInput } from '../../src/config/schema.js';
 import { startCluster, startNode, type TestNode } from './nodes.js';
@@ -106,57 +99,11 @@ export function useNodesOnRedisCluster(
   };
 }
 
-/**
- * A RedisBus as a node builds it on a Redis Cluster (createBackend with `redisClusterNodes`), on a
- * real Socket.IO server with one real client connection whose server-side socket joins the
- * listened rooms: `received` records each `msg` the node hands that socket. The Redis Cluster
- * counterpart of test/support/contracts.ts' redisBusHarness.
- */
-export async function redisClusterBusHarness(
+/** The bus harness (test/contracts/redis-bus-harness.ts) on a Redis Cluster given by its seeds. */
+export function redisClusterBusHarness(
   seeds: string[],
   history: HistoryPolicy,
   config: ConfigInput = {},
 ): Promise<BusHarness & { backend: Backend }> {
-  const http = createServer();
-  await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
-  const { port } = http.address() as AddressInfo;
-  const io = new Server(http, { transports: ['websocket'] });
-  const backend = await createBackend({
-    config: configSchema.parse({
-      env: 'test',
-      logLevel: 'silent',
-      redisClusterNodes: seeds,
-      ...config,
-      redis: { keyPrefix: `ct${Math.random().toString(36).slice(2, 10)}`, ...config.redis },
-    }),
-    io,
-    history,
-    log: pino({ level: 'silent' }),
-  });
-  const connected = new Promise<ServerSocket>((resolve) => io.once('connection', resolve));
-  const client = connectSocket(`http://127.0.0.1:${port}`, {
-    transports: ['websocket'],
-    reconnection: false,
-    forceNew: true,
-  });
-  const socket = await connected;
-  const received: ChannelMessage[] = [];
-  socket.onAnyOutgoing((event: string, message: ChannelMessage) => {
-    if (event === 'msg') received.push(message);
-  });
-  return {
-    bus: backend.bus,
-    backend,
-    received,
-    async listen(channel) {
-      const room = roomOf(channel);
-      await socket.join(room);
-      await backend.ensureSubscribed(room);
-    },
-    async close() {
-      client.close();
-      await io.close();
-      await backend.close();
-    },
-  };
+  return backendBusHarness({ ...config, redisClusterNodes: seeds }, history);
 }
