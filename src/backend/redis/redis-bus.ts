@@ -9,6 +9,7 @@ import type { HistoryPolicy } from '../../delivery/history-policy.js';
 import { HISTORY_SCRIPT, POSITION_SCRIPT, PUBLISH_SCRIPT } from './scripts.js';
 import { slotOfChannel } from './slots.js';
 import { standaloneTopology, type Topology } from './topology.js';
+import { withTimeout } from './timeout.js';
 
 type PublishFn = (numKeys: number, ...keysAndArgs: Array<string | number>) => Promise<string[]>;
 type HistoryFn = (
@@ -193,7 +194,7 @@ export class RedisBus implements Bus {
     }
     // Bounded whatever the client does underneath (a Cluster retries a command a failover
     // redirected): the answer is 503 in time, and the script's deadline keeps a late run inert.
-    return within(
+    return withTimeout(
       this.pub.pushcastPublish(keys.length, ...keys, ...args),
       started + this.commandTimeoutMs - Date.now(),
     );
@@ -208,7 +209,10 @@ export class RedisBus implements Bus {
     const master = this.topology.masterOf(slot);
     if (!master) throw new Error('no connection to the master of the slot');
     const left = started + this.commandTimeoutMs - Date.now();
-    const acked = await within(this.acks.wait(master, Math.max(10, left - 20)), Math.max(1, left));
+    const acked = await withTimeout(
+      this.acks.wait(master, Math.max(10, left - 20)),
+      Math.max(1, left),
+    );
     if (acked < 1) throw new Error('no replica acknowledged the push in time');
   }
 
@@ -227,7 +231,7 @@ export class RedisBus implements Bus {
     const read = !malformed && (!since || Number.isSafeInteger(since.n));
     let reply: Awaited<ReturnType<HistoryFn>>;
     try {
-      reply = await within(
+      reply = await withTimeout(
         this.pub.pushcastHistory(
           this.key(channel, 'm'),
           this.key(channel, 's'),
@@ -260,7 +264,7 @@ export class RedisBus implements Bus {
     const history = this.policy.for(channel);
     if (history.size <= 0) return undefined;
     try {
-      const [epoch, n] = await within(
+      const [epoch, n] = await withTimeout(
         this.pub.pushcastPosition(this.key(channel, 'm'), newEpoch(), history.ttlS),
         this.commandTimeoutMs,
       );
@@ -350,23 +354,4 @@ class ReplicaAcks {
     lane.running = sent;
     return sent.then(Number);
   }
-}
-
-function within<T>(promise: Promise<T>, ms: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`timed out after ${Math.round(ms)} ms`)),
-      Math.max(0, ms),
-    );
-    promise.then(
-      (v) => {
-        clearTimeout(timer);
-        resolve(v);
-      },
-      (e: unknown) => {
-        clearTimeout(timer);
-        reject(e instanceof Error ? e : new Error(String(e)));
-      },
-    );
-  });
 }
