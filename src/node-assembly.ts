@@ -19,6 +19,7 @@ import { RateLimiter } from './limits/token-bucket.js';
 import { Instrumentation } from './metrics/instrumentation.js';
 import { PushMetrics } from './metrics/metrics.js';
 import type { SessionDeps } from './realtime/channel-session.js';
+import { writeFramesDirectly } from './realtime/direct-frames.js';
 import { observeBroadcasts } from './realtime/observe.js';
 import { PhoenixAdmission } from './realtime/phoenix-admission.js';
 import type { PhoenixConnection } from './realtime/phoenix-connection.js';
@@ -174,6 +175,8 @@ export async function assembleNode(context: AssemblyContext): Promise<NodeParts>
     taps.onMessage(room, message);
     instrumentation.delivered(message, count);
   });
+  // Per socket only the write: one merged WebSocket frame per broadcast.
+  writeFramesDirectly(io.of('/').adapter);
   // A socket whose unsent output passes limits.maxSocketBufferKb is closed alone.
   const slowConsumerOptions = {
     maxBytes: config.limits.maxSocketBufferKb * 1024,

@@ -3,6 +3,7 @@ import {
   createLocalJWKSet,
   errors as joseErrors,
   jwtVerify,
+  type JWSHeaderParameters,
   type JWTPayload,
   type JWTVerifyOptions,
 } from 'jose';
@@ -55,16 +56,20 @@ export class TokenVerifier {
       ...(jwt.issuer !== undefined ? { issuer: jwt.issuer } : {}),
       ...(jwt.audience !== undefined ? { audience: jwt.audience } : {}),
     };
-    let key: Uint8Array | KeyObject;
     if (jwt.jwksFile !== undefined) {
       const jwks = loadJwks(jwt.jwksFile);
       this.check = async (token) => (await jwtVerify(token, jwks, options)).payload;
       return;
     }
-    if (jwt.secret) key = new TextEncoder().encode(jwt.secret);
-    else if (jwt.publicKey) key = publicKeyFrom(jwt.publicKey);
-    else throw new ConfigError('invalid setting PUSHCAST_JWT_SECRET (jwt): no JWT key configured');
-    this.check = async (token) => (await jwtVerify(token, key, options)).payload;
+    if (jwt.secret) {
+      const keys = hmacKeys(jwt.secret);
+      this.check = async (token) => (await jwtVerify(token, keys, options)).payload;
+    } else if (jwt.publicKey) {
+      // jose keeps the CryptoKey it derives from a KeyObject (per algorithm): imported once.
+      const key = publicKeyFrom(jwt.publicKey);
+      this.check = async (token) => (await jwtVerify(token, key, options)).payload;
+    } else
+      throw new ConfigError('invalid setting PUSHCAST_JWT_SECRET (jwt): no JWT key configured');
   }
 
   /** Verifies a token; throws {@link TokenError} with the refusal code. */
@@ -102,6 +107,36 @@ function refusalOf(err: unknown): TokenRefusal {
   if (err instanceof joseErrors.JWSSignatureVerificationFailed) return 'invalid_signature';
   if (err instanceof joseErrors.JOSEAlgNotAllowed) return 'algorithm_not_allowed';
   return 'invalid_token';
+}
+
+const HMAC_HASHES: Record<string, string> = {
+  HS256: 'SHA-256',
+  HS384: 'SHA-384',
+  HS512: 'SHA-512',
+};
+
+/**
+ * The secret as an HMAC key per algorithm, imported once: given the raw bytes, jose imports them
+ * into WebCrypto again on every verification (measured: the largest share of a connect's CPU).
+ * The key is cached, never a verdict: every token is still verified in full. The algorithm
+ * allowlist is checked by jose before it asks for a key.
+ */
+function hmacKeys(
+  secret: string,
+): (header: JWSHeaderParameters) => Promise<CryptoKey | Uint8Array> {
+  const raw = new TextEncoder().encode(secret);
+  const imported = new Map<string, Promise<CryptoKey>>();
+  return (header) => {
+    const hash = header.alg === undefined ? undefined : HMAC_HASHES[header.alg];
+    // Not an HMAC algorithm: jose refuses the raw secret with its own error.
+    if (hash === undefined) return Promise.resolve(raw);
+    let key = imported.get(hash);
+    if (!key) {
+      key = crypto.subtle.importKey('raw', raw, { name: 'HMAC', hash }, false, ['verify']);
+      imported.set(hash, key);
+    }
+    return key;
+  };
 }
 
 /** The key set of the JWKS file; a missing or bad file throws {@link ConfigError} (start fails). */

@@ -39,6 +39,7 @@ export const envMap: ReadonlyArray<[string, string, EnvKind]> = [
   ['PUSHCAST_JWT_CLOCK_TOLERANCE_S', 'jwt.clockToleranceS', 'int'],
   ['PUSHCAST_PUBLIC_CHANNELS', 'publicChannels', 'list'],
   ['PUSHCAST_SOCKET_PATH', 'socketPath', 'string'],
+  ['PUSHCAST_SOCKET_TRANSPORTS', 'socketTransports', 'list'],
   ['PUSHCAST_PHOENIX_PATH', 'phoenixPath', 'string-or-empty'],
   ['PUSHCAST_HOOKS', 'hooks', 'string'],
   ['PUSHCAST_CORS_ORIGINS', 'corsOrigins', 'origins'],

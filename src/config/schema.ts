@@ -98,6 +98,16 @@ export const configSchema = z
       .string()
       .regex(/^\/[A-Za-z0-9_\-./]*$/, 'a path starting with /')
       .default('/socket.io'),
+    /**
+     * The Socket.IO transports served: `websocket` alone refuses HTTP long-polling (clients must
+     * connect with `transports: ['websocket']`), which saves the upgrade round trips and the
+     * sticky sessions polling needs behind a load balancer.
+     */
+    socketTransports: z
+      .array(z.enum(['polling', 'websocket']))
+      .min(1)
+      .default(['polling', 'websocket'])
+      .transform((t) => [...new Set(t)]),
     /** Phoenix-protocol WebSocket endpoint for PushEx clients (pushex.js): `<path>/websocket`. '' turns it off. */
     phoenixPath: z
       .string()

@@ -19,6 +19,7 @@ export function createSocketIo(http: HttpServer, config: Config, accepting: () =
     path: config.socketPath,
     destroyUpgrade: false, // other paths' upgrades: routeUpgrades (realtime/phoenix-upgrades.ts)
     serveClient: false,
+    transports: config.socketTransports,
     cors: { origin: config.corsOrigins === '*' ? '*' : config.corsOrigins },
     allowRequest: (req, callback) => {
       if (!accepting()) return callback('draining', false);
@@ -80,9 +81,15 @@ export function serveSockets(io: Server, deps: SessionDeps): void {
       },
       'socket connected',
     );
-    socket.on('disconnect', (reason) =>
-      log.info({ conn: socket.id, reason }, 'socket disconnected'),
-    );
-    bindSocketEvents(socket, new ChannelSession(socketIoTransport(socket), deps), log);
+    // The upgrade request (an IncomingMessage, its raw headers and stream state) is held by
+    // engine.io for the connection's life and read by nothing once the handshake is built (the
+    // handshake keeps its headers): let it go, it is the largest part of an idle socket.
+    (socket.conn as unknown as { request: unknown }).request = undefined;
+    const session = new ChannelSession(socketIoTransport(socket), deps);
+    socket.on('disconnect', (reason) => {
+      session.end();
+      log.info({ conn: socket.id, reason }, 'socket disconnected');
+    });
+    bindSocketEvents(socket, session, log);
   });
 }

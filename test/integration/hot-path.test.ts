@@ -11,8 +11,9 @@ import {
 
 /**
  * The broadcast hot path (issue: "per-push work once, only the unavoidable write per socket"):
- * a push to a room of N sockets on a node is encoded once, and every socket is handed the very
- * same encoded packets; no per-socket serialization.
+ * a push to a room of N WebSocket sockets on a node is encoded once, framed once, and every
+ * socket's `ws` sender is handed that very same frame buffer (src/realtime/direct-frames.ts):
+ * no per-socket serialization, and none of Socket.IO's per-socket packet path.
  */
 async function measure(
   node: TestNode,
@@ -29,17 +30,27 @@ async function measure(
     encodes += 1;
     return encode(packet, opts);
   };
-  const written = new Set<unknown>();
-  let writes = 0;
+  const frames = new Set<unknown>();
+  let frameWrites = 0;
+  let engineWrites = 0;
   for (const socket of node.server.io.of('/').sockets.values()) {
     const client = socket.client as unknown as {
       writeToEngine(packets: unknown, opts: unknown): void;
     };
     const write = client.writeToEngine.bind(client);
     client.writeToEngine = (packets, opts) => {
-      writes += 1;
-      written.add(packets);
+      engineWrites += 1;
       write(packets, opts);
+    };
+    const conn = socket.conn as unknown as {
+      transport: { socket: { _sender: { sendFrame(list: Buffer[], cb?: () => void): void } } };
+    };
+    const sender = conn.transport.socket._sender;
+    const sendFrame = sender.sendFrame.bind(sender);
+    sender.sendFrame = (list, cb) => {
+      frameWrites += 1;
+      for (const buffer of list) frames.add(buffer);
+      sendFrame(list, cb);
     };
   }
   const res = await postJson(`${publisher.url}/api/push`, {
@@ -49,7 +60,7 @@ async function measure(
   });
   expect(res.status).toBe(200);
   await Promise.all(clients.map((c) => c.waitFor(1)));
-  return { encodes, writes, distinctPayloads: written.size };
+  return { encodes, frameWrites, distinctFrames: frames.size, engineWrites };
 }
 
 describe('broadcast hot path', () => {
@@ -75,13 +86,14 @@ describe('broadcast hot path', () => {
     return clients;
   };
 
-  it('memory: one encode per push, the same encoded packets written to every socket', async () => {
+  it('memory: one encode per push, the same frame written to every socket', async () => {
     const clients = await join(nodes[0]!, 'hot:mem');
     try {
       expect(await measure(nodes[0]!, nodes[0]!, clients, 'hot:mem')).toEqual({
         encodes: 1,
-        writes: N,
-        distinctPayloads: 1,
+        frameWrites: N,
+        distinctFrames: 1,
+        engineWrites: 0,
       });
     } finally {
       for (const c of clients) c.close();
@@ -93,8 +105,9 @@ describe('broadcast hot path', () => {
     try {
       expect(await measure(nodes[1]!, nodes[2]!, clients, 'hot:redis')).toEqual({
         encodes: 1,
-        writes: N,
-        distinctPayloads: 1,
+        frameWrites: N,
+        distinctFrames: 1,
+        engineWrites: 0,
       });
     } finally {
       for (const c of clients) c.close();

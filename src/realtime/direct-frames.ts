@@ -1,0 +1,105 @@
+import type { Adapter } from 'socket.io-adapter';
+
+/*
+ * The parts of engine.io and ws read here are untyped or private in their typings; the versions
+ * are pinned in package.json (socket.io 4.8.4, ws 8) and test/integration/hot-path.test.ts fails
+ * if they stop being there. Any socket where one of them is missing takes Socket.IO's own path.
+ */
+interface WsSender {
+  /** 0 (DEFAULT) while the sender queues nothing (no compression, no Blob being read). */
+  _state?: number;
+  sendFrame?(list: Buffer[], cb?: () => void): void;
+}
+interface EngineConn {
+  readyState: string;
+  upgrading?: boolean;
+  writeBuffer: unknown[];
+  transport: {
+    name: string;
+    writable: boolean;
+    perMessageDeflate?: unknown;
+    socket?: { readyState: number; _sender?: WsSender };
+  };
+}
+interface BroadcastSocket {
+  conn: unknown;
+}
+interface Packet {
+  type: number;
+  id?: number;
+  data?: unknown[];
+}
+interface PacketOptions {
+  wsPreEncodedFrame?: Buffer[];
+}
+/** The two in-memory adapter methods hooked here (`_encode` is private in its typings). */
+interface Patchable {
+  _encode(packet: Packet, opts: PacketOptions): unknown;
+  apply(opts: unknown, cb: (socket: BroadcastSocket) => void): void;
+}
+
+/**
+ * Writes every `msg` broadcast to the WebSocket connections of its room as one pre-built frame,
+ * straight to each connection's `ws` sender: per socket only the write is left.
+ *
+ * Socket.IO already encodes a broadcast once and frames it once (`wsPreEncodedFrame`, header and
+ * payload as two buffers); it then still creates a packet, queues it, emits three events and
+ * runs a completion callback per socket, and writes two buffers (a `writev`). Here the frame is
+ * merged into one buffer once per broadcast and handed to each socket's sender, which writes it
+ * to the TCP socket as it is. That is what a hand-written `ws` server does, and it moves a push to
+ * 2,000 sockets for noticeably less CPU (BENCHMARKS.md has the figures).
+ *
+ * Order is kept: a socket takes this path only when engine.io holds nothing for it (its write
+ * buffer empty, its transport writable, not upgrading) and its `ws` sender queues nothing; then
+ * the frame is written in the order the socket's writes are made. Otherwise (long-polling, an
+ * upgrade in progress, a write still in flight, compression on) the socket gets the broadcast
+ * through Socket.IO as before, behind what it already holds. Unsent bytes still show in the `ws`
+ * socket's `bufferedAmount`, which the slow-consumer watch reads.
+ */
+export function writeFramesDirectly(adapter: Adapter): void {
+  const target = adapter as unknown as Patchable;
+  const encode = target._encode.bind(target);
+  const apply = target.apply.bind(target);
+  let pending: Buffer | undefined;
+  target._encode = (packet, opts) => {
+    const encoded = encode(packet, opts);
+    const frame = opts.wsPreEncodedFrame;
+    // Only plain `msg` events: a broadcast with an ack (an id) must go through Socket.IO, which
+    // registers the ack per socket.
+    pending =
+      packet.type === 2 && packet.id === undefined && packet.data?.[0] === 'msg' && frame
+        ? frame.length === 1
+          ? frame[0]
+          : Buffer.concat(frame)
+        : undefined;
+    return encoded;
+  };
+  target.apply = (opts, cb) => {
+    const frame = pending;
+    pending = undefined;
+    if (frame === undefined) return apply(opts, cb);
+    apply(opts, (socket) => {
+      if (!writeFrame(socket.conn as EngineConn, frame)) cb(socket);
+    });
+  };
+}
+
+/** Writes `frame` to the connection's `ws` sender if nothing is queued ahead of it. */
+function writeFrame(conn: EngineConn, frame: Buffer): boolean {
+  const transport = conn.transport;
+  if (
+    conn.readyState !== 'open' ||
+    conn.upgrading === true ||
+    conn.writeBuffer.length !== 0 ||
+    transport.name !== 'websocket' ||
+    !transport.writable ||
+    transport.perMessageDeflate
+  )
+    return false;
+  const ws = transport.socket;
+  const sender = ws?._sender;
+  if (ws?.readyState !== 1 || typeof sender?.sendFrame !== 'function' || sender._state !== 0)
+    return false;
+  sender.sendFrame([frame]);
+  return true;
+}
