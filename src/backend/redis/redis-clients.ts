@@ -55,6 +55,10 @@ export async function connectRedis(
     maxRetriesPerRequest: 0,
     commandTimeout: options.commandTimeoutMs,
     autoResendUnfulfilledCommands: false,
+    // Commands issued in the same tick go out in one write: a join storm's position reads, and
+    // concurrent pushes' scripts, cost one syscall per tick instead of one each (measured: a
+    // connect and join on Redis took a third less node CPU).
+    enableAutoPipelining: true,
     connectionName: 'pushcast-pub',
     lazyConnect: true,
     ...auth,
@@ -122,6 +126,8 @@ export async function connectRedisCluster(
     new Cluster(nodes, {
       ...common,
       enableOfflineQueue: false,
+      // Not here: with ioredis' auto-pipelining a Cluster answered multi-slot pushes 503
+      // (test/integration/redis-cluster.test.ts); one Redis keeps it.
       redisOptions: {
         ...auth,
         connectionName: 'pushcast-pub',
