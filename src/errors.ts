@@ -2,9 +2,10 @@
  * Every error word the server answers with, HTTP and sockets alike, in one catalogue: each code
  * with a sentence for a human, whether the same request may succeed later (`retry`), its HTTP
  * status where the HTTP API answers it, and where a socket sees it (`socket`: a join/leave/refresh
- * acknowledgement `{ ok: false, error }`, or a `connect_error` `data.code`). Errors are thrown
- * where the problem is found, as {@link PushcastError} with a code; the edges map them: the HTTP
- * error handler (src/http/errors.ts) to a status and JSON body, the socket layer to an answer.
+ * acknowledgement `{ ok: false, error }`, a `connect_error` `data.code`, or `close`: the `error`
+ * event the server sends before it ends a session). Errors are thrown where the problem is found,
+ * as {@link PushcastError} with a code; the edges map them: the HTTP error handler
+ * (src/http/errors.ts) to a status and JSON body, the socket layer to an answer.
  * docs/protocol.md lists them all for clients.
  */
 export const errorCatalogue = {
@@ -60,6 +61,18 @@ export const errorCatalogue = {
     socket: 'ack',
     message: 'This connection holds as many channels as it may.',
   },
+  // A join still pending when a backend unsubscribed the user from its channel (control API).
+  unsubscribed: {
+    retry: false,
+    socket: 'ack',
+    message: 'A backend unsubscribed this user from the channel; do not rejoin on your own.',
+  },
+  // Sessions the server ends (`error` event, then a server-side disconnect).
+  disconnected: {
+    retry: false,
+    socket: 'close',
+    message: 'A backend disconnected this user; do not reconnect on your own.',
+  },
   // Socket connections refused: the token (`connect_error` "unauthorized").
   missing_token: { retry: false, socket: 'connect', message: 'No token in the handshake.' },
   invalid_token: { retry: false, socket: 'connect', message: 'The token is not valid.' },
@@ -101,7 +114,7 @@ export const errorCatalogue = {
   },
 } as const satisfies Record<
   string,
-  { status?: number; retry: boolean; socket?: 'ack' | 'connect'; message: string }
+  { status?: number; retry: boolean; socket?: 'ack' | 'connect' | 'close'; message: string }
 >;
 
 /** A code of the catalogue. */
@@ -114,7 +127,12 @@ export type HttpErrorCode = {
 
 /** Join refusals, as `{ ok: false, error }` (docs/protocol.md, "join"). */
 export type JoinError =
-  'forbidden' | 'invalid_channel' | 'too_many_channels' | 'rate_limited' | 'invalid_request';
+  | 'forbidden'
+  | 'invalid_channel'
+  | 'too_many_channels'
+  | 'rate_limited'
+  | 'invalid_request'
+  | 'unsubscribed';
 
 /** Why a socket token was refused: the `data.code` of the client's `connect_error`. */
 export type TokenRefusal =
@@ -176,6 +194,8 @@ const UNAVAILABLE = {
   idempotency: 'The idempotency store is unreachable; nothing was pushed. Retry later.',
   duplicate: 'A request with this Idempotency-Key is still running; retry later.',
   starting: 'The server is not started yet; retry later.',
+  control:
+    'Some node did not answer in time, so the action may have reached only part of the cluster; retry (it is idempotent).',
 } as const;
 
 /** A 503 `unavailable` with `Retry-After: 1` for one of the known reasons. */

@@ -6,6 +6,7 @@ import { ApiKeyring } from './auth/api-keys.js';
 import { loadHooks, type DefaultAuth, type Hooks } from './auth/hooks.js';
 import { TokenVerifier } from './auth/jwt.js';
 import { createBackend, type Backend } from './backend/backend.js';
+import { ClusterControl } from './cluster/cluster-control.js';
 import { ClusterView, occupancyOf } from './cluster/cluster-view.js';
 import type { Config } from './config/schema.js';
 import { HistoryPolicy } from './delivery/history-policy.js';
@@ -31,7 +32,10 @@ import { RoomTaps } from './realtime/room-taps.js';
 import { watchSlowConsumers, type SlowConsumerWatch } from './realtime/slow-consumers.js';
 import { builtInJoinAuth, builtInSocketAuth } from './realtime/socket-auth.js';
 import { createSocketIo, serveSockets } from './realtime/socket-server.js';
+import { UserSessions } from './realtime/user-sessions.js';
+import type { SessionIdentity } from './realtime/session-transport.js';
 import { VERSION } from './version.js';
+import { webhooksFor, type Webhooks } from './webhooks/webhooks.js';
 
 /** What a node is made of once assembled (before it listens). */
 export interface NodeParts {
@@ -42,6 +46,8 @@ export interface NodeParts {
   slowConsumers: SlowConsumerWatch;
   /** The Phoenix-protocol endpoint (PushEx clients); undefined when `phoenixPath` is empty. */
   phoenix: PhoenixEndpoint | undefined;
+  /** Occupancy webhooks; undefined without a receiver URL. */
+  webhooks: Webhooks | undefined;
 }
 
 /** What the assembly needs from the node around it. */
@@ -93,9 +99,12 @@ export async function assembleNode(context: AssemblyContext): Promise<NodeParts>
   );
   // Phoenix-protocol connections (PushEx clients), counted with the sockets everywhere.
   const phoenixOn = config.phoenixPath !== '';
-  const phoenixHub = new PhoenixHub<PhoenixConnection>(taps);
+  const registry = context.registry ?? new Registry();
+  // Webhooks (occupancy and presence), when a receiver is configured: fed by every transport.
+  const webhooks = webhooksFor(config, backend, registry, log, node);
+  const phoenixHub = new PhoenixHub<PhoenixConnection>(taps, undefined, webhooks?.occupancy);
 
-  const metrics = new PushMetrics(context.registry ?? new Registry(), {
+  const metrics = new PushMetrics(registry, {
     sockets: () => io.of('/').sockets.size + phoenixHub.size,
     ...(phoenixOn ? { phoenixSockets: () => phoenixHub.size } : {}),
     subscriptions: () => occupancyOf(io, phoenixHub).subscriptions,
@@ -126,6 +135,11 @@ export async function assembleNode(context: AssemblyContext): Promise<NodeParts>
     phoenixHub,
   );
 
+  // This node's sessions by user, both transports: the control API (disconnect, unsubscribe)
+  // acts on them here, and on the other nodes' through server-side requests.
+  const users = new UserSessions();
+  const control = new ClusterControl(io, users, backend.clusterReady);
+
   // Channel sessions: the same for Socket.IO sockets and Phoenix connections.
   const sessions: SessionDeps = {
     config,
@@ -140,6 +154,7 @@ export async function assembleNode(context: AssemblyContext): Promise<NodeParts>
       config.limits.socketEventsPerSecond,
       config.limits.socketEventBurst,
     ),
+    users,
   };
   // With the Phoenix endpoint on, the node's connection limits count both transports: Socket.IO
   // sockets get a check before their admission (node total, shared connect rate) and one after
@@ -177,6 +192,18 @@ export async function assembleNode(context: AssemblyContext): Promise<NodeParts>
   });
   // Per socket only the write: one merged WebSocket frame per broadcast.
   writeFramesDirectly(io.of('/').adapter);
+  if (webhooks) {
+    // Socket.IO sockets entering and leaving channel rooms (tap placeholders are no sockets).
+    const sockets = io.of('/').sockets;
+    const userOf = (id: string) => (sockets.get(id)?.data as SessionIdentity | undefined)?.userId;
+    io.of('/').adapter.on('join-room', (room: string, id: string) => {
+      if (sockets.has(id)) webhooks.occupancy.joined(room, userOf(id));
+    });
+    io.of('/').adapter.on('leave-room', (room: string, id: string) => {
+      if (sockets.has(id)) webhooks.occupancy.left(room, userOf(id));
+    });
+    webhooks.start();
+  }
   // A socket whose unsent output passes limits.maxSocketBufferKb is closed alone.
   const slowConsumerOptions = {
     maxBytes: config.limits.maxSocketBufferKb * 1024,
@@ -207,9 +234,10 @@ export async function assembleNode(context: AssemblyContext): Promise<NodeParts>
     accepting: context.accepting,
     bus: backend.bus,
     view,
+    control,
     metrics,
     watch: async (channel, listener) => (await taps.tap(roomOf(channel), listener)).close,
     node,
   });
-  return { http, io, backend, pipeline, slowConsumers, phoenix };
+  return { http, io, backend, pipeline, slowConsumers, phoenix, webhooks };
 }

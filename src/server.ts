@@ -107,7 +107,7 @@ class PushNode implements PushServer {
     const { config } = this;
     await new Promise<void>((resolve, reject) => {
       parts.http.once('error', reject);
-      parts.http.listen(config.port, config.host, () => {
+      parts.http.listen(config.port, config.host, config.listenBacklog, () => {
         parts.http.off('error', reject);
         resolve();
       });
@@ -164,6 +164,8 @@ class PushNode implements PushServer {
       parts.http.closeAllConnections();
     }
     await closed;
+    // After the sockets closed (their leaves recorded), before Redis goes.
+    await parts?.webhooks?.stop();
     await parts?.backend.close();
     this.current = 'stopped';
     log.info({ drained, inflightLeft, ms: Date.now() - started }, 'stopped');

@@ -5,6 +5,7 @@ import type { Bus } from '../delivery/bus.js';
 import type { HistoryPolicy } from '../delivery/history-policy.js';
 import type { IdempotencyStore } from '../delivery/idempotency.js';
 import type { PushLimiter } from '../limits/push-limiter.js';
+import type { WebhookStore, WebhookStoreSettings } from '../webhooks/store.js';
 import { memoryBackend } from './memory/memory-backend.js';
 import { redisBackend } from './redis/redis-backend.js';
 
@@ -24,6 +25,8 @@ export interface Backend {
    * (there is nobody to ask).
    */
   readonly clusterReady: (() => boolean) | undefined;
+  /** Where webhook occupancy and events live: this process, or Redis shared by every node. */
+  webhookStore(node: string, settings: WebhookStoreSettings): WebhookStore;
   close(): Promise<void>;
 }
 

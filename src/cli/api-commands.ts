@@ -57,6 +57,28 @@ export async function pushCommand(args: string[], flags: ApiFlags): Promise<stri
   return body.id;
 }
 
+/** `pushcast disconnect <userId>`: closes the user's connections; prints how many. */
+export async function disconnectCommand(args: string[], flags: ApiFlags): Promise<string> {
+  const [userId, extra] = args;
+  if (!userId || extra !== undefined) throw new CliError('usage: pushcast disconnect <userId>', 2);
+  const body = (await call(flags, `/api/users/${encodeURIComponent(userId)}/disconnect`, {
+    method: 'POST',
+  })) as { disconnected: number };
+  return `${body.disconnected} connection(s) closed`;
+}
+
+/** `pushcast unsubscribe <channel> <userId>`: takes the user out of the channel; prints how many. */
+export async function unsubscribeCommand(args: string[], flags: ApiFlags): Promise<string> {
+  const [channel, userId, extra] = args;
+  if (!channel || !userId || extra !== undefined)
+    throw new CliError('usage: pushcast unsubscribe <channel> <userId>', 2);
+  const body = (await call(flags, `/api/channels/${encodeURIComponent(channel)}/unsubscribe`, {
+    method: 'POST',
+    body: JSON.stringify({ userId }),
+  })) as { unsubscribed: number };
+  return `${body.unsubscribed} connection(s) unsubscribed`;
+}
+
 interface Stats {
   nodes: Array<{
     id: string;

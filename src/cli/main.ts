@@ -1,6 +1,12 @@
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../config/load.js';
-import { CliError, pushCommand, statsCommand } from './api-commands.js';
+import {
+  CliError,
+  disconnectCommand,
+  pushCommand,
+  statsCommand,
+  unsubscribeCommand,
+} from './api-commands.js';
 import { mintToken } from './token.js';
 
 const API_OPTIONS = `  --url <url>    server URL (default: $PUSHCAST_URL or http://localhost:$PORT, port 4000)
@@ -14,6 +20,8 @@ Commands:
   push <channel> <event> <json>      publish a push through the HTTP API
   token --sub <id> [--channels ...]  mint a socket token with the configured JWT secret (development)
   stats                              show the cluster's nodes
+  disconnect <userId>                close every connection of a user, cluster-wide
+  unsubscribe <channel> <userId>     take a user out of a channel, cluster-wide
   help [command]                     show help for a command
 
 Exit codes: 0 ok, 1 the server refused or could not be reached, 2 bad usage or settings.
@@ -38,6 +46,22 @@ development and tests. Production tokens come from your own backend.
   stats: `Usage: pushcast stats [--json] [--url <url>] [--key <key>]
 
 Shows every live node: id, version, state, uptime, sockets, channels, push rates.
+
+${API_OPTIONS}
+`,
+  disconnect: `Usage: pushcast disconnect <userId> [--url <url>] [--key <key>]
+
+Closes every connection of the user (the token's sub) on every node and prints how many. Clients
+are told why and do not reconnect by themselves. Needs a key with the control (or admin) scope and
+no channel limits. Safe to run again.
+
+${API_OPTIONS}
+`,
+  unsubscribe: `Usage: pushcast unsubscribe <channel> <userId> [--url <url>] [--key <key>]
+
+Takes the user's connections out of the channel on every node and prints how many; each gets
+"left" (reason "unsubscribed") and is not rejoined by the SDK. Needs a key with the control (or
+admin) scope that reaches the channel. Safe to run again.
 
 ${API_OPTIONS}
 `,
@@ -93,6 +117,17 @@ export async function runCli(
           options: { url: { type: 'string' }, key: { type: 'string' } },
         });
         out.write(`${await pushCommand(positionals, values)}\n`);
+        return 0;
+      }
+      case 'disconnect':
+      case 'unsubscribe': {
+        const { values, positionals } = parseArgs({
+          args: rest,
+          allowPositionals: true,
+          options: { url: { type: 'string' }, key: { type: 'string' } },
+        });
+        const run = command === 'disconnect' ? disconnectCommand : unsubscribeCommand;
+        out.write(`${await run(positionals, values)}\n`);
         return 0;
       }
       case 'stats': {

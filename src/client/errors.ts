@@ -42,3 +42,15 @@ export class PushcastUnavailableError extends PushcastClientError {
     this.name = 'PushcastUnavailableError';
   }
 }
+
+/**
+ * A backend ended this user's connection (the server's control API: `error` `disconnected`, then a
+ * server-side disconnect). The SDK does not reconnect: the client is closed (state `closed`).
+ * Create a new client to connect again, if the app decides the user may.
+ */
+export class PushcastDisconnectedError extends PushcastClientError {
+  constructor(message: string) {
+    super(`disconnected by the server: ${message}`, 'disconnected');
+    this.name = 'PushcastDisconnectedError';
+  }
+}

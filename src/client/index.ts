@@ -3,6 +3,7 @@ import { backoffDelay, type BackoffOptions } from './backoff.js';
 import {
   PushcastAuthError,
   PushcastClientError,
+  PushcastDisconnectedError,
   PushcastJoinError,
   PushcastUnavailableError,
 } from './errors.js';
@@ -12,6 +13,7 @@ import type { PushMessage, SubscriptionHandlers } from './types.js';
 export {
   PushcastAuthError,
   PushcastClientError,
+  PushcastDisconnectedError,
   PushcastJoinError,
   PushcastUnavailableError,
   Subscription,
@@ -37,7 +39,8 @@ export interface ClientOptions {
   /**
    * Connection-level errors: a refused token ({@link PushcastAuthError}), a refusal for capacity
    * ({@link PushcastUnavailableError}: `node_full`, `connect_rate_limited`,
-   * `too_many_user_connections`; the SDK retries by itself), a session the server closed.
+   * `too_many_user_connections`; the SDK retries by itself), a session the server closed, a
+   * backend that disconnected the user ({@link PushcastDisconnectedError}: the client is closed).
    */
   onError?(error: PushcastClientError): void;
   /** Connection state changes. */
@@ -86,6 +89,9 @@ export function createClient(url: string, options: ClientOptions = {}): Pushcast
   let refreshTimer: ReturnType<typeof setTimeout> | undefined;
   let attempts = 0;
   let currentToken: string | undefined;
+  // Set by the server's `error` `disconnected` (a backend ended the user's connections): the
+  // disconnect that follows closes the client instead of reconnecting.
+  let ended: PushcastDisconnectedError | undefined;
   const fetchToken = async (): Promise<string> =>
     options.getToken ? await options.getToken() : options.token!;
 
@@ -133,6 +139,9 @@ export function createClient(url: string, options: ClientOptions = {}): Pushcast
         return;
       }
       if (!ack.ok) {
+        // A backend unsubscribed the user while this join was pending: the subscription ends as
+        // if it had been joined and then `left` (not rejoined).
+        if (ack.error === 'unsubscribed') return endByServer(sub, 'unsubscribed');
         sub.handlers.onError?.(new PushcastJoinError(sub.channel, ack.error ?? 'unknown'));
         return;
       }
@@ -190,13 +199,17 @@ export function createClient(url: string, options: ClientOptions = {}): Pushcast
     if (typeof channel !== 'string') return;
     const sub = subs.get(channel);
     // Only a joined subscription can be left: a `left` that crossed a newer join is not about it.
-    if (!sub || !joined.has(sub) || !sub.end()) return;
-    subs.delete(channel);
-    joined.delete(sub);
-    const reason = typeof info?.reason === 'string' ? info.reason : 'unknown';
-    sub.handlers.onLeft?.({ channel, reason });
+    if (!sub || !joined.has(sub)) return;
+    endByServer(sub, typeof info?.reason === 'string' ? info.reason : 'unknown');
   });
-  socket.on('error', (info: { code?: string } | undefined) => {
+  socket.on('error', (info: { code?: string; message?: unknown } | undefined) => {
+    if (info?.code === 'disconnected') {
+      // Reported once the disconnect that follows has closed the client.
+      ended = new PushcastDisconnectedError(
+        typeof info.message === 'string' ? info.message : 'disconnected',
+      );
+      return;
+    }
     if (info?.code)
       options.onError?.(
         new PushcastClientError(`server closed the connection: ${info.code}`, info.code),
@@ -205,6 +218,13 @@ export function createClient(url: string, options: ClientOptions = {}): Pushcast
   socket.on('disconnect', () => {
     joined.clear();
     if (closed) return;
+    if (ended) {
+      // A backend ended the user's connections on purpose: coming back is the app's decision.
+      const why = ended;
+      close();
+      options.onError?.(why);
+      return;
+    }
     options.onStateChange?.('disconnected');
     // Whatever the reason (the node died or drained, the token expired and the server ended the
     // session, a ping timeout): come back, with a fresh token, after the backoff.
@@ -232,6 +252,27 @@ export function createClient(url: string, options: ClientOptions = {}): Pushcast
     // Transport errors (node gone, draining, timeout) and refusals this SDK does not know.
     reconnectLater();
   });
+
+  /** The server ended a subscription (`left`, or a join refused `unsubscribed`): not rejoined. */
+  function endByServer(sub: Subscription<unknown>, reason: string): void {
+    if (!sub.end()) return;
+    if (subs.get(sub.channel) === sub) subs.delete(sub.channel);
+    joined.delete(sub);
+    sub.handlers.onLeft?.({ channel: sub.channel, reason });
+  }
+
+  /** Closes the connection and every subscription, for good. */
+  function close(): void {
+    closed = true;
+    if (retryTimer) clearTimeout(retryTimer);
+    if (refreshTimer) clearTimeout(refreshTimer);
+    for (const timer of leaveTimers) clearTimeout(timer);
+    leaveTimers.clear();
+    subs.clear();
+    joined.clear();
+    socket.close();
+    options.onStateChange?.('closed');
+  }
 
   /** One reconnect attempt after the backoff; a pending one wins (one schedule, one timer). */
   function reconnectLater(floorMs?: number): void {
@@ -286,15 +327,7 @@ export function createClient(url: string, options: ClientOptions = {}): Pushcast
       return sub;
     },
     close() {
-      closed = true;
-      if (retryTimer) clearTimeout(retryTimer);
-      if (refreshTimer) clearTimeout(refreshTimer);
-      for (const timer of leaveTimers) clearTimeout(timer);
-      leaveTimers.clear();
-      subs.clear();
-      joined.clear();
-      socket.close();
-      options.onStateChange?.('closed');
+      if (!closed) close();
     },
   };
 }

@@ -1,6 +1,6 @@
 import type { Server } from 'socket.io';
 import { channelOfRoom } from '../delivery/names.js';
-import { unavailable } from '../errors.js';
+import { answerRequests, askOtherNodes, requireClusterBus } from './server-requests.js';
 
 /** What one node reports about itself. */
 export interface NodeStats {
@@ -48,19 +48,10 @@ export class ClusterView {
     /** Connections of other transports (Phoenix), counted with the sockets. */
     private readonly others?: LocalConnections,
   ) {
-    const on = (event: string, fn: (...args: unknown[]) => unknown): void => {
-      (this.io as unknown as { on(e: string, l: (...a: unknown[]) => void): void }).on(
-        event,
-        (...args) => {
-          const ack = args.pop();
-          if (typeof ack === 'function') (ack as (v: unknown) => void)(fn(...args));
-        },
-      );
-    };
-    on('pushcast:stats', () => this.localStats());
-    on('pushcast:count', (room) => this.localCount(String(room)));
-    on('pushcast:rooms', (prefix) => this.localRooms(String(prefix)));
-    on('pushcast:presence', (room) => this.localPresence(String(room)));
+    answerRequests(io, 'pushcast:stats', () => this.localStats());
+    answerRequests(io, 'pushcast:count', (room) => this.localCount(String(room)));
+    answerRequests(io, 'pushcast:rooms', (prefix) => this.localRooms(String(prefix)));
+    answerRequests(io, 'pushcast:presence', (room) => this.localPresence(String(room)));
   }
 
   /** Every live node's stats, this one first. */
@@ -99,18 +90,11 @@ export class ClusterView {
   }
 
   /** Asks every other node; a node that does not answer in time is left out, not waited for. */
-  private ask<T>(event: string, ...args: unknown[]): Promise<T[]> {
-    if (!this.clusterReady) return Promise.resolve([]);
-    // The adapter's request path awaits a Redis command nobody catches: never start it while
-    // Redis is away (the rejection would be unhandled), answer 503 instead.
-    if (!this.clusterReady()) return Promise.reject(unavailable('cluster'));
-    return new Promise((resolve) => {
-      const emit = this.io.serverSideEmit.bind(this.io) as (ev: string, ...a: unknown[]) => boolean;
-      // The adapter answers with what it has on timeout (5 s), along with an error.
-      emit(event, ...args, (_err: Error | null, responses: T[] | undefined) =>
-        resolve(responses ?? []),
-      );
-    });
+  private async ask<T>(event: string, ...args: unknown[]): Promise<T[]> {
+    if (!this.clusterReady) return [];
+    // Redis away: the other nodes cannot be asked (503), rather than counting this node alone.
+    requireClusterBus(this.clusterReady);
+    return (await askOtherNodes<T>(this.io, event, args)).answers;
   }
 
   private localCount(room: string): number {

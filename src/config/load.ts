@@ -21,6 +21,7 @@ export const envMap: ReadonlyArray<[string, string, EnvKind]> = [
   ['NODE_ENV', 'env', 'string'],
   ['PORT', 'port', 'int'],
   ['HOST', 'host', 'string'],
+  ['PUSHCAST_LISTEN_BACKLOG', 'listenBacklog', 'int'],
   ['REDIS_URL', 'redisUrl', 'string'],
   ['REDIS_CLUSTER_NODES', 'redisClusterNodes', 'list'],
   ['REDIS_USERNAME', 'redis.username', 'string'],
@@ -65,6 +66,14 @@ export const envMap: ReadonlyArray<[string, string, EnvKind]> = [
   ['PUSHCAST_HISTORY_SIZE', 'history.size', 'int'],
   ['PUSHCAST_HISTORY_TTL_S', 'history.ttlS', 'int'],
   ['PUSHCAST_MAX_INFLIGHT', 'maxInflight', 'int'],
+  ['PUSHCAST_WEBHOOK_URL', 'webhooks.url', 'string'],
+  ['PUSHCAST_WEBHOOK_SECRET', 'webhooks.secret', 'string'],
+  ['PUSHCAST_WEBHOOK_EVENTS', 'webhooks.events', 'list'],
+  ['PUSHCAST_WEBHOOK_VACATE_DELAY_MS', 'webhooks.vacateDelayMs', 'int'],
+  ['PUSHCAST_WEBHOOK_BATCH_MAX', 'webhooks.batchMax', 'int'],
+  ['PUSHCAST_WEBHOOK_MAX_PENDING', 'webhooks.maxPending', 'int'],
+  ['PUSHCAST_WEBHOOK_TIMEOUT_MS', 'webhooks.timeoutMs', 'int'],
+  ['PUSHCAST_WEBHOOK_NODE_TIMEOUT_MS', 'webhooks.nodeTimeoutMs', 'int'],
   ['PUSHCAST_SHUTDOWN_DELAY_MS', 'shutdown.delayMs', 'int'],
   ['PUSHCAST_DRAIN_TIMEOUT_MS', 'shutdown.drainTimeoutMs', 'int'],
   ['PUSHCAST_DISCONNECT_ON_SHUTDOWN', 'shutdown.disconnect', 'bool'],
@@ -148,6 +157,11 @@ function finish(input: ConfigInput, origin: Map<string, string>): LoadedConfig {
   checkJwtKeys(config.jwt);
   checkRedisSettings(config);
   checkPhoenixPath(config);
+  // Unsigned webhooks could be forged by anyone who can reach the receiver.
+  if (config.webhooks.url !== undefined && config.webhooks.secret === undefined)
+    throw new ConfigError(
+      'invalid setting PUSHCAST_WEBHOOK_SECRET (webhooks.secret): required with PUSHCAST_WEBHOOK_URL (every request is signed with it)',
+    );
   config.jwt.algorithms ??= config.jwt.secret ? ['HS256'] : ['RS256', 'ES256'];
   const symmetric = config.jwt.algorithms.filter((a) => a.startsWith('HS'));
   if (config.jwt.secret && symmetric.length !== config.jwt.algorithms.length)

@@ -13,8 +13,11 @@ const apiKeySchema = z.object({
   id: z.string().min(1).max(100).optional(),
   /** Channel patterns this key may push to; omitted = every channel. */
   channels: z.array(channelPattern).optional(),
-  /** Scopes this key holds; omitted = every scope (`push`, `read`, `admin`). */
-  scopes: z.array(z.enum(['push', 'read', 'admin'])).optional(),
+  /**
+   * Scopes this key holds; omitted = every scope (`push`, `read`, `admin`). `control` (the
+   * disconnect and unsubscribe routes) is held by `admin` keys too.
+   */
+  scopes: z.array(z.enum(['push', 'read', 'admin', 'control'])).optional(),
 });
 
 const historyOverrideSchema = z.object({
@@ -30,6 +33,12 @@ export const configSchema = z
     env: z.enum(['development', 'production', 'test']).default('development'),
     host: z.string().min(1).default('0.0.0.0'),
     port: z.number().int().min(0).max(65535).default(4000),
+    /**
+     * Connections the kernel queues while the node is busy accepting (`listen` backlog, capped by
+     * net.core.somaxconn). Node's default, 511, overflows when thousands of clients of a node that
+     * died reconnect at once: a dropped SYN is retried by the client's kernel only after 1 s, then 3 s.
+     */
+    listenBacklog: z.number().int().min(1).default(4096),
     /** Unset: a single node, everything in memory. */
     redisUrl: z
       .string()
@@ -177,6 +186,33 @@ export const configSchema = z
       .prefault({}),
     /** Accepted pushes not yet handed to the bus; past it the API answers 503. */
     maxInflight: z.number().int().min(1).default(50_000),
+    /**
+     * Webhooks for occupancy and presence (`channel_occupied`, `channel_vacated`,
+     * `member_added`, `member_removed`), sent once per cluster, signed, batched, retried.
+     */
+    webhooks: z
+      .object({
+        /** Where events are POSTed; unset: no webhooks. */
+        url: z.url({ protocol: /^https?$/ }).optional(),
+        /** HMAC-SHA256 key of `X-Pushcast-Signature`; required with a URL. */
+        secret: z.string().min(16).optional(),
+        /** The events sent (default: all four). */
+        events: z
+          .array(z.enum(['channel_occupied', 'channel_vacated', 'member_added', 'member_removed']))
+          .min(1)
+          .default(['channel_occupied', 'channel_vacated', 'member_added', 'member_removed']),
+        /** `channel_vacated` / `member_removed` wait this long and are dropped if the channel or member comes back. */
+        vacateDelayMs: z.number().int().min(0).default(3000),
+        /** Events per request at most. */
+        batchMax: z.number().int().min(1).max(1000).default(100),
+        /** Undelivered events kept at most; past it the oldest are dropped (metric and log line). */
+        maxPending: z.number().int().min(1).default(10_000),
+        /** A request not answered 2xx within this long has failed (it is retried). */
+        timeoutMs: z.number().int().min(100).default(5000),
+        /** A node not heard from for this long is gone: its members' events fire (Redis only). */
+        nodeTimeoutMs: z.number().int().min(1000).default(10_000),
+      })
+      .prefault({}),
     shutdown: z
       .object({
         delayMs: z.number().int().min(0).default(0),

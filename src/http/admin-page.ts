@@ -1,8 +1,9 @@
 /**
  * The admin console: one self-contained page (no build step, no external assets). It logs in with
  * an API key holding the `admin` scope (kept in sessionStorage), polls `/api/stats` for the node
- * list and charts, publishes through `/api/push`, and watches a channel through
- * `/api/admin/watch` (server-sent events read with fetch, so the key travels in a header).
+ * list and charts, publishes through `/api/push`, watches a channel through `/api/admin/watch`
+ * (server-sent events read with fetch, so the key travels in a header), and disconnects a user or
+ * unsubscribes one from a channel through the control API (`admin` includes `control`).
  */
 export const adminPage = `<!doctype html>
 <html lang="en">
@@ -62,6 +63,13 @@ export const adminPage = `<!doctype html>
     <div class="row"><input id="publish-channel" placeholder="channel" value="admin:test"><input id="publish-event" placeholder="event" value="hello"></div>
     <textarea id="publish-data">{"text": "hi from the console"}</textarea>
     <div class="row" style="margin-top:8px"><button id="publish-button">Publish</button><span id="publish-result"></span></div>
+  </section>
+  <section>
+    <h2>Control a user</h2>
+    <div class="row"><input id="disconnect-user" placeholder="user id" autocomplete="off"><button id="disconnect-button">Disconnect</button></div>
+    <p id="disconnect-result"></p>
+    <div class="row"><input id="unsubscribe-channel" placeholder="channel" autocomplete="off"><input id="unsubscribe-user" placeholder="user id" autocomplete="off"><button id="unsubscribe-button">Unsubscribe</button></div>
+    <p id="unsubscribe-result"></p>
   </section>
   <section>
     <h2>Watch a channel</h2>
@@ -168,6 +176,26 @@ export const adminPage = `<!doctype html>
     out.textContent = res.ok ? 'pushed ' + body.id : res.status + ' ' + (body.code || '') + ': ' + (body.error || '');
   }
 
+  // The control API, cluster-wide; the answer says how many connections it reached.
+  async function control(path, body, out, describe) {
+    const res = await api(path, { method: 'POST', body: JSON.stringify(body) }).catch(() => null);
+    const answer = res ? await res.json().catch(() => ({})) : {};
+    out.className = res && res.ok ? 'ok' : 'error';
+    out.textContent = !res ? 'The server did not answer.' : res.ok ? describe(answer) : res.status + ' ' + (answer.code || '') + ': ' + (answer.error || '');
+  }
+
+  function disconnectUser() {
+    const userId = $('disconnect-user').value;
+    return control('/api/users/' + encodeURIComponent(userId) + '/disconnect', {}, $('disconnect-result'),
+      (a) => 'disconnected ' + a.disconnected + ' connection(s) of ' + userId);
+  }
+
+  function unsubscribeUser() {
+    const channel = $('unsubscribe-channel').value, userId = $('unsubscribe-user').value;
+    return control('/api/channels/' + encodeURIComponent(channel) + '/unsubscribe', { userId }, $('unsubscribe-result'),
+      (a) => 'unsubscribed ' + a.unsubscribed + ' connection(s) of ' + userId + ' from ' + channel);
+  }
+
   async function watch() {
     if (watchAbort) watchAbort.abort();
     watchAbort = new AbortController();
@@ -202,6 +230,8 @@ export const adminPage = `<!doctype html>
   $('logout').onclick = () => { sessionStorage.removeItem('pushcast-admin-key'); location.reload(); };
   $('publish-button').onclick = publish;
   $('watch-button').onclick = watch;
+  $('disconnect-button').onclick = disconnectUser;
+  $('unsubscribe-button').onclick = unsubscribeUser;
   if (key) login(key);
 })();
 </script>

@@ -39,9 +39,13 @@ export async function authenticateRequest(
     throw new PushcastError('unauthorized');
   }
   if (!identity || typeof identity.keyId !== 'string') throw new PushcastError('unauthorized');
+  const scopes = new Set(identity.scopes ?? []);
+  // `admin` may do everything `control` may (the admin console disconnects and unsubscribes
+  // users): decided here once, for configured keys and hook identities alike.
+  if (scopes.has('admin')) scopes.add('control');
   return {
     keyId: identity.keyId,
-    scopes: new Set(identity.scopes ?? []),
+    scopes,
     channels: identity.channels ? ChannelPatterns.of(identity.channels) : undefined,
   };
 }
@@ -85,13 +89,14 @@ export function maySee(caller: ApiCaller, channel: string): boolean {
 
 /**
  * Throws 403 for a channel-limited caller: answers about the whole cluster (every node's socket
- * and push counts) say something about every channel, so only keys with no channel limit get them.
+ * and push counts) say something about every channel, and actions on a whole user (disconnect)
+ * reach every channel the user holds, so only keys with no channel limit get them.
  */
-export function requireWholeCluster(caller: ApiCaller): void {
+export function requireWholeCluster(caller: ApiCaller, what = 'see the whole cluster'): void {
   if (caller.channels)
     throw new PushcastError(
       'forbidden',
-      'This API key is limited to some channels and may not see the whole cluster.',
+      `This API key is limited to some channels and may not ${what}.`,
       { details: { scope: 'cluster' } },
     );
 }

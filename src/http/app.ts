@@ -19,11 +19,13 @@ import { pushRoutes } from './push-routes.js';
 import { channelRoutes } from './channel-routes.js';
 import type { Bus } from '../delivery/bus.js';
 import type { PushLimiter } from '../limits/push-limiter.js';
+import type { ClusterControl } from '../cluster/cluster-control.js';
 import type { ClusterView } from '../cluster/cluster-view.js';
 import type { ChannelMessage } from '../delivery/message.js';
 import type { PushMetrics } from '../metrics/metrics.js';
 import { adminApiRoutes, adminPageRoute } from './admin-routes.js';
 import { clusterRoutes } from './cluster-routes.js';
+import { controlRoutes } from './control-routes.js';
 import { openApiDocument } from './openapi.js';
 import { apiSchemas } from './schemas.js';
 
@@ -42,6 +44,8 @@ export interface HttpDeps {
   bus: Bus;
   /** Cluster-wide counts and node stats. */
   view: ClusterView;
+  /** The control API's actions on every node (disconnect a user, unsubscribe one). */
+  control: ClusterControl;
   metrics: PushMetrics;
   /** The per-API-key push limit. */
   pushLimiter: PushLimiter;
@@ -111,6 +115,7 @@ export function createHttpApp(deps: HttpDeps): express.Express {
     }),
   );
   app.use('/api', clusterRoutes({ view: deps.view, authenticate: authenticate(deps) }));
+  app.use('/api', controlRoutes({ control: deps.control, authenticate: authenticate(deps) }));
   app.use(
     '/api',
     adminApiRoutes({ authenticate: authenticate(deps), watch: (c, l) => deps.watch(c, l) }),

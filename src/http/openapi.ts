@@ -3,6 +3,12 @@ import type { Config } from '../config/schema.js';
 import { VERSION } from '../version.js';
 import { channelsQuerySchema } from './cluster-routes.js';
 import { historyQuerySchema } from './channel-routes.js';
+import {
+  disconnectResultSchema,
+  unsubscribeBodySchema,
+  unsubscribeResultSchema,
+  userIdSchema,
+} from './control-routes.js';
 import { apiSchemas } from './schemas.js';
 
 type Json = Record<string, unknown>;
@@ -22,6 +28,9 @@ export function openApiDocument(limits: Config['limits']): Json {
   });
   registry.add(s.batchResponse, { id: 'PushBatchResult' });
   registry.add(s.error, { id: 'Error' });
+  registry.add(unsubscribeBodySchema, { id: 'Unsubscribe' });
+  registry.add(unsubscribeResultSchema, { id: 'UnsubscribeResult' });
+  registry.add(disconnectResultSchema, { id: 'DisconnectResult' });
   const generated = z.toJSONSchema(registry, { uri: (id) => `#/components/schemas/${id}` }) as {
     schemas: Record<string, Json>;
   };
@@ -56,6 +65,8 @@ export function openApiDocument(limits: Config['limits']): Json {
       schema: p,
     }));
   };
+  const userIdParam: Json = { ...z.toJSONSchema(userIdSchema, { io: 'input' }) };
+  delete userIdParam.$schema;
   const idempotencyKey = {
     name: 'Idempotency-Key',
     in: 'header',
@@ -71,7 +82,7 @@ export function openApiDocument(limits: Config['limits']): Json {
       title: 'pushcast HTTP API',
       version: VERSION,
       description:
-        'Publish pushes to Socket.IO channels; read channel history, occupancy and cluster stats.',
+        'Publish pushes to Socket.IO channels; read channel history, occupancy and cluster stats; disconnect users and unsubscribe them from channels.',
     },
     security: [{ apiKey: [] }],
     paths: {
@@ -208,6 +219,48 @@ export function openApiDocument(limits: Config['limits']): Json {
           },
         },
       },
+      '/api/users/{userId}/disconnect': {
+        post: {
+          operationId: 'disconnectUser',
+          summary:
+            'Close every connection of a user on every node; clients are told why and do not reconnect by themselves',
+          description:
+            'Scope `control` (or `admin`), a key without channel limits. Idempotent: a 503 (a node did not answer in time) may have closed some connections; retry.',
+          parameters: [
+            {
+              name: 'userId',
+              in: 'path',
+              required: true,
+              schema: userIdParam,
+            },
+          ],
+          responses: {
+            '200': {
+              description: 'Connections closed, cluster-wide',
+              ...json(ref('DisconnectResult')),
+            },
+            ...errors(401, 403, 422, 503),
+          },
+        },
+      },
+      '/api/channels/{channel}/unsubscribe': {
+        post: {
+          operationId: 'unsubscribeUser',
+          summary:
+            'Take a user out of a channel on every node; clients get `left` with reason `unsubscribed`',
+          description:
+            'Scope `control` (or `admin`); a channel-limited key only on its channels. Idempotent: a 503 (a node did not answer in time) may have reached some connections; retry.',
+          parameters: [channelParam],
+          requestBody: { required: true, ...json(ref('Unsubscribe')) },
+          responses: {
+            '200': {
+              description: 'Connections of the user taken out of the channel, cluster-wide',
+              ...json(ref('UnsubscribeResult')),
+            },
+            ...errors(400, 401, 403, 413, 415, 422, 503),
+          },
+        },
+      },
       '/api/openapi.json': {
         get: {
           operationId: 'getOpenApi',
@@ -269,7 +322,7 @@ const ERROR_TEXT: Record<number, string> = {
   415: 'unsupported_media_type',
   422: 'invalid_push / invalid_request / idempotency_mismatch (key reused for another request)',
   429: 'rate_limited (with Retry-After)',
-  503: 'unavailable (with Retry-After): draining, overloaded or Redis away; nothing was pushed',
+  503: 'unavailable (with Retry-After): draining, overloaded or Redis away; nothing was pushed (control routes: a node did not answer in time, retry)',
 };
 
 /** zod writes "any JSON value" as a recursive shared definition; in the document it is `{}`. */

@@ -5,6 +5,7 @@ import type { PushIdentity, PushRequest } from '../delivery/pipeline.js';
 import { requireChannels } from './api-auth.js';
 import type { ApiRequest, HttpDeps } from './app.js';
 import { toPushcastError } from './errors.js';
+import { requireBody, requireJson } from './json-intake.js';
 import { parsePush } from './push-input.js';
 import { readPushBody, tooLarge, type OversizeSlots } from './push-body.js';
 import type { PushLimiter } from '../limits/push-limiter.js';
@@ -21,31 +22,6 @@ export function pushRoutes(deps: PushRouteDeps): express.Router {
   const router = express.Router();
   const { config, pipeline, schemas, limiter } = deps;
   const idempotent = idempotentRunner(deps.idempotency, deps.log);
-
-  const requireJson: RequestHandler = (req, _res, next) => {
-    // The header itself: `req.is()` answers null for a request without a body.
-    const type = req.headers['content-type'] ?? '';
-    if (!/^application\/json\s*(;|$)/i.test(type))
-      throw new PushcastError(
-        'unsupported_media_type',
-        'Send the body as application/json (Content-Type header).',
-      );
-    // JSON is UTF-8 (RFC 8259 section 8.1); a charset that says otherwise cannot be read as sent.
-    const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(type)?.[1];
-    if (charset !== undefined && !/^utf-?8$/i.test(charset))
-      throw new PushcastError('unsupported_media_type', 'Send the body as UTF-8 application/json.');
-    next();
-  };
-
-  // No body at all (no Content-Length or 0, not chunked) is not JSON.
-  const requireBody: RequestHandler = (req, _res, next) => {
-    if (
-      req.headers['transfer-encoding'] === undefined &&
-      Number(req.headers['content-length'] ?? 0) === 0
-    )
-      throw new PushcastError('invalid_json', 'The request body is empty; send a JSON object.');
-    next();
-  };
 
   /** Charges `cost` pushes to the caller's key; 429 with the wait when they do not fit. */
   const charge = async (keyId: string, cost: number): Promise<void> => {

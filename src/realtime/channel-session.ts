@@ -9,9 +9,16 @@ import { parseOffset } from '../delivery/offset.js';
 import type { RateLimiter } from '../limits/token-bucket.js';
 import { deadline, LateAnswer, type Within } from './join-deadline.js';
 import type { RoomTaps } from './room-taps.js';
-import { joinSchema, leaveSchema, refreshSchema, type JoinError } from './schemas.js';
+import {
+  joinSchema,
+  leaveSchema,
+  refreshSchema,
+  type JoinError,
+  type LeftReason,
+} from './schemas.js';
 import { authenticateSocket } from './socket-auth.js';
 import type { SessionTransport } from './session-transport.js';
+import type { ControlledSession, UserSessions } from './user-sessions.js';
 
 /** What a channel session needs from the rest of the server. */
 export interface SessionDeps {
@@ -27,6 +34,8 @@ export interface SessionDeps {
   ensureSubscribed(room: string): Promise<void>;
   /** join/leave/refresh per connection (keyed by connection id). */
   eventLimiter: RateLimiter;
+  /** This node's sessions by user: the control API (disconnect, unsubscribe) acts on them. */
+  users: UserSessions;
 }
 
 /** Join answer: ok with the channel's position, or a refusal code. */
@@ -50,7 +59,7 @@ interface Membership {
   attempt?: Promise<JoinAnswer>;
   /** Set in the same step as the ok answer is sent: from then on a revocation says `left`. */
   answered: boolean;
-  /** Called off before it answered (a leave, a refresh): the join answers this refusal. */
+  /** Called off before it answered (a leave, a refresh, an unsubscribe): the join answers this. */
   cancelled?: JoinError;
 }
 
@@ -66,13 +75,15 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
  * one after the other, in the order sent; after each, every channel held or being joined is
  * checked again like a join (hooks included, with the join's params): a joined one no longer
  * allowed is left and the client gets `left` `{ channel, reason: "forbidden" }` before the
- * refresh's answer; a pending one answers `forbidden`.
+ * refresh's answer; a pending one answers `forbidden`. A server-side unsubscribe (the control API)
+ * does the same for one channel with the reason `unsubscribed`, and a server-side disconnect ends
+ * the connection telling the client not to come back on its own.
  *
  * Every Redis-dependent step of a join (subscription, position, history, settle) shares one
  * deadline of `redis.commandTimeoutMs`, counted once the join is authorized: with Redis down or
  * paused a join still answers in time (docs/protocol.md, "Joining with since").
  */
-export class ChannelSession {
+export class ChannelSession implements ControlledSession {
   /** By room: joins in progress and channels joined through `join`. */
   private readonly memberships = new Map<string, Membership>();
   private expiryTimer: NodeJS.Timeout | undefined;
@@ -83,6 +94,12 @@ export class ChannelSession {
     private readonly deps: SessionDeps,
   ) {
     this.armExpiry();
+    deps.users.add(this);
+  }
+
+  /** The connection's user: fixed for its life (a refresh must keep it). */
+  get userId(): string | undefined {
+    return this.transport.identity.userId;
   }
 
   /** `join { channel, since?, params? }`. */
@@ -152,6 +169,29 @@ export class ChannelSession {
   end(): void {
     if (this.expiryTimer) clearTimeout(this.expiryTimer);
     this.deps.eventLimiter.forget(this.transport.id);
+    this.deps.users.remove(this);
+  }
+
+  /**
+   * A backend unsubscribed the user from `channel` (control API): out of it like a refresh's
+   * revocation, with the reason `unsubscribed` (a `left` event, or a pending join's answer).
+   * True when the connection held the channel or was joining it.
+   */
+  unsubscribe(channel: string): boolean {
+    if (this.transport.closed) return false;
+    return this.takeOut(roomOf(channel), channel, 'unsubscribed');
+  }
+
+  /**
+   * A backend disconnected the user (control API): the client is told why (`disconnected`) and
+   * the connection is ended so that clients do not reconnect on their own. False when it is
+   * already closing.
+   */
+  disconnect(): boolean {
+    if (this.transport.closed) return false;
+    this.deps.log.info({ conn: this.transport.id }, 'socket disconnected by a backend');
+    this.transport.close('disconnected');
+    return true;
   }
 
   private async refreshNow(payload: unknown): Promise<Answer> {
@@ -380,18 +420,33 @@ export class ChannelSession {
   private revoke(room: string, channel: string, m: Membership | undefined): void {
     // Left, or left and joined again (that join was checked with the new identity): leave it be.
     if (this.memberships.get(room) !== m) return;
+    this.takeOut(room, channel, 'forbidden');
+  }
+
+  /**
+   * The server takes the connection out of a channel: a join not answered yet is called off and
+   * answers `reason`; a joined channel is left and the client gets `left { channel, reason }`.
+   * True when there was something to take out.
+   */
+  private takeOut(room: string, channel: string, reason: LeftReason): boolean {
+    const m = this.memberships.get(room);
     if (m) this.memberships.delete(room);
     if (m && !m.answered) {
-      m.cancelled = 'forbidden';
+      m.cancelled = reason;
+      // A plain join may already be in the room (it joins before reading the position).
       this.transport.leaveRoom(room);
-      return;
+      return true;
     }
-    if (!this.transport.inRoom(room)) return;
+    if (!this.transport.inRoom(room)) return false;
     this.transport.leaveRoom(room);
-    this.deps.log.info(
-      { conn: this.transport.id, channel },
-      'channel left: the refreshed token no longer allows it',
-    );
-    this.transport.left({ channel, reason: 'forbidden' });
+    this.deps.log.info({ conn: this.transport.id, channel, reason }, LEFT_LOG[reason]);
+    this.transport.left({ channel, reason });
+    return true;
   }
 }
+
+/** The log line of each way the server takes a connection out of a channel. */
+const LEFT_LOG: Record<LeftReason, string> = {
+  forbidden: 'channel left: the refreshed token no longer allows it',
+  unsubscribed: 'channel left: a backend unsubscribed the user',
+};

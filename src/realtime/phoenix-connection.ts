@@ -20,6 +20,11 @@ import type { CloseReason, SessionIdentity, SessionTransport } from './session-t
 
 /** WebSocket close codes the server uses (RFC 6455 section 7.4.1). */
 export const PHOENIX_CLOSE = {
+  /**
+   * A backend disconnected the user: a normal closure, which phoenix.js 1.6 and later take as
+   * "do not reconnect" (its `onConnClose` reconnects on any other code).
+   */
+  normal: 1000,
   /** Drain: the node goes away, the client reconnects elsewhere. */
   goingAway: 1001,
   /** A binary frame: only the JSON (text) serializer is spoken. */
@@ -57,6 +62,8 @@ export class PhoenixConnection implements SessionTransport, PhoenixMember {
   private readonly inRooms = new Set<string>();
   /** The join_ref of each topic joined (answered ok): `phx_close` frames name it. */
   private readonly joinRefs = new Map<string, PhoenixRef>();
+  /** The join_ref of each topic whose join is not answered yet (a disconnect closes it too). */
+  private readonly joining = new Map<string, PhoenixRef>();
   private session: ChannelSession | undefined;
   private lastHeartbeat = Date.now();
   private heartbeatTimer: NodeJS.Timeout | undefined;
@@ -124,7 +131,15 @@ export class PhoenixConnection implements SessionTransport, PhoenixMember {
   }
 
   close(reason: CloseReason): void {
-    this.closeWith(PHOENIX_CLOSE.policy, reason);
+    if (reason !== 'disconnected') return this.closeWith(PHOENIX_CLOSE.policy, reason);
+    // phoenix.js before 1.6 (the one pushex.js bundles) reconnects after every close it did not
+    // ask for, whatever the code, and then rejoins every channel that is not closed. A channel
+    // closed by `phx_close` is dropped and never rejoined: so every topic, joined or joining,
+    // gets one first, and a reconnected pushex.js holds no channel. Newer phoenix.js does not
+    // reconnect at all after a normal closure.
+    for (const [topic, joinRef] of [...this.joinRefs, ...this.joining])
+      this.write(encodeFrame(joinRef, joinRef, topic, PHX.close, { reason }));
+    this.closeWith(PHOENIX_CLOSE.normal, reason);
   }
 
   /** Drain: a transport close, so that the client's own reconnect takes it to another node. */
@@ -161,6 +176,7 @@ export class PhoenixConnection implements SessionTransport, PhoenixMember {
     this.options.hub.unregister(this, [...this.inRooms]);
     this.inRooms.clear();
     this.joinRefs.clear();
+    this.joining.clear();
     this.session?.end();
     this.options.log.info({ conn: this.id, code, reason }, 'socket disconnected');
     this.options.onEnd(this);
@@ -218,18 +234,32 @@ export class PhoenixConnection implements SessionTransport, PhoenixMember {
     const request: Record<string, unknown> = { channel: frame.topic };
     if (payload.since !== undefined) request.since = payload.since;
     if (payload.params !== undefined) request.params = payload.params;
+    this.joining.set(frame.topic, frame.joinRef);
     session.join(request).then(
       (answer) => {
+        if (this.joining.get(frame.topic) === frame.joinRef) this.joining.delete(frame.topic);
         // Settled and sent in one step: nothing can change the answer in between.
         const final = settled(answer) as JoinAnswer;
         if (this.closed) return;
-        if (!final.ok) return this.reply(frame, 'error', { reason: final.error });
+        if (!final.ok) {
+          this.reply(frame, 'error', { reason: final.error });
+          // An error reply alone makes phoenix.js rejoin after its backoff; a backend's
+          // unsubscribe must end the channel, as `left` does for a joined one.
+          if (final.error === 'unsubscribed')
+            this.write(
+              encodeFrame(frame.joinRef, frame.joinRef, frame.topic, PHX.close, {
+                reason: final.error,
+              }),
+            );
+          return;
+        }
         this.joinRefs.set(frame.topic, frame.joinRef);
         const response: Record<string, unknown> = { ...final };
         delete response.ok;
         this.reply(frame, 'ok', response);
       },
       (err: unknown) => {
+        if (this.joining.get(frame.topic) === frame.joinRef) this.joining.delete(frame.topic);
         this.options.log.warn({ err, conn: this.id, event: frame.event }, 'socket event failed');
         this.reply(frame, 'error', { reason: 'invalid_request' });
       },
@@ -241,6 +271,7 @@ export class PhoenixConnection implements SessionTransport, PhoenixMember {
     if (!answer.ok) return this.reply(frame, 'error', { reason: answer.error });
     // Left (or never in it): a join of the topic that is still pending answers invalid_request.
     this.joinRefs.delete(frame.topic);
+    this.joining.delete(frame.topic);
     this.reply(frame, 'ok', {});
   }
 

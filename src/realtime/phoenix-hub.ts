@@ -10,6 +10,12 @@ export interface PhoenixMember {
   write(frame: Buffer): void;
 }
 
+/** Who wants to know when a connection of a user enters or leaves a room. */
+export interface RoomMembership {
+  joined(room: string, userId: string | undefined): void;
+  left(room: string, userId: string | undefined): void;
+}
+
 interface HubRoom {
   members: Set<PhoenixMember>;
   tap: OpeningTap;
@@ -35,6 +41,8 @@ export class PhoenixHub<M extends PhoenixMember = PhoenixMember> {
     private readonly taps: Pick<RoomTaps, 'open'>,
     /** Builds a message's frame (once per message and node). */
     private readonly encode: (message: ChannelMessage) => Buffer = messageFrame,
+    /** Told of every member entering and leaving a room (webhook occupancy). */
+    private readonly membership?: RoomMembership,
   ) {}
 
   /** A connection opened. */
@@ -58,12 +66,15 @@ export class PhoenixHub<M extends PhoenixMember = PhoenixMember> {
       entry = { members, tap };
       this.byRoom.set(room, entry);
     }
+    if (entry.members.has(member)) return;
     entry.members.add(member);
+    this.membership?.joined(room, member.userId);
   }
 
   remove(room: string, member: M): void {
     const entry = this.byRoom.get(room);
     if (!entry || !entry.members.delete(member)) return;
+    this.membership?.left(room, member.userId);
     if (entry.members.size > 0) return;
     this.byRoom.delete(room);
     entry.tap.close();

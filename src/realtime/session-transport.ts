@@ -11,8 +11,12 @@ export interface SessionIdentity {
   exp: number | undefined;
 }
 
-/** Why the server closes a connection on its own (the client is told before the close). */
-export type CloseReason = 'token_expired';
+/**
+ * Why the server closes a connection on its own (the client is told before the close):
+ * `token_expired`, reconnect with a fresh token; `disconnected`, a backend ended the user's
+ * connections (control API): do not reconnect on your own.
+ */
+export type CloseReason = 'token_expired' | 'disconnected';
 
 /**
  * What a channel session needs from the connection it serves: a transport (Socket.IO today, a

@@ -236,7 +236,7 @@ describe('property: a request succeeds exactly when the key’s scopes and patte
   type Spec = { scopes?: Array<(typeof SCOPES)[number]>; channels?: string[] };
   type Route = {
     name: string;
-    scope: 'push' | 'read' | 'admin';
+    scope: 'push' | 'read' | 'admin' | 'control';
     cluster?: boolean;
     channel: boolean;
   };
@@ -250,6 +250,9 @@ describe('property: a request succeeds exactly when the key’s scopes and patte
     { name: 'stats', scope: 'read', channel: false, cluster: true },
     { name: 'watch', scope: 'admin', channel: true },
     { name: 'session', scope: 'admin', channel: false },
+    // The control API, on a user nobody is (the subscriber below stays): `admin` includes it.
+    { name: 'unsubscribe', scope: 'control', channel: true },
+    { name: 'disconnect', scope: 'control', channel: false, cluster: true },
   ];
 
   // Thirty keys drawn once (they are the node's settings); the property then draws requests.
@@ -292,7 +295,10 @@ describe('property: a request succeeds exactly when the key’s scopes and patte
         fc.constantFrom(...CHANNELS),
         async (k, route, channel) => {
           const spec = specs[k]!;
-          const scopes = spec.scopes ?? (spec.channels ? ['push', 'read'] : [...SCOPES]);
+          const scopes: string[] = [
+            ...(spec.scopes ?? (spec.channels ? ['push', 'read'] : SCOPES)),
+          ];
+          if (scopes.includes('admin')) scopes.push('control');
           const allowed =
             scopes.includes(route.scope) &&
             (!route.channel || covers(spec.channels, channel)) &&
@@ -312,6 +318,18 @@ describe('property: a request succeeds exactly when the key’s scopes and patte
               status = res.status === 200 && slot?.code === 'forbidden' ? 403 : res.status;
               break;
             }
+            case 'unsubscribe':
+              status = (
+                await postJson(
+                  `${node.url}/api/channels/${channel}/unsubscribe`,
+                  { userId: 'nobody' },
+                  auth,
+                )
+              ).status;
+              break;
+            case 'disconnect':
+              status = (await postJson(`${node.url}/api/users/nobody/disconnect`, {}, auth)).status;
+              break;
             case 'list': {
               const res = await get(`${node.url}/api/channels`, key);
               status = res.status;

@@ -28,8 +28,9 @@ describe('pushcast CLI', () => {
   it('has --help for every command', async () => {
     const main = await pushcast(['--help']);
     expect(main.code).toBe(0);
-    for (const c of ['serve', 'push', 'token', 'stats']) expect(main.stdout).toContain(c);
-    for (const c of ['serve', 'push', 'token', 'stats']) {
+    const commands = ['serve', 'push', 'token', 'stats', 'disconnect', 'unsubscribe'];
+    for (const c of commands) expect(main.stdout).toContain(c);
+    for (const c of commands) {
       const r = await pushcast([c, '--help']);
       expect(r.code, c).toBe(0);
       expect(r.stdout, c).toContain(`Usage: pushcast ${c}`);

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Hooks } from '../../src/auth/hooks.js';
 import { expectExactly } from '../support/assertions.js';
 import { useRedisCluster } from '../support/cluster.js';
+import { Gates } from '../support/gates.js';
 import {
   API_KEY,
   connectClient,
@@ -39,40 +40,6 @@ function lefts(client: TestClient): unknown[] {
   const got: unknown[] = [];
   client.socket.on('left', (info: unknown) => got.push(info));
   return got;
-}
-
-/**
- * Holds the next authorizeJoin of a channel until the test opens it: a join that is really
- * pending, without sleeping. Only the armed call waits; later calls (a refresh's check) pass.
- */
-class Gates {
-  private readonly armed = new Map<string, { reach: () => void; opened: Promise<void> }>();
-
-  arm(channel: string): { reached: Promise<void>; open: () => void } {
-    let reach!: () => void;
-    let open!: () => void;
-    const reached = new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`authorizeJoin(${channel}) was never called`)),
-        5000,
-      );
-      reach = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
-    const opened = new Promise<void>((resolve) => (open = resolve));
-    this.armed.set(channel, { reach, opened });
-    return { reached, open };
-  }
-
-  async pass(channel: string): Promise<void> {
-    const gate = this.armed.get(channel);
-    if (!gate) return;
-    this.armed.delete(channel);
-    gate.reach();
-    await gate.opened;
-  }
 }
 
 const gates = new Gates();

@@ -117,6 +117,29 @@ describe('loadConfig', () => {
     expect(err.message).not.toContain('\n');
   });
 
+  it('webhooks: a URL needs a secret (unsigned events could be forged); both read from the env', () => {
+    const err = configError(() => load({ PUSHCAST_WEBHOOK_URL: 'https://hooks.example.com/in' }));
+    expect(err.message).toMatch(/^invalid setting PUSHCAST_WEBHOOK_SECRET \(webhooks.secret\)/);
+    const { config } = load({
+      PUSHCAST_WEBHOOK_URL: 'https://hooks.example.com/in',
+      PUSHCAST_WEBHOOK_SECRET: 'hook-secret-0123456789',
+      PUSHCAST_WEBHOOK_EVENTS: 'channel_occupied,channel_vacated',
+      PUSHCAST_WEBHOOK_VACATE_DELAY_MS: '0',
+    });
+    expect(config.webhooks).toMatchObject({
+      url: 'https://hooks.example.com/in',
+      events: ['channel_occupied', 'channel_vacated'],
+      vacateDelayMs: 0,
+      batchMax: 100,
+    });
+    const bad = configError(() => load({ PUSHCAST_WEBHOOK_EVENTS: 'channel_occupied,nope' }));
+    expect(bad.message).toMatch(/^invalid setting PUSHCAST_WEBHOOK_EVENTS/);
+    const url = configError(() =>
+      load({ PUSHCAST_WEBHOOK_URL: 'ftp://x', PUSHCAST_WEBHOOK_SECRET: 'hook-secret-0123456789' }),
+    );
+    expect(url.message).toMatch(/^invalid setting PUSHCAST_WEBHOOK_URL/);
+  });
+
   it('refuses an out-of-range PORT naming PORT', () => {
     const err = configError(() => load({ PORT: '70000' }));
     expect(err.message).toMatch(/^invalid setting PORT \(port\)/);

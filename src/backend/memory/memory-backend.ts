@@ -2,6 +2,7 @@ import type { Backend, BackendContext } from '../backend.js';
 import { LocalPushLimiter } from './local-push-limiter.js';
 import { MemoryBus } from './memory-bus.js';
 import { MemoryIdempotencyStore } from './memory-idempotency.js';
+import { MemoryWebhookStore } from './memory-webhooks.js';
 
 const MB = 1024 * 1024;
 
@@ -20,6 +21,7 @@ export function memoryBackend({ config, io, history }: BackendContext): Backend 
     // Every message of this node reaches its own rooms: nothing to subscribe.
     ensureSubscribed: () => Promise.resolve(),
     clusterReady: undefined,
+    webhookStore: (_node, settings) => new MemoryWebhookStore(settings),
     close: () => bus.close(),
   };
 }

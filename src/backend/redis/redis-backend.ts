@@ -5,6 +5,7 @@ import { RedisBus } from './redis-bus.js';
 import { connectRedis, connectRedisCluster, type RedisAuth } from './redis-clients.js';
 import { RedisIdempotencyStore } from './redis-idempotency.js';
 import { RedisPushLimiter } from './redis-push-limiter.js';
+import { RedisWebhookStore } from './redis-webhooks.js';
 import { clusterTopology, standaloneTopology, type Topology } from './topology.js';
 
 /** Where Redis is: one server (a URL) or a Redis Cluster (seed nodes). */
@@ -86,6 +87,8 @@ export async function redisBackend(target: RedisTarget, context: BackendContext)
     ensureSubscribed: (room) => subscriptions.ensureSubscribed(room),
     // Other nodes can be asked while the bus is up.
     clusterReady: () => ready.ready(),
+    webhookStore: (node, settings) =>
+      new RedisWebhookStore(redis.pub, config.redis.keyPrefix, node, settings),
     close: async () => {
       subscriptions.close();
       topology.close();

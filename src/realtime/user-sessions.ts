@@ -1,0 +1,57 @@
+/** What the control API needs of one connection's channel session. */
+export interface ControlledSession {
+  /** The connection's user (fixed for its life: a refresh never switches users). */
+  readonly userId: string | undefined;
+  /** Takes the connection out of the channel (held or being joined); false if it had neither. */
+  unsubscribe(channel: string): boolean;
+  /** Ends the connection, telling the client not to reconnect; false if it was already closing. */
+  disconnect(): boolean;
+}
+
+/**
+ * The channel sessions of this node by user, whatever transport carries them (Socket.IO sockets
+ * and Phoenix connections alike): what the control API acts on when a backend disconnects a user
+ * or unsubscribes them from a channel. Each node answers for its own connections; the cluster-wide
+ * sum is src/cluster/cluster-control.ts. Anonymous connections (a hook that gave no user id) are
+ * not held: no backend can name them.
+ */
+export class UserSessions {
+  private readonly byUser = new Map<string, Set<ControlledSession>>();
+
+  /** A session started. */
+  add(session: ControlledSession): void {
+    const { userId } = session;
+    if (userId === undefined) return;
+    let sessions = this.byUser.get(userId);
+    if (!sessions) {
+      sessions = new Set();
+      this.byUser.set(userId, sessions);
+    }
+    sessions.add(session);
+  }
+
+  /** A session ended (its connection is gone). */
+  remove(session: ControlledSession): void {
+    const { userId } = session;
+    if (userId === undefined) return;
+    const sessions = this.byUser.get(userId);
+    if (!sessions?.delete(session)) return;
+    if (sessions.size === 0) this.byUser.delete(userId);
+  }
+
+  /** Ends every connection of the user on this node; answers how many were closed. */
+  disconnect(userId: string): number {
+    // A copy: closing a connection ends its session, which removes it from the live set.
+    let closed = 0;
+    for (const session of [...(this.byUser.get(userId) ?? [])]) if (session.disconnect()) closed++;
+    return closed;
+  }
+
+  /** Takes the user's connections on this node out of the channel; answers how many were in it. */
+  unsubscribe(userId: string, channel: string): number {
+    let taken = 0;
+    for (const session of [...(this.byUser.get(userId) ?? [])])
+      if (session.unsubscribe(channel)) taken++;
+    return taken;
+  }
+}

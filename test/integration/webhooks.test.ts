@@ -1,0 +1,308 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { io, type Socket } from 'socket.io-client';
+import type { WebhookEvent } from '../../src/webhooks/events.js';
+import { until } from '../support/assertions.js';
+import { API_KEY, JWT_SECRET, startNode, token, type TestNode } from '../support/nodes.js';
+import { freePort } from '../support/ports.js';
+import { spawnNode } from '../support/process.js';
+import { startRedis, type RedisFixture } from '../support/redis.js';
+import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.js';
+
+const SECRET = 'webhook-test-secret-0123456789';
+const DELAY_MS = 400;
+const NODE_TIMEOUT_MS = 1500;
+
+const webhookSettings = (url: string) => ({
+  url,
+  secret: SECRET,
+  vacateDelayMs: DELAY_MS,
+  nodeTimeoutMs: NODE_TIMEOUT_MS,
+});
+
+/** A socket of `user` on `node`, joined to `channel`. */
+async function member(url: string, user: string, channel: string): Promise<Socket> {
+  const socket = io(url, {
+    auth: { token: await token({ sub: user, channels: ['wh:*'] }) },
+    transports: ['websocket'],
+    reconnection: false,
+    forceNew: true,
+  });
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', resolve);
+    socket.once('connect_error', reject);
+  });
+  const answer = (await socket.timeout(5000).emitWithAck('join', { channel })) as { ok: boolean };
+  expect(answer.ok).toBe(true);
+  return socket;
+}
+
+/** The receiver's accepted events of `channel`, as `name user` lines. */
+const seen = (receiver: WebhookReceiver, channel: string): string[] =>
+  receiver
+    .accepted()
+    .filter((e) => e.channel === channel)
+    .map((e) => (e.userId === undefined ? e.name : `${e.name} ${e.userId}`));
+
+/** Waits until `channel`'s events are exactly `expected`, then a while longer to see nothing more comes. */
+async function expectEvents(receiver: WebhookReceiver, channel: string, expected: string[]) {
+  await until(
+    () => seen(receiver, channel).length >= expected.length,
+    8000,
+    `webhook events of ${channel}: ${expected.join(', ')}`,
+  );
+  await new Promise((r) => setTimeout(r, DELAY_MS + 600));
+  expect(seen(receiver, channel)).toEqual(expected);
+}
+
+describe('webhooks on one node (memory)', () => {
+  let receiver: WebhookReceiver;
+  let node: TestNode;
+  beforeAll(async () => {
+    receiver = await startWebhookReceiver(SECRET);
+    node = await startNode({ webhooks: webhookSettings(receiver.url) });
+  });
+  afterAll(async () => {
+    await node?.stop();
+    await receiver?.stop();
+  });
+
+  it('occupied and added once, removed and vacated after the delay; signed, batched, stable ids', async () => {
+    const a = await member(node.url, 'ann', 'wh:one');
+    const again = await member(node.url, 'ann', 'wh:one');
+    await expectEvents(receiver, 'wh:one', ['channel_occupied', 'member_added ann']);
+    a.close();
+    await new Promise((r) => setTimeout(r, DELAY_MS + 300));
+    // Ann still has a socket on the channel: nothing yet.
+    expect(seen(receiver, 'wh:one')).toHaveLength(2);
+    again.close();
+    await expectEvents(receiver, 'wh:one', [
+      'channel_occupied',
+      'member_added ann',
+      'member_removed ann',
+      'channel_vacated',
+    ]);
+    for (const request of receiver.requests) {
+      expect(request.signed).toBe(true);
+      expect(request.signature).toMatch(/^sha256=[0-9a-f]{64}$/);
+    }
+    const events = receiver.accepted().filter((e) => e.channel === 'wh:one');
+    expect(new Set(events.map((e) => e.id)).size).toBe(4);
+    for (const e of events)
+      expect(Object.keys(e).sort()).toEqual(
+        e.userId === undefined
+          ? ['channel', 'id', 'name', 'ts']
+          : ['channel', 'id', 'name', 'ts', 'userId'],
+      );
+    // The vacate carries when the last socket left, not when the delay ran out.
+    const vacated = events.at(-1)!;
+    expect(vacated.ts).toBeLessThan(Date.now() - DELAY_MS);
+  });
+
+  it('a member back within the delay is neither removed nor added again', async () => {
+    const first = await member(node.url, 'bob', 'wh:flap');
+    await expectEvents(receiver, 'wh:flap', ['channel_occupied', 'member_added bob']);
+    first.close();
+    const second = await member(node.url, 'bob', 'wh:flap');
+    await expectEvents(receiver, 'wh:flap', ['channel_occupied', 'member_added bob']);
+    second.close();
+  });
+});
+
+describe('webhooks across nodes (Redis)', () => {
+  let redis: RedisFixture;
+  let receiver: WebhookReceiver;
+  const nodes: TestNode[] = [];
+  beforeAll(async () => {
+    redis = await startRedis();
+    receiver = await startWebhookReceiver(SECRET);
+    for (let i = 0; i < 2; i++)
+      nodes.push(await startNode({ redisUrl: redis.url, webhooks: webhookSettings(receiver.url) }));
+  });
+  afterAll(async () => {
+    await Promise.allSettled(nodes.map((n) => n.stop()));
+    await receiver?.stop();
+    await redis?.stop();
+  });
+
+  it('each transition once per cluster, whichever node its sockets are on', async () => {
+    const a = await member(nodes[0]!.url, 'a', 'wh:two');
+    const b = await member(nodes[1]!.url, 'b', 'wh:two');
+    const a2 = await member(nodes[1]!.url, 'a', 'wh:two');
+    await expectEvents(receiver, 'wh:two', [
+      'channel_occupied',
+      'member_added a',
+      'member_added b',
+    ]);
+    a.close();
+    a2.close();
+    await expectEvents(receiver, 'wh:two', [
+      'channel_occupied',
+      'member_added a',
+      'member_added b',
+      'member_removed a',
+    ]);
+    b.close();
+    await expectEvents(receiver, 'wh:two', [
+      'channel_occupied',
+      'member_added a',
+      'member_added b',
+      'member_removed a',
+      'member_removed b',
+      'channel_vacated',
+    ]);
+  });
+
+  it('no flap through a reconnect to another node', async () => {
+    const before = await member(nodes[0]!.url, 'c', 'wh:move');
+    await expectEvents(receiver, 'wh:move', ['channel_occupied', 'member_added c']);
+    before.close();
+    const after = await member(nodes[1]!.url, 'c', 'wh:move');
+    await expectEvents(receiver, 'wh:move', ['channel_occupied', 'member_added c']);
+    after.close();
+  });
+
+  it('no flap through a rolling deploy: a node drains, its clients come back on the other', async () => {
+    const leaving = await startNode({
+      redisUrl: redis.url,
+      webhooks: webhookSettings(receiver.url),
+    });
+    const socket = await member(leaving.url, 'd', 'wh:deploy');
+    await expectEvents(receiver, 'wh:deploy', ['channel_occupied', 'member_added d']);
+    const closed = new Promise((r) => socket.once('disconnect', r));
+    await leaving.stop();
+    await closed;
+    const back = await member(nodes[0]!.url, 'd', 'wh:deploy');
+    await expectEvents(receiver, 'wh:deploy', ['channel_occupied', 'member_added d']);
+    back.close();
+  });
+
+  it('a node SIGKILLed with members: their member_removed and channel_vacated still fire', async () => {
+    const port = await freePort();
+    await using killed = spawnNode({
+      script: 'src/main.ts',
+      env: {
+        PORT: String(port),
+        HOST: '127.0.0.1',
+        REDIS_URL: redis.url,
+        NODE_ENV: 'test',
+        LOG_LEVEL: 'warn',
+        PUSHCAST_API_KEYS: API_KEY,
+        PUSHCAST_JWT_SECRET: JWT_SECRET,
+        PUSHCAST_WEBHOOK_URL: receiver.url,
+        PUSHCAST_WEBHOOK_SECRET: SECRET,
+        PUSHCAST_WEBHOOK_VACATE_DELAY_MS: String(DELAY_MS),
+        PUSHCAST_WEBHOOK_NODE_TIMEOUT_MS: String(NODE_TIMEOUT_MS),
+      },
+    });
+    await until(
+      () =>
+        fetch(`http://127.0.0.1:${port}/readyz`).then(
+          (r) => r.ok,
+          () => false,
+        ),
+      15_000,
+      'the spawned node ready',
+    );
+    const e = await member(`http://127.0.0.1:${port}`, 'e', 'wh:killed');
+    const f = await member(`http://127.0.0.1:${port}`, 'f', 'wh:killed');
+    await expectEvents(receiver, 'wh:killed', [
+      'channel_occupied',
+      'member_added e',
+      'member_added f',
+    ]);
+    const killedAt = Date.now();
+    killed.kill('SIGKILL');
+    await killed.exited;
+    await until(
+      () => seen(receiver, 'wh:killed').length === 6,
+      NODE_TIMEOUT_MS + DELAY_MS + 5000,
+      'the killed node members removed and the channel vacated',
+    );
+    const late = seen(receiver, 'wh:killed').slice(3);
+    expect(late.slice(0, 2).sort()).toEqual(['member_removed e', 'member_removed f']);
+    expect(late[2]).toBe('channel_vacated');
+    // The bound the README states: node timeout + vacate delay + a few ticks.
+    expect(Date.now() - killedAt).toBeLessThan(NODE_TIMEOUT_MS * 2 + DELAY_MS + 3000);
+    e.close();
+    f.close();
+  });
+
+  it('receiver down, then up: everything arrives, in order, signed, with the ids it had', async () => {
+    receiver.answer(503);
+    const g = await member(nodes[0]!.url, 'g', 'wh:down');
+    const h = await member(nodes[1]!.url, 'h', 'wh:down');
+    g.close();
+    h.close();
+    // Failed attempts happen (and are retried) while it is down.
+    await until(
+      () =>
+        receiver.requests.filter((r) => r.events.some((e) => e.channel === 'wh:down')).length >= 2,
+      10_000,
+      'retried requests while the receiver is down',
+    );
+    const triedIds = new Set(
+      receiver.requests
+        .flatMap((r) => r.events)
+        .filter((e) => e.channel === 'wh:down')
+        .map((e) => e.id),
+    );
+    receiver.answer(200);
+    await until(
+      () => seen(receiver, 'wh:down').length === 6,
+      40_000,
+      'all events after the receiver came back',
+    );
+    // g and h left at the same moment on two nodes: either removal may come first.
+    const got = seen(receiver, 'wh:down');
+    expect(got.slice(0, 3)).toEqual(['channel_occupied', 'member_added g', 'member_added h']);
+    expect(got.slice(3, 5).sort()).toEqual(['member_removed g', 'member_removed h']);
+    expect(got[5]).toBe('channel_vacated');
+    // Every event tried while the receiver was down arrived later under the same id.
+    const delivered: WebhookEvent[] = receiver.accepted().filter((e) => e.channel === 'wh:down');
+    const deliveredIds = new Set(delivered.map((e) => e.id));
+    expect(deliveredIds.size).toBe(6);
+    for (const id of triedIds) expect(deliveredIds.has(id)).toBe(true);
+    expect(receiver.requests.every((r) => r.signed)).toBe(true);
+    const metrics = await (await fetch(`${nodes[0]!.url}/metrics`)).text();
+    const metrics1 = await (await fetch(`${nodes[1]!.url}/metrics`)).text();
+    const sum = (name: string) =>
+      [metrics, metrics1]
+        .map((m) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(m)?.[1] ?? 0))
+        .reduce((x, y) => x + y, 0);
+    expect(sum('pushcast_webhook_requests_failed_total')).toBeGreaterThanOrEqual(2);
+    expect(sum('pushcast_webhook_requests_retried_total')).toBeGreaterThanOrEqual(2);
+    expect(sum('pushcast_webhook_events_sent_total')).toBeGreaterThanOrEqual(6);
+  });
+});
+
+describe('webhooks: bounded while the receiver is down', () => {
+  it('keeps the newest maxPending events, counts and logs the dropped ones', async () => {
+    await using receiver = await startWebhookReceiver(SECRET);
+    receiver.answer(503);
+    const node = await startNode({
+      webhooks: { ...webhookSettings(receiver.url), maxPending: 3, events: ['channel_occupied'] },
+    });
+    try {
+      const sockets: Socket[] = [];
+      for (let i = 0; i < 6; i++) sockets.push(await member(node.url, 'x', `wh:bound${i}`));
+      await until(
+        async () =>
+          /^pushcast_webhook_events_dropped_total 3$/m.test(
+            await (await fetch(`${node.url}/metrics`)).text(),
+          ),
+        5000,
+        'three events dropped',
+      );
+      receiver.answer(200);
+      await until(() => receiver.accepted().length === 3, 40_000, 'the three kept events');
+      expect(receiver.accepted().map((e) => e.channel)).toEqual([
+        'wh:bound3',
+        'wh:bound4',
+        'wh:bound5',
+      ]);
+      for (const s of sockets) s.close();
+    } finally {
+      await node.stop();
+    }
+  });
+});

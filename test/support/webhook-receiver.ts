@@ -1,0 +1,55 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { WebhookEvent } from '../../src/webhooks/events.js';
+import { verifyWebhook } from '../../src/webhooks/signature.js';
+
+/** One request the receiver got. */
+export interface ReceivedRequest {
+  events: WebhookEvent[];
+  signed: boolean;
+  timestamp: string | undefined;
+  signature: string | undefined;
+}
+
+/** A real HTTP webhook receiver on loopback that records every request and checks its signature. */
+export interface WebhookReceiver {
+  url: string;
+  requests: ReceivedRequest[];
+  /** Events of the requests it answered 2xx, in the order received. */
+  accepted(): WebhookEvent[];
+  /** From now on answer this status (503: "down"). */
+  answer(status: number): void;
+  stop(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+export async function startWebhookReceiver(secret: string): Promise<WebhookReceiver> {
+  let status = 200;
+  const requests: ReceivedRequest[] = [];
+  const acceptedEvents: WebhookEvent[] = [];
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks).toString('utf8');
+      const timestamp = req.headers['x-pushcast-timestamp'] as string | undefined;
+      const signature = req.headers['x-pushcast-signature'] as string | undefined;
+      const { events } = JSON.parse(body) as { events: WebhookEvent[] };
+      const signed = verifyWebhook(secret, { timestamp, signature }, body);
+      requests.push({ events, signed, timestamp, signature });
+      if (status < 300) acceptedEvents.push(...events);
+      res.writeHead(status).end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  const stop = () => new Promise<void>((resolve) => server.close(() => resolve()));
+  return {
+    url: `http://127.0.0.1:${port}/hooks`,
+    requests,
+    accepted: () => acceptedEvents,
+    answer: (s) => void (status = s),
+    stop,
+    [Symbol.asyncDispose]: stop,
+  };
+}
