@@ -1,9 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { io, type Socket } from 'socket.io-client';
 import { until } from '../support/assertions.js';
 import { useNodesOnRedisCluster } from '../support/cluster.js';
-import { token } from '../support/nodes.js';
-import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.js';
+import type { TestClient } from '../support/nodes.js';
+import {
+  memberOf,
+  startWebhookReceiver,
+  type WebhookReceiver,
+} from '../support/webhook-receiver.js';
 
 const SECRET = 'webhook-test-secret-0123456789';
 
@@ -24,27 +27,12 @@ describe('webhooks on a Redis Cluster', () => {
     await receiver?.stop();
   });
 
-  const member = async (url: string, user: string, channel: string): Promise<Socket> => {
-    const socket = io(url, {
-      auth: { token: await token({ sub: user, channels: ['whc:*'] }) },
-      transports: ['websocket'],
-      reconnection: false,
-      forceNew: true,
-    });
-    await new Promise<void>((resolve, reject) => {
-      socket.once('connect', resolve);
-      socket.once('connect_error', reject);
-    });
-    expect(await socket.timeout(5000).emitWithAck('join', { channel })).toMatchObject({ ok: true });
-    return socket;
-  };
-
   it('occupied, added, removed and vacated once each, for channels on every shard', async () => {
     const channels = ['whc:a', 'whc:b', 'whc:c', 'whc:d', 'whc:e', 'whc:f'];
-    const sockets: Socket[] = [];
+    const sockets: TestClient[] = [];
     for (const [i, channel] of channels.entries()) {
-      sockets.push(await member(cluster.nodes[0]!.url, 'u', channel));
-      sockets.push(await member(cluster.nodes[1]!.url, i % 2 ? 'u' : 'v', channel));
+      sockets.push(await memberOf(cluster.nodes[0]!.url, 'u', channel));
+      sockets.push(await memberOf(cluster.nodes[1]!.url, i % 2 ? 'u' : 'v', channel));
     }
     for (const s of sockets) s.close();
     const expected = (i: number) =>

@@ -1,12 +1,21 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { io, type Socket } from 'socket.io-client';
 import type { WebhookEvent } from '../../src/webhooks/events.js';
 import { until } from '../support/assertions.js';
-import { API_KEY, JWT_SECRET, startNode, token, type TestNode } from '../support/nodes.js';
+import {
+  API_KEY,
+  JWT_SECRET,
+  startNode,
+  type TestClient,
+  type TestNode,
+} from '../support/nodes.js';
 import { freePort } from '../support/ports.js';
 import { spawnNode } from '../support/process.js';
 import { startRedis, type RedisFixture } from '../support/redis.js';
-import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.js';
+import {
+  memberOf,
+  startWebhookReceiver,
+  type WebhookReceiver,
+} from '../support/webhook-receiver.js';
 
 const SECRET = 'webhook-test-secret-0123456789';
 const DELAY_MS = 400;
@@ -18,23 +27,6 @@ const webhookSettings = (url: string) => ({
   vacateDelayMs: DELAY_MS,
   nodeTimeoutMs: NODE_TIMEOUT_MS,
 });
-
-/** A socket of `user` on `node`, joined to `channel`. */
-async function member(url: string, user: string, channel: string): Promise<Socket> {
-  const socket = io(url, {
-    auth: { token: await token({ sub: user, channels: ['wh:*'] }) },
-    transports: ['websocket'],
-    reconnection: false,
-    forceNew: true,
-  });
-  await new Promise<void>((resolve, reject) => {
-    socket.once('connect', resolve);
-    socket.once('connect_error', reject);
-  });
-  const answer = (await socket.timeout(5000).emitWithAck('join', { channel })) as { ok: boolean };
-  expect(answer.ok).toBe(true);
-  return socket;
-}
 
 /** The receiver's accepted events of `channel`, as `name user` lines. */
 const seen = (receiver: WebhookReceiver, channel: string): string[] =>
@@ -67,8 +59,8 @@ describe('webhooks on one node (memory)', () => {
   });
 
   it('occupied and added once, removed and vacated after the delay; signed, batched, stable ids', async () => {
-    const a = await member(node.url, 'ann', 'wh:one');
-    const again = await member(node.url, 'ann', 'wh:one');
+    const a = await memberOf(node.url, 'ann', 'wh:one');
+    const again = await memberOf(node.url, 'ann', 'wh:one');
     await expectEvents(receiver, 'wh:one', ['channel_occupied', 'member_added ann']);
     a.close();
     await new Promise((r) => setTimeout(r, DELAY_MS + 300));
@@ -99,10 +91,10 @@ describe('webhooks on one node (memory)', () => {
   });
 
   it('a member back within the delay is neither removed nor added again', async () => {
-    const first = await member(node.url, 'bob', 'wh:flap');
+    const first = await memberOf(node.url, 'bob', 'wh:flap');
     await expectEvents(receiver, 'wh:flap', ['channel_occupied', 'member_added bob']);
     first.close();
-    const second = await member(node.url, 'bob', 'wh:flap');
+    const second = await memberOf(node.url, 'bob', 'wh:flap');
     await expectEvents(receiver, 'wh:flap', ['channel_occupied', 'member_added bob']);
     second.close();
   });
@@ -125,9 +117,9 @@ describe('webhooks across nodes (Redis)', () => {
   });
 
   it('each transition once per cluster, whichever node its sockets are on', async () => {
-    const a = await member(nodes[0]!.url, 'a', 'wh:two');
-    const b = await member(nodes[1]!.url, 'b', 'wh:two');
-    const a2 = await member(nodes[1]!.url, 'a', 'wh:two');
+    const a = await memberOf(nodes[0]!.url, 'a', 'wh:two');
+    const b = await memberOf(nodes[1]!.url, 'b', 'wh:two');
+    const a2 = await memberOf(nodes[1]!.url, 'a', 'wh:two');
     await expectEvents(receiver, 'wh:two', [
       'channel_occupied',
       'member_added a',
@@ -153,10 +145,10 @@ describe('webhooks across nodes (Redis)', () => {
   });
 
   it('no flap through a reconnect to another node', async () => {
-    const before = await member(nodes[0]!.url, 'c', 'wh:move');
+    const before = await memberOf(nodes[0]!.url, 'c', 'wh:move');
     await expectEvents(receiver, 'wh:move', ['channel_occupied', 'member_added c']);
     before.close();
-    const after = await member(nodes[1]!.url, 'c', 'wh:move');
+    const after = await memberOf(nodes[1]!.url, 'c', 'wh:move');
     await expectEvents(receiver, 'wh:move', ['channel_occupied', 'member_added c']);
     after.close();
   });
@@ -166,12 +158,12 @@ describe('webhooks across nodes (Redis)', () => {
       redisUrl: redis.url,
       webhooks: webhookSettings(receiver.url),
     });
-    const socket = await member(leaving.url, 'd', 'wh:deploy');
+    const socket = await memberOf(leaving.url, 'd', 'wh:deploy');
     await expectEvents(receiver, 'wh:deploy', ['channel_occupied', 'member_added d']);
-    const closed = new Promise((r) => socket.once('disconnect', r));
+    const closed = new Promise((r) => socket.socket.once('disconnect', r));
     await leaving.stop();
     await closed;
-    const back = await member(nodes[0]!.url, 'd', 'wh:deploy');
+    const back = await memberOf(nodes[0]!.url, 'd', 'wh:deploy');
     await expectEvents(receiver, 'wh:deploy', ['channel_occupied', 'member_added d']);
     back.close();
   });
@@ -203,8 +195,8 @@ describe('webhooks across nodes (Redis)', () => {
       15_000,
       'the spawned node ready',
     );
-    const e = await member(`http://127.0.0.1:${port}`, 'e', 'wh:killed');
-    const f = await member(`http://127.0.0.1:${port}`, 'f', 'wh:killed');
+    const e = await memberOf(`http://127.0.0.1:${port}`, 'e', 'wh:killed');
+    const f = await memberOf(`http://127.0.0.1:${port}`, 'f', 'wh:killed');
     await expectEvents(receiver, 'wh:killed', [
       'channel_occupied',
       'member_added e',
@@ -229,8 +221,8 @@ describe('webhooks across nodes (Redis)', () => {
 
   it('receiver down, then up: everything arrives, in order, signed, with the ids it had', async () => {
     receiver.answer(503);
-    const g = await member(nodes[0]!.url, 'g', 'wh:down');
-    const h = await member(nodes[1]!.url, 'h', 'wh:down');
+    const g = await memberOf(nodes[0]!.url, 'g', 'wh:down');
+    const h = await memberOf(nodes[1]!.url, 'h', 'wh:down');
     g.close();
     h.close();
     // Failed attempts happen (and are retried) while it is down.
@@ -283,8 +275,8 @@ describe('webhooks: bounded while the receiver is down', () => {
       webhooks: { ...webhookSettings(receiver.url), maxPending: 3, events: ['channel_occupied'] },
     });
     try {
-      const sockets: Socket[] = [];
-      for (let i = 0; i < 6; i++) sockets.push(await member(node.url, 'x', `wh:bound${i}`));
+      const sockets: TestClient[] = [];
+      for (let i = 0; i < 6; i++) sockets.push(await memberOf(node.url, 'x', `wh:bound${i}`));
       await until(
         async () =>
           /^pushcast_webhook_events_dropped_total 3$/m.test(

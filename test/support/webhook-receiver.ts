@@ -1,7 +1,9 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { expect } from 'vitest';
 import type { WebhookEvent } from '../../src/webhooks/events.js';
 import { verifyWebhook } from '../../src/webhooks/signature.js';
+import { connectClient, token, type TestClient } from './nodes.js';
 
 /** One request the receiver got. */
 export interface ReceivedRequest {
@@ -52,4 +54,14 @@ export async function startWebhookReceiver(secret: string): Promise<WebhookRecei
     stop,
     [Symbol.asyncDispose]: stop,
   };
+}
+
+/** A socket of `user` on the node at `url`, joined to `channel` (its token allows `<prefix>:*`). */
+export async function memberOf(url: string, user: string, channel: string): Promise<TestClient> {
+  const prefix = channel.slice(0, channel.indexOf(':') + 1);
+  const client = await connectClient(url, {
+    token: await token({ sub: user, channels: [`${prefix}*`] }),
+  });
+  expect(await client.join(channel)).toMatchObject({ ok: true });
+  return client;
 }
