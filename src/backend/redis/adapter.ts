@@ -207,8 +207,13 @@ function standaloneSubscriptions(
   // down is not in ioredis' resubscribe set, so subscribe every local room again. Idempotent.
   // Registered after the first `ready` (connectRedis waits for it): every `ready` here is a reconnect.
   let live = true;
+  // Rooms whose subscription Redis confirmed on the connection that is up now: a join to one of
+  // them needs no round trip (a join storm on a few busy channels sent one SSUBSCRIBE per join).
+  // Forgotten when the connection closes and when the room empties (the adapter unsubscribes it).
+  const confirmed = new Set<string>();
   const onClose = (): void => {
     live = false;
+    confirmed.clear();
     streams.interrupted();
   };
   const onReady = (): void => {
@@ -239,10 +244,13 @@ function standaloneSubscriptions(
       // Not connected: an SSUBSCRIBE would wait in the offline queue for the whole outage, and
       // proves nothing the reconnect above does not redo.
       if (sub.status !== 'ready') throw new Error('redis subscriber not connected');
+      if (confirmed.has(room)) return;
       if (mode === 'sharded') await sub.ssubscribe(adapterChannelFor(room));
       else await sub.ping();
+      // Still on the same connection (a close in between cleared the set and must win).
+      if (sub.status === 'ready' && live) confirmed.add(room);
     },
-    forget: () => undefined,
+    forget: (room) => void confirmed.delete(room),
     close() {
       sub.off('close', onClose);
       sub.off('ready', onReady);
