@@ -41,4 +41,9 @@ export interface LocalEdge {
 export interface StoreOutcome {
   /** Undelivered events dropped to keep the queue within its bound. */
   dropped: number;
+  /**
+   * The heartbeat found this node no longer counted alive (it stalled past the node timeout and
+   * another node took its members down): it must state its occupancy again.
+   */
+  restated?: boolean;
 }

@@ -27,6 +27,21 @@ export class Occupancy {
     this.step({ kind: 'channel', channel }, -1);
   }
 
+  /** Every channel and member this node holds now, as `up` edges (channels first). */
+  current(at: number): LocalEdge[] {
+    const edges: LocalEdge[] = [];
+    for (const key of this.counts.keys()) {
+      const [kind, channel] = key.split('\0') as [string, string];
+      if (kind === 'c') edges.push({ kind: 'channel', edge: 'up', channel, at });
+    }
+    for (const key of this.counts.keys()) {
+      const [kind, channel, userId] = key.split('\0') as [string, string, string?];
+      if (kind === 'm')
+        edges.push({ kind: 'member', edge: 'up', channel, userId: userId ?? '', at });
+    }
+    return edges;
+  }
+
   private step(
     what:
       { kind: 'channel'; channel: string } | { kind: 'member'; channel: string; userId: string },

@@ -91,7 +91,11 @@ export class Webhooks {
       await this.flush();
       this.report(await this.store.fireDue(now));
       if (now >= this.nextBeat) {
-        this.report(await this.store.heartbeat(now));
+        const beat = await this.store.heartbeat(now);
+        this.report(beat);
+        // Taken for dead (stalled past the node timeout): what it holds is stated again; within
+        // the vacate delay that cancels the vacates the others scheduled for it.
+        if (beat.restated) for (const edge of this.occupancy.current(now)) this.queue(edge);
         this.nextBeat = now + this.settings.nodeTimeoutMs / 4;
       }
       if (now >= this.retryAt && (await this.store.lead(now))) await this.deliver();

@@ -1,3 +1,4 @@
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WebhookEvent } from '../../src/webhooks/events.js';
 import { until } from '../support/assertions.js';
@@ -217,6 +218,47 @@ describe('webhooks across nodes (Redis)', () => {
     expect(Date.now() - killedAt).toBeLessThan(NODE_TIMEOUT_MS * 2 + DELAY_MS + 3000);
     e.close();
     f.close();
+  });
+
+  it('a node taken for dead while alive (stalled) states its members again: no flap, and its leaves still count', async () => {
+    const socket = await memberOf(nodes[0]!.url, 's', 'wh:stall');
+    await expectEvents(receiver, 'wh:stall', ['channel_occupied', 'member_added s']);
+    // As if node 0 had stalled past the node timeout and node 1 had taken its members down (what
+    // the heartbeat script does to a silent node), the vacates due a little later than the
+    // test's short delay so that the comeback surely falls within it.
+    const admin = new Redis(redis.url);
+    const channelSet = 'pc:{wh}:c\0wh:stall';
+    try {
+      const alive = await admin.zrange('pc:{wh}:alive', '0', '-1');
+      const holds = await Promise.all(alive.map((id) => admin.sismember(channelSet, id)));
+      const stalled = alive[holds.indexOf(1)]!;
+      await admin
+        .multi()
+        .zrem('pc:{wh}:alive', stalled)
+        .del(`pc:{wh}:held\0${stalled}`)
+        .srem(channelSet, stalled)
+        .srem('pc:{wh}:m\0wh:stall\0s', stalled)
+        .zadd('pc:{wh}:due', String(Date.now() + 3000), 'm\0wh:stall\0s')
+        .zadd('pc:{wh}:due', String(Date.now() + 3000.5), 'c\0wh:stall')
+        .exec();
+      // Its next heartbeat finds it gone and it states what it holds again.
+      await until(
+        async () => (await admin.sismember(channelSet, stalled)) === 1,
+        NODE_TIMEOUT_MS + 2000,
+        'the node stating its members again',
+      );
+    } finally {
+      admin.disconnect();
+    }
+    await new Promise((r) => setTimeout(r, 3000));
+    await expectEvents(receiver, 'wh:stall', ['channel_occupied', 'member_added s']);
+    socket.close();
+    await expectEvents(receiver, 'wh:stall', [
+      'channel_occupied',
+      'member_added s',
+      'member_removed s',
+      'channel_vacated',
+    ]);
   });
 
   it('receiver down, then up: everything arrives, in order, signed, with the ids it had', async () => {

@@ -13,13 +13,14 @@ import type { WebhookStore, WebhookStoreSettings } from '../../webhooks/store.js
  * slot; the per-channel and per-member sets are named inside the scripts from the prefix handed
  * in (they share the tag, hence the slot). Occupancy transitions are far rarer than pushes, so
  * one slot is enough.
- *   <p>{wh}:c\0<channel>            set of node ids with sockets on the channel
- *   <p>{wh}:m\0<channel>\0<user>     set of node ids with sockets of the user on the channel
- *   <p>{wh}:held\0<node>             what a node holds (to take it down when the node is gone)
- *   <p>{wh}:alive                    zset node id -> last heartbeat (ms)
- *   <p>{wh}:due                      zset entry -> when its vacate / removed event is due (ms)
- *   <p>{wh}:events                   the stream of undelivered events (consumer group `deliver`)
- *   <p>{wh}:lease                    which node delivers (one at a time: order per channel)
+ *   <p>:{wh}:c\0<channel>            set of node ids with sockets on the channel
+ *   <p>:{wh}:m\0<channel>\0<user>     set of node ids with sockets of the user on the channel
+ *   <p>:{wh}:held\0<node>             what a node holds (to take it down when the node is gone)
+ *   <p>:{wh}:alive                    zset node id -> last heartbeat (ms)
+ *   <p>:{wh}:due                      zset entry -> when its vacate / removed event is due (ms)
+ *   <p>:{wh}:events                   the stream of undelivered events (consumer group `deliver`)
+ *   <p>:{wh}:lease                    which node delivers (one at a time: order per channel)
+ *   <p>:{wh}:last\0<channel>        when the channel's last member event is due (vacate after it)
  * Entries are `c\0<channel>` and `m\0<channel>\0<user>` (channel names hold no NUL).
  */
 
@@ -48,12 +49,22 @@ local function parse(entry)
   return 'm', string.sub(entry, 3, sep - 1), string.sub(entry, sep + 1)
 end
 -- A set lost its last node: the vacate / removed event waits in 'due' (a comeback cancels it).
--- A channel's entry is due half a millisecond after its members': member_removed goes first.
+-- A channel's entry is due after every member entry of the channel, also ones another node
+-- scheduled with a later clock (kept in 'last'): member_removed always comes before its vacate.
 local function down(prefix, due, node, entry, at, delay)
   local set = prefix .. entry
   if redis.call('SREM', set, node) == 1 and redis.call('SCARD', set) == 0 then
-    local after = string.sub(entry, 1, 1) == 'c' and 0.5 or 0
-    redis.call('ZADD', due, at + delay + after, entry)
+    local kind, channel = parse(entry)
+    local last = prefix .. 'last\\0' .. channel
+    local when = at + delay
+    local prev = tonumber(redis.call('GET', last) or '0')
+    if kind == 'm' then
+      if when > prev then redis.call('SET', last, when, 'PX', delay + 60000) end
+    else
+      when = math.max(when, prev) + 0.5
+      redis.call('DEL', last)
+    end
+    redis.call('ZADD', due, when, entry)
   end
 end
 `;
@@ -117,17 +128,19 @@ return dropped
 /**
  * Heartbeat of ARGV node, and takes down every node silent since now - timeout (or, with
  * ARGV leaving = 1, this node itself). KEYS: alive, due. ARGV: prefix, node, now, timeout, delay,
- * leaving.
+ * leaving. Returns 1 when the node was not (or no longer) counted alive: it must say again what
+ * it holds.
  */
 const HEARTBEAT_SCRIPT = `${EMIT}
 local alive, due = KEYS[1], KEYS[2]
 local prefix, node, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local timeout, delay = tonumber(ARGV[4]), tonumber(ARGV[5])
 local gone
+local back = 0
 if ARGV[6] == '1' then
   gone = { node }
 else
-  redis.call('ZADD', alive, now, node)
+  back = redis.call('ZADD', alive, now, node)
   gone = redis.call('ZRANGEBYSCORE', alive, '-inf', now - timeout)
 end
 for _, dead in ipairs(gone) do
@@ -138,7 +151,7 @@ for _, dead in ipairs(gone) do
   redis.call('DEL', held)
   redis.call('ZREM', alive, dead)
 end
-return #gone
+return back
 `;
 
 /** KEYS: lease. ARGV: node, ttl ms. 1 while this node holds (or just took) the lease. */
@@ -180,7 +193,7 @@ export class RedisWebhookStore implements WebhookStore {
     private readonly node: string,
     private readonly settings: WebhookStoreSettings,
   ) {
-    this.prefix = `${keyPrefix}{wh}:`;
+    this.prefix = `${keyPrefix}:{wh}:`;
     this.enabled = WEBHOOK_EVENTS.map((name) => (settings.events.has(name) ? '1' : '0')).join('');
     // Long enough to outlive a slow delivery, short enough that a dead deliverer is replaced soon.
     this.leaseMs = Math.max(3000, Math.min(settings.nodeTimeoutMs, 15_000));
@@ -235,8 +248,7 @@ export class RedisWebhookStore implements WebhookStore {
   }
 
   async heartbeat(now: number): Promise<StoreOutcome> {
-    await this.beat(now, false);
-    return { dropped: 0 };
+    return { dropped: 0, restated: (await this.beat(now, false)) === 1 };
   }
 
   async leave(now: number): Promise<StoreOutcome> {
@@ -252,8 +264,8 @@ export class RedisWebhookStore implements WebhookStore {
     return { dropped: 0 };
   }
 
-  private async beat(now: number, leaving: boolean): Promise<void> {
-    await this.redis.eval(
+  private async beat(now: number, leaving: boolean): Promise<number> {
+    const back = await this.redis.eval(
       HEARTBEAT_SCRIPT,
       2,
       this.key('alive'),
@@ -265,6 +277,7 @@ export class RedisWebhookStore implements WebhookStore {
       this.settings.vacateDelayMs,
       leaving ? '1' : '0',
     );
+    return Number(back);
   }
 
   async lead(): Promise<boolean> {
