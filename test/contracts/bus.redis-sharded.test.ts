@@ -1,18 +1,11 @@
-import { afterAll, beforeAll } from 'vitest';
 import { redisBusHarness } from './redis-bus-harness.js';
-import { startRedis, type RedisFixture } from '../support/redis.js';
+import { useRedis } from '../support/redis.js';
 import { busContract, REDIS_BUS_KNOWN_FAILURES } from './bus.contract.js';
 
-let redis: RedisFixture | undefined;
-beforeAll(async () => {
-  redis = await startRedis();
-});
-afterAll(async () => {
-  await redis?.stop();
-});
+const redis = useRedis();
 
 busContract(
   'redis, sharded pub/sub',
-  (history) => redisBusHarness(redis!.url, 'sharded', history),
+  (history) => redisBusHarness(redis.fixture.url, 'sharded', history),
   REDIS_BUS_KNOWN_FAILURES,
 );

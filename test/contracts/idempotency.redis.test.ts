@@ -1,27 +1,16 @@
-import { pino } from 'pino';
-import { afterAll, beforeAll, describe, it } from 'vitest';
-import { connectRedis, type RedisClients } from '../../src/backend/redis/redis-clients.js';
+import { beforeAll, describe, it } from 'vitest';
 import { RedisIdempotencyStore } from '../../src/backend/redis/redis-idempotency.js';
 import { eventually } from '../support/contracts.js';
-import { startRedis, type RedisFixture } from '../support/redis.js';
+import { useRedis } from '../support/redis.js';
 import { CONTRACT_TTL_S, idempotencyContract, LONG_TTL_S } from './idempotency.contract.js';
 
-let redis: RedisFixture | undefined;
-let clients: RedisClients | undefined;
-beforeAll(async () => {
-  redis = await startRedis();
-  clients = await connectRedis(redis.url, { commandTimeoutMs: 2000 }, pino({ level: 'silent' }));
-});
-afterAll(async () => {
-  await clients?.close();
-  await redis?.stop();
-});
+const redis = useRedis();
 
 const prefix = (): string => `ct${Math.random().toString(36).slice(2, 10)}`;
 
 idempotencyContract('redis', (ttlS) =>
   Promise.resolve({
-    store: new RedisIdempotencyStore(clients!.pub, prefix(), ttlS, 1_000_000),
+    store: new RedisIdempotencyStore(redis.clients.pub, prefix(), ttlS, 1_000_000),
     close: () => Promise.resolve(),
   }),
 );
@@ -31,7 +20,7 @@ describe.concurrent('IdempotencyStore (redis): the per-owner cap', () => {
   const CAP = 2;
   let store: RedisIdempotencyStore;
   beforeAll(() => {
-    store = new RedisIdempotencyStore(clients!.pub, prefix(), LONG_TTL_S, CAP);
+    store = new RedisIdempotencyStore(redis.clients.pub, prefix(), LONG_TTL_S, CAP);
   });
   const k = (owner: string, key: string) => ({ owner, key });
 
@@ -61,7 +50,7 @@ describe.concurrent('IdempotencyStore (redis): the per-owner cap', () => {
   });
 
   it('frees the places once the held keys expire', async ({ expect }) => {
-    const store = new RedisIdempotencyStore(clients!.pub, prefix(), CONTRACT_TTL_S, CAP);
+    const store = new RedisIdempotencyStore(redis.clients.pub, prefix(), CONTRACT_TTL_S, CAP);
     const started = Date.now();
     for (const key of ['a', 'b']) {
       await store.begin(k('o4', key), 'f');

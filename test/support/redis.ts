@@ -4,6 +4,9 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { pino } from 'pino';
+import { afterAll, beforeAll } from 'vitest';
+import { connectRedis, type RedisClients } from '../../src/backend/redis/redis-clients.js';
 
 import { freePort } from './ports.js';
 
@@ -147,6 +150,35 @@ async function startOn(port: number, dir: string, extraArgs: string[] = []): Pro
 async function signalAndWait(running: Running, signal: NodeJS.Signals): Promise<void> {
   if (isRunning(running.child)) running.child.kill(signal);
   await running.exited;
+}
+
+/**
+ * A real redis-server for the enclosing file or describe block, started before its tests and
+ * stopped after; with `clients`, the node's own connections to it too (as a backend opens them).
+ */
+export function useRedis(): { readonly fixture: RedisFixture; readonly clients: RedisClients } {
+  let fixture: RedisFixture | undefined;
+  let clients: RedisClients | undefined;
+  beforeAll(async () => {
+    fixture = await startRedis();
+    clients = await connectRedis(
+      fixture.url,
+      { commandTimeoutMs: 2000 },
+      pino({ level: 'silent' }),
+    );
+  });
+  afterAll(async () => {
+    await clients?.close();
+    await fixture?.stop();
+  });
+  return {
+    get fixture() {
+      return fixture!;
+    },
+    get clients() {
+      return clients!;
+    },
+  };
 }
 
 /** Starts a throwaway redis-server (no persistence) on a free port and waits until it answers. */
