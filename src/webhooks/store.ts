@@ -8,6 +8,8 @@ export interface WebhookStoreSettings {
   maxPending: number;
   /** A node silent this long is gone (its edges are taken down for it). */
   nodeTimeoutMs: number;
+  /** How long one delivery request may take: the delivery lease outlives it. */
+  timeoutMs: number;
 }
 
 /**

@@ -37,6 +37,8 @@ export class Webhooks {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private flushing: Promise<void> | undefined;
+  /** Edges dropped for the bound since the store was last reached. */
+  private edgesDropped = 0;
   private nextBeat = 0;
   private failures = 0;
   private retryAt = 0;
@@ -72,7 +74,9 @@ export class Webhooks {
   private queue(edge: LocalEdge): void {
     if (this.edges.length >= MAX_EDGES) {
       this.edges.shift();
-      this.log.warn('webhooks: occupancy changes dropped (the store has been away for long)');
+      // One warning per outage, not one per join or leave while the store is away.
+      if (this.edgesDropped++ === 0)
+        this.log.warn('webhooks: occupancy changes dropped (the store has been away for long)');
     }
     this.edges.push(edge);
     // Recorded at once, not at the next tick: edges of two nodes reach the store in the order
@@ -98,7 +102,7 @@ export class Webhooks {
         if (beat.restated) for (const edge of this.occupancy.current(now)) this.queue(edge);
         this.nextBeat = now + this.settings.nodeTimeoutMs / 4;
       }
-      if (now >= this.retryAt && (await this.store.lead(now))) await this.deliver();
+      if (now >= this.retryAt) await this.deliver();
     } catch (err) {
       this.log.warn({ err }, 'webhooks: store unavailable, will retry');
     }
@@ -112,15 +116,31 @@ export class Webhooks {
 
   private async flushNow(): Promise<void> {
     while (this.edges.length > 0) {
-      const batch = this.edges.slice(0, EDGES_PER_CALL);
-      this.report(await this.store.apply(batch));
-      this.edges.splice(0, batch.length);
+      // Taken off the queue while in flight, so that the bound (which drops the oldest queued)
+      // never drops one of these instead; put back in front if the store fails.
+      const batch = this.edges.splice(0, EDGES_PER_CALL);
+      try {
+        this.report(await this.store.apply(batch));
+      } catch (err) {
+        this.edges.unshift(...batch);
+        throw err;
+      }
+      if (this.edgesDropped > 0) {
+        this.log.warn(
+          { dropped: this.edgesDropped },
+          'webhooks: store back after dropping changes',
+        );
+        this.edgesDropped = 0;
+      }
     }
   }
 
   /** Sends batches until the queue is empty or a request fails (then it waits, backing off). */
   private async deliver(): Promise<void> {
     for (;;) {
+      // The lease again before each batch (which renews it): a node that lost it while sending a
+      // long backlog stops, so two nodes never send at once.
+      if (!(await this.store.lead(Date.now()))) return;
       const events = await this.store.next(this.settings.batchMax);
       if (events.length === 0) return;
       if (this.failures > 0) this.metrics.retried.inc();
@@ -190,6 +210,7 @@ export function webhooksFor(
     vacateDelayMs,
     maxPending,
     nodeTimeoutMs,
+    timeoutMs: config.webhooks.timeoutMs,
   });
   const metrics = new WebhookMetrics(registry, () => store.pending());
   const { batchMax, timeoutMs } = config.webhooks;

@@ -261,6 +261,79 @@ describe('webhooks across nodes (Redis)', () => {
     ]);
   });
 
+  it('a deliverer killed mid-request leaves its unconfirmed events to another node', async () => {
+    const own = await startWebhookReceiver(SECRET);
+    own.answer(0); // the request hangs: the deliverer dies with it in flight
+    const port = await freePort();
+    const prefix = `handover${Math.random().toString(36).slice(2, 7)}`;
+    const webhookEnv = {
+      PUSHCAST_WEBHOOK_URL: own.url,
+      PUSHCAST_WEBHOOK_SECRET: SECRET,
+      PUSHCAST_WEBHOOK_TIMEOUT_MS: '1000',
+      PUSHCAST_WEBHOOK_NODE_TIMEOUT_MS: String(NODE_TIMEOUT_MS),
+      PUSHCAST_REDIS_KEY_PREFIX: prefix,
+    };
+    let other: TestNode | undefined;
+    try {
+      await using first = spawnNode({
+        script: 'src/main.ts',
+        env: {
+          PORT: String(port),
+          HOST: '127.0.0.1',
+          REDIS_URL: redis.url,
+          NODE_ENV: 'test',
+          LOG_LEVEL: 'warn',
+          PUSHCAST_API_KEYS: API_KEY,
+          PUSHCAST_JWT_SECRET: JWT_SECRET,
+          ...webhookEnv,
+        },
+      });
+      await until(
+        () =>
+          fetch(`http://127.0.0.1:${port}/readyz`).then(
+            (r) => r.ok,
+            () => false,
+          ),
+        15_000,
+        'the spawned node ready',
+      );
+      const m = await memberOf(`http://127.0.0.1:${port}`, 'k', 'wh:handover');
+      await until(() => own.requests.length > 0, 5000, 'the first delivery attempt');
+      const inFlight = own.requests[0]!.events.map((e) => e.id);
+      // The only other node, and the receiver answering again: only it can deliver now.
+      other = await startNode({
+        redisUrl: redis.url,
+        redis: { keyPrefix: prefix },
+        webhooks: {
+          url: own.url,
+          secret: SECRET,
+          timeoutMs: 1000,
+          nodeTimeoutMs: NODE_TIMEOUT_MS,
+          vacateDelayMs: DELAY_MS,
+        },
+      });
+      first.kill('SIGKILL');
+      await first.exited;
+      own.answer(200);
+      await until(
+        () => inFlight.every((id) => own.accepted().some((e) => e.id === id)),
+        15_000,
+        "the killed deliverer's events delivered by the other node",
+      );
+      expect(
+        own
+          .accepted()
+          .filter((e) => e.channel === 'wh:handover')
+          .slice(0, 2)
+          .map((e) => e.name),
+      ).toEqual(['channel_occupied', 'member_added']);
+      m.close();
+    } finally {
+      await other?.stop();
+      await own.stop();
+    }
+  });
+
   it('receiver down, then up: everything arrives, in order, signed, with the ids it had', async () => {
     receiver.answer(503);
     const g = await memberOf(nodes[0]!.url, 'g', 'wh:down');

@@ -19,7 +19,7 @@ export interface WebhookReceiver {
   requests: ReceivedRequest[];
   /** Events of the requests it answered 2xx, in the order received. */
   accepted(): WebhookEvent[];
-  /** From now on answer this status (503: "down"). */
+  /** From now on answer this status (503: "down"; 0: never answer, as a hung receiver). */
   answer(status: number): void;
   stop(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
@@ -39,13 +39,17 @@ export async function startWebhookReceiver(secret: string): Promise<WebhookRecei
       const { events } = JSON.parse(body) as { events: WebhookEvent[] };
       const signed = verifyWebhook(secret, { timestamp, signature }, body);
       requests.push({ events, signed, timestamp, signature });
+      if (status === 0) return;
       if (status < 300) acceptedEvents.push(...events);
       res.writeHead(status).end();
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
-  const stop = () => new Promise<void>((resolve) => server.close(() => resolve()));
+  const stop = () => {
+    server.closeAllConnections();
+    return new Promise<void>((resolve) => server.close(() => resolve()));
+  };
   return {
     url: `http://127.0.0.1:${port}/hooks`,
     requests,

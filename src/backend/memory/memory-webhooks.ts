@@ -48,7 +48,7 @@ export class MemoryWebhookStore implements WebhookStore {
   fireDue(now: number): Promise<StoreOutcome> {
     let dropped = 0;
     for (const [entry, pending] of this.due) {
-      if (pending.due > now) break;
+      if (pending.due > now) continue;
       this.due.delete(entry);
       const [kind, channel, userId] = entry.split('\0') as [string, string, string?];
       const edge = { channel, ...(kind === 'm' ? { userId: userId ?? '' } : {}) };

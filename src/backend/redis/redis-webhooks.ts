@@ -195,8 +195,9 @@ export class RedisWebhookStore implements WebhookStore {
   ) {
     this.prefix = `${keyPrefix}:{wh}:`;
     this.enabled = WEBHOOK_EVENTS.map((name) => (settings.events.has(name) ? '1' : '0')).join('');
-    // Long enough to outlive a slow delivery, short enough that a dead deliverer is replaced soon.
-    this.leaseMs = Math.max(3000, Math.min(settings.nodeTimeoutMs, 15_000));
+    // Long enough to outlive a slow delivery (renewed before each batch), short enough that a
+    // dead deliverer is replaced soon.
+    this.leaseMs = Math.max(2 * settings.timeoutMs, Math.min(settings.nodeTimeoutMs, 15_000));
   }
 
   private key(name: string): string {
