@@ -47,3 +47,22 @@ export interface StoreOutcome {
    */
   restated?: boolean;
 }
+
+/** Which channel, or which member of a channel, an edge is about. */
+export type Occupant = Pick<LocalEdge, 'kind' | 'channel' | 'userId'>;
+
+/**
+ * An occupant as one string key: `c\0<channel>` or `m\0<channel>\0<user>` (channel names hold no
+ * NUL; the user comes last, so it may). The Redis store's scripts read the same format.
+ */
+export function entryOf(o: Occupant): string {
+  return o.kind === 'channel' ? `c\0${o.channel}` : `m\0${o.channel}\0${o.userId ?? ''}`;
+}
+
+/** The occupant an {@link entryOf} key names. */
+export function occupantOf(entry: string): Occupant {
+  const sep = entry.indexOf('\0', 2);
+  return entry[0] === 'c'
+    ? { kind: 'channel', channel: entry.slice(2) }
+    : { kind: 'member', channel: entry.slice(2, sep), userId: entry.slice(sep + 1) };
+}

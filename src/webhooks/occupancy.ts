@@ -1,5 +1,5 @@
 import { channelOfRoom } from '../delivery/names.js';
-import type { LocalEdge } from './events.js';
+import { entryOf, occupantOf, type LocalEdge } from './events.js';
 
 /**
  * This node's sockets per channel and per user on a channel, from room joins and leaves (every
@@ -29,17 +29,12 @@ export class Occupancy {
 
   /** Every channel and member this node holds now, as `up` edges (channels first). */
   current(at: number): LocalEdge[] {
-    const edges: LocalEdge[] = [];
-    for (const key of this.counts.keys()) {
-      const [kind, channel] = key.split('\0') as [string, string];
-      if (kind === 'c') edges.push({ kind: 'channel', edge: 'up', channel, at });
-    }
-    for (const key of this.counts.keys()) {
-      const [kind, channel, userId] = key.split('\0') as [string, string, string?];
-      if (kind === 'm')
-        edges.push({ kind: 'member', edge: 'up', channel, userId: userId ?? '', at });
-    }
-    return edges;
+    const edges: LocalEdge[] = [...this.counts.keys()].map((key) => ({
+      ...occupantOf(key),
+      edge: 'up',
+      at,
+    }));
+    return edges.sort((a, b) => (a.kind === b.kind ? 0 : a.kind === 'channel' ? -1 : 1));
   }
 
   private step(
@@ -47,8 +42,7 @@ export class Occupancy {
       { kind: 'channel'; channel: string } | { kind: 'member'; channel: string; userId: string },
     by: 1 | -1,
   ): void {
-    const key =
-      what.kind === 'channel' ? `c\0${what.channel}` : `m\0${what.channel}\0${what.userId}`;
+    const key = entryOf(what);
     const before = this.counts.get(key) ?? 0;
     const after = Math.max(0, before + by);
     if (after === 0) this.counts.delete(key);

@@ -353,6 +353,17 @@ describe('webhooks across nodes (Redis)', () => {
         .filter((e) => e.channel === 'wh:down')
         .map((e) => e.id),
     );
+    // While it is down the undelivered events are counted as pending (cluster-wide, from Redis).
+    await until(
+      async () =>
+        Number(
+          /^pushcast_webhook_events_pending (\S+)$/m.exec(
+            await (await fetch(`${nodes[0]!.url}/metrics`)).text(),
+          )?.[1] ?? 0,
+        ) > 0,
+      5000,
+      'pending events while the receiver is down',
+    );
     receiver.answer(200);
     await until(
       () => seen(receiver, 'wh:down').length === 6,

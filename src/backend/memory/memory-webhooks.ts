@@ -1,9 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import type {
-  LocalEdge,
-  StoreOutcome,
-  WebhookEvent,
-  WebhookEventName,
+import {
+  entryOf,
+  occupantOf,
+  type LocalEdge,
+  type StoreOutcome,
+  type WebhookEvent,
+  type WebhookEventName,
 } from '../../webhooks/events.js';
 import type { WebhookStore, WebhookStoreSettings } from '../../webhooks/store.js';
 
@@ -31,7 +33,7 @@ export class MemoryWebhookStore implements WebhookStore {
   apply(edges: readonly LocalEdge[]): Promise<StoreOutcome> {
     let dropped = 0;
     for (const e of edges) {
-      const entry = e.kind === 'channel' ? `c\0${e.channel}` : `m\0${e.channel}\0${e.userId ?? ''}`;
+      const entry = entryOf(e);
       if (e.edge === 'up') {
         if (this.up.has(entry)) continue;
         this.up.add(entry);
@@ -50,9 +52,12 @@ export class MemoryWebhookStore implements WebhookStore {
     for (const [entry, pending] of this.due) {
       if (pending.due > now) continue;
       this.due.delete(entry);
-      const [kind, channel, userId] = entry.split('\0') as [string, string, string?];
-      const edge = { channel, ...(kind === 'm' ? { userId: userId ?? '' } : {}) };
-      dropped += this.emit(kind === 'c' ? 'channel_vacated' : 'member_removed', edge, pending.at);
+      const o = occupantOf(entry);
+      dropped += this.emit(
+        o.kind === 'channel' ? 'channel_vacated' : 'member_removed',
+        o,
+        pending.at,
+      );
     }
     return Promise.resolve({ dropped });
   }
@@ -64,12 +69,11 @@ export class MemoryWebhookStore implements WebhookStore {
   leave(now: number): Promise<StoreOutcome> {
     // Members first, then channels: member_removed goes before its channel_vacated.
     const entries = [...this.up].sort((a, b) => (a[0] === b[0] ? 0 : a[0] === 'm' ? -1 : 1));
-    const edges: LocalEdge[] = entries.map((entry) => {
-      const [kind, channel, userId] = entry.split('\0') as [string, string, string?];
-      return kind === 'c'
-        ? { kind: 'channel', edge: 'down', channel, at: now }
-        : { kind: 'member', edge: 'down', channel, userId: userId ?? '', at: now };
-    });
+    const edges: LocalEdge[] = entries.map((entry) => ({
+      ...occupantOf(entry),
+      edge: 'down',
+      at: now,
+    }));
     return this.apply(edges);
   }
 
