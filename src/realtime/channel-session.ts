@@ -16,7 +16,7 @@ import {
   type JoinError,
   type LeftReason,
 } from './schemas.js';
-import { authenticateSocket } from './socket-auth.js';
+import { authenticateSocket, sessionIdentity } from './socket-auth.js';
 import type { SessionTransport } from './session-transport.js';
 import type { ControlledSession, UserSessions } from './user-sessions.js';
 
@@ -209,12 +209,7 @@ export class ChannelSession implements ControlledSession {
       );
       // A fresh token must be for the same user: refresh extends a session, it does not switch it.
       if (identity.userId !== current.userId) return { ok: false, error: 'unauthorized' };
-      transport.identity = {
-        userId: identity.userId,
-        channels: identity.channels ?? [],
-        data: identity.data ?? current.data,
-        exp: identity.exp,
-      };
+      transport.identity = sessionIdentity(identity, current.data);
       this.armExpiry();
     } catch {
       return { ok: false, error: 'unauthorized' };

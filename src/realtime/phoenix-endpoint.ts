@@ -8,7 +8,7 @@ import { ChannelSession, type SessionDeps } from './channel-session.js';
 import { isRefusal, type CapacityRefusal, type PhoenixAdmission } from './phoenix-admission.js';
 import { PhoenixConnection } from './phoenix-connection.js';
 import type { PhoenixHub } from './phoenix-hub.js';
-import { authenticateSocket, refusalCode } from './socket-auth.js';
+import { authenticateSocket, refusalCode, sessionIdentity } from './socket-auth.js';
 
 /**
  * Timings and bounds of the Phoenix endpoint. Not settings: Phoenix's own values, which clients
@@ -190,12 +190,7 @@ export class PhoenixEndpoint {
       const connection = new PhoenixConnection(ws, {
         id,
         handshake,
-        identity: {
-          userId: identity.userId,
-          channels: identity.channels ?? [],
-          data: identity.data ?? {},
-          exp: identity.exp,
-        },
+        identity: sessionIdentity(identity),
         hub: this.options.hub,
         log,
         heartbeatTimeoutMs: this.heartbeatTimeoutMs,

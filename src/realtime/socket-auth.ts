@@ -8,6 +8,7 @@ import type {
 import type { TokenVerifier } from '../auth/jwt.js';
 import { TokenError } from '../auth/jwt.js';
 import { ChannelPatterns } from '../auth/patterns.js';
+import type { SessionIdentity } from './session-transport.js';
 
 /** The built-in socket authentication: a JWT in `auth.token`. */
 export function builtInSocketAuth(verifier: TokenVerifier): DefaultAuth['authenticateSocket'] {
@@ -39,6 +40,22 @@ export async function authenticateSocket(
     ? await hooks.authenticateSocket(handshake, defaults)
     : await defaults.authenticateSocket(handshake);
   return checkedIdentity(identity);
+}
+
+/**
+ * What authentication found, as a session keeps it (plain JSON): no `channels` claim is none, and
+ * no `data` keeps `fallbackData` (a refresh keeps what the connection had).
+ */
+export function sessionIdentity(
+  identity: SocketIdentity,
+  fallbackData: Record<string, unknown> = {},
+): SessionIdentity {
+  return {
+    userId: identity.userId,
+    channels: identity.channels ?? [],
+    data: identity.data ?? fallbackData,
+    exp: identity.exp,
+  };
 }
 
 /**

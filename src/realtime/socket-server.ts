@@ -4,7 +4,7 @@ import type { Config } from '../config/schema.js';
 import { Admission } from './admission.js';
 import { ChannelSession, type SessionDeps } from './channel-session.js';
 import type { SessionIdentity } from './session-transport.js';
-import { authenticateSocket, refusalCode } from './socket-auth.js';
+import { authenticateSocket, refusalCode, sessionIdentity } from './socket-auth.js';
 import { bindSocketEvents, handshakeOf, socketIoTransport } from './socketio-transport.js';
 
 /**
@@ -50,12 +50,7 @@ export function serveSockets(io: Server, deps: SessionDeps): void {
   io.use((socket, next) => {
     authenticateSocket(handshakeOf(socket), deps.hooks, deps.defaults).then(
       (identity) => {
-        socket.data = {
-          userId: identity.userId,
-          channels: identity.channels ?? [],
-          data: identity.data ?? {},
-          exp: identity.exp,
-        } satisfies SessionIdentity;
+        socket.data = sessionIdentity(identity);
         next();
       },
       (err: unknown) => {
