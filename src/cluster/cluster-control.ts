@@ -1,6 +1,6 @@
 import type { Server } from 'socket.io';
 import { unavailable } from '../errors.js';
-import { answerRequests, askOtherNodes, requireClusterBus } from './server-requests.js';
+import { answerRequests, askOtherNodes } from './server-requests.js';
 
 /** What one node does to its own connections when a backend asks (realtime/user-sessions.ts). */
 export interface LocalControl {
@@ -50,11 +50,8 @@ export class ClusterControl {
     args: readonly unknown[],
     here: () => number,
   ): Promise<number> {
-    // Redis away: refused before anything is done anywhere.
-    requireClusterBus(this.clusterReady);
-    const others = this.clusterReady
-      ? askOtherNodes<unknown>(this.io, event, args)
-      : Promise.resolve({ answers: [], complete: true });
+    // Redis away: refused (thrown here) before anything is done anywhere.
+    const others = askOtherNodes<unknown>(this.io, this.clusterReady, event, args);
     const mine = here();
     const { answers, complete } = await others;
     if (!complete) throw unavailable('control');

@@ -1,6 +1,6 @@
 import type { Server } from 'socket.io';
 import { channelOfRoom } from '../delivery/names.js';
-import { answerRequests, askOtherNodes, requireClusterBus } from './server-requests.js';
+import { answerRequests, askOtherNodes } from './server-requests.js';
 
 /** What one node reports about itself. */
 export interface NodeStats {
@@ -91,10 +91,8 @@ export class ClusterView {
 
   /** Asks every other node; a node that does not answer in time is left out, not waited for. */
   private async ask<T>(event: string, ...args: unknown[]): Promise<T[]> {
-    if (!this.clusterReady) return [];
     // Redis away: the other nodes cannot be asked (503), rather than counting this node alone.
-    requireClusterBus(this.clusterReady);
-    return (await askOtherNodes<T>(this.io, event, args)).answers;
+    return (await askOtherNodes<T>(this.io, this.clusterReady, event, args)).answers;
   }
 
   private localCount(room: string): number {

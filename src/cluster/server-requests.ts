@@ -35,12 +35,19 @@ export function answerRequests(
  * Redis adapter carries to every node) and resolves with their answers. Never rejects once sent:
  * a node that does not answer in time leaves `complete` false. Callers decide what that means
  * (a count may leave it out; an action must say it may be partial).
+ *
+ * `ready` is the backend's `clusterReady`: undefined on a single node (nobody to ask: no answers,
+ * complete); false while the cluster bus is away, which throws `503 unavailable` at once, before
+ * the caller does anything.
  */
 export function askOtherNodes<T>(
   io: Server,
+  ready: (() => boolean) | undefined,
   event: string,
   args: readonly unknown[],
 ): Promise<NodeAnswers<T>> {
+  if (!ready) return Promise.resolve({ answers: [], complete: true });
+  if (!ready()) throw unavailable('cluster');
   return new Promise((resolve) => {
     let done = false;
     const finish = (result: NodeAnswers<T>): void => {
@@ -65,12 +72,4 @@ export function askOtherNodes<T>(
       finish({ answers: [], complete: false });
     }
   });
-}
-
-/**
- * Rejects with `503 unavailable` when the cluster bus cannot carry requests now (`ready` false):
- * the other nodes cannot be asked. Undefined `ready`: a single node, nobody to ask.
- */
-export function requireClusterBus(ready: (() => boolean) | undefined): void {
-  if (ready && !ready()) throw unavailable('cluster');
 }
