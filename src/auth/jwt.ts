@@ -1,5 +1,6 @@
-import { createPublicKey, type KeyObject } from 'node:crypto';
+import { createHmac, createPublicKey, timingSafeEqual, type KeyObject } from 'node:crypto';
 import {
+  UnsecuredJWT,
   createLocalJWKSet,
   errors as joseErrors,
   jwtVerify,
@@ -46,7 +47,11 @@ export class TokenVerifier {
   readonly clockToleranceS: number;
   private readonly check: (token: string) => Promise<JWTPayload>;
 
-  constructor(jwt: VerifierSettings) {
+  /**
+   * `direct: false` verifies every HMAC token through jose's WebCrypto path only: the reference
+   * the direct path is compared with in test/unit/jwt-direct.test.ts.
+   */
+  constructor(jwt: VerifierSettings, { direct = true }: { direct?: boolean } = {}) {
     this.clockToleranceS = jwt.clockToleranceS;
     checkJwtKeys(jwt);
     const options: JWTVerifyOptions = {
@@ -63,7 +68,8 @@ export class TokenVerifier {
     }
     if (jwt.secret) {
       const keys = hmacKeys(jwt.secret);
-      this.check = async (token) => (await jwtVerify(token, keys, options)).payload;
+      const fast = direct ? hmacVerifier(jwt.secret, options) : () => undefined;
+      this.check = async (token) => fast(token) ?? (await jwtVerify(token, keys, options)).payload;
     } else if (jwt.publicKey) {
       // jose keeps the CryptoKey it derives from a KeyObject (per algorithm): imported once.
       const key = publicKeyFrom(jwt.publicKey);
@@ -136,6 +142,58 @@ function hmacKeys(
       imported.set(hash, key);
     }
     return key;
+  };
+}
+
+const HMAC_DIGESTS: Record<string, string> = { HS256: 'sha256', HS384: 'sha384', HS512: 'sha512' };
+/** Header fields the direct path knows; a token with any other (`crit`, `b64`, ...) goes to jose. */
+const PLAIN_HEADER = new Set(['alg', 'typ', 'kid']);
+const BASE64URL = /^[A-Za-z0-9_-]+$/;
+/** `{"alg":"none"}`, base64url: the header under which jose checks claims of a verified payload. */
+const CLAIMS_HEADER = Buffer.from('{"alg":"none"}').toString('base64url');
+
+/**
+ * The common HMAC token, verified without WebCrypto: the signature with `node:crypto` (a few
+ * microseconds; `crypto.subtle.verify` costs about 80 on the connect path, BENCHMARKS.md), the
+ * claims by jose itself (`UnsecuredJWT.decode` runs the same claims check as `jwtVerify`, with the
+ * same options and errors). Returns undefined for anything unusual (a header field other than
+ * alg/typ/kid, an algorithm outside the allowlist, a malformed segment): jose's full path then
+ * gives its own verdict, so both paths refuse the same tokens with the same codes
+ * (test/unit/jwt-direct.test.ts compares them). Every token is verified: nothing is cached but
+ * the secret's bytes.
+ */
+function hmacVerifier(
+  secret: string,
+  options: JWTVerifyOptions,
+): (token: string) => JWTPayload | undefined {
+  const key = Buffer.from(secret, 'utf8');
+  const allowed = new Set(options.algorithms);
+  return (token) => {
+    const first = token.indexOf('.');
+    const second = token.indexOf('.', first + 1);
+    if (first <= 0 || second <= first + 1 || token.indexOf('.', second + 1) !== -1)
+      return undefined;
+    const header = token.slice(0, first);
+    const payload = token.slice(first + 1, second);
+    const signature = token.slice(second + 1);
+    if (!BASE64URL.test(header) || !BASE64URL.test(payload) || !BASE64URL.test(signature))
+      return undefined;
+    let alg: unknown;
+    try {
+      const fields = JSON.parse(Buffer.from(header, 'base64url').toString('utf8')) as unknown;
+      if (typeof fields !== 'object' || fields === null || Array.isArray(fields)) return undefined;
+      if (!Object.keys(fields).every((k) => PLAIN_HEADER.has(k))) return undefined;
+      alg = (fields as { alg?: unknown }).alg;
+    } catch {
+      return undefined;
+    }
+    const digest = typeof alg === 'string' && allowed.has(alg) ? HMAC_DIGESTS[alg] : undefined;
+    if (digest === undefined) return undefined;
+    const expected = createHmac(digest, key).update(`${header}.${payload}`).digest();
+    const given = Buffer.from(signature, 'base64url');
+    if (given.length !== expected.length || !timingSafeEqual(given, expected))
+      throw new joseErrors.JWSSignatureVerificationFailed();
+    return UnsecuredJWT.decode(`${CLAIMS_HEADER}.${payload}.`, options).payload;
   };
 }
 
