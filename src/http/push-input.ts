@@ -6,11 +6,16 @@ import type { ApiSchemas } from './schemas.js';
 
 const REQUIRED = ['channel', 'event', 'data'] as const;
 
-/** Turns a request body into a validated push (422/413 as {@link PushcastError}). */
+/**
+ * Turns a request body into a validated push (422/413 as {@link PushcastError}). `parsed`: the
+ * body came from JSON.parse (an HTTP request), so its data is JSON and is not walked again; a value
+ * handed over in code (`PushServer.push`) gets the full check.
+ */
 export function parsePush(
   body: unknown,
   schemas: ApiSchemas,
   limits: Config['limits'],
+  { parsed: fromJson = false }: { parsed?: boolean } = {},
 ): PushRequest {
   if (typeof body !== 'object' || body === null || Array.isArray(body))
     throw new PushcastError(
@@ -34,11 +39,11 @@ export function parsePush(
       `channel: at most ${limits.maxChannelsPerPush} channels per push (got ${list.length})`,
       { details: { field: 'channel', limit: limits.maxChannelsPerPush, size: list.length } },
     );
-  const parsed = schemas.push.safeParse(body);
+  const parsed = (fromJson ? schemas.pushIntake : schemas.push).safeParse(body);
   if (!parsed.success) throw invalid(parsed.error);
   const { channel, event } = parsed.data;
-  // The schema checked that data is JSON; keep the value as sent rather than zod's rebuilt copy,
-  // which drops keys such as "__proto__" (so the push would silently change on the way).
+  // Data is taken as sent, never from a copy (one rebuilt by a schema drops keys such as
+  // "__proto__": the push would change on the way).
   const data = (body as Record<string, unknown>).data;
   // Duplicates removed, first occurrence kept in place.
   const channels = Array.isArray(channel) ? [...new Set(channel)] : [channel];

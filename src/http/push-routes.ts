@@ -47,7 +47,7 @@ export function pushRoutes(deps: PushRouteDeps): express.Router {
     ...intake,
     ...readPushBody('push', config.limits),
     async (req: ApiRequest, res) => {
-      const push = parsePush(req.body, schemas, config.limits);
+      const push = parsePush(req.body, schemas, config.limits, { parsed: true });
       requireChannels(req.caller!, push.channels);
       // Only the id is kept for a replay: the rest of the answer is the request itself, which the
       // fingerprint guarantees is the same. A 503 keeps the push's identity as a partial answer,
@@ -99,7 +99,7 @@ export function pushRoutes(deps: PushRouteDeps): express.Router {
         try {
           const cut = oversize.get(slot);
           if (cut) throw tooLarge(cut, 'batch');
-          const push: PushRequest = parsePush(body, schemas, config.limits);
+          const push: PushRequest = parsePush(body, schemas, config.limits, { parsed: true });
           requireChannels(req.caller!, push.channels);
           const r = await pipeline.push(push, identity);
           return { id: r.id, channel: r.channel, event: r.event };

@@ -388,6 +388,20 @@ describe('instrumentation listeners', () => {
     await rec.until('requested', () => rec.of('requested').length === 1);
     expect(rec.of('requested')[0]![0]).toMatchObject({ id: result.id, channels: ['embedded'] });
   });
+
+  it('refuses an embedded push whose data is not JSON with invalid_push, pushing nothing', async () => {
+    rec.calls.length = 0;
+    for (const data of [undefined, 10n, { at: () => 1 }, [Symbol('s')]]) {
+      const refusal = await node()
+        .server.push({ channel: 'embedded', event: 'e', data })
+        .then(
+          () => undefined,
+          (err: unknown) => err,
+        );
+      expect(refusal).toMatchObject({ code: 'invalid_push' });
+    }
+    expect(rec.of('requested')).toEqual([]);
+  });
 });
 
 /** Three pushes answered 200 and received, in order, by a joined socket. */
