@@ -75,6 +75,8 @@ export class RedisBus implements Bus {
   private readonly settleRoom: ((room: string) => Promise<void>) | undefined;
   private readonly policy: HistoryPolicy;
   private readonly acks = new ReplicaAcks();
+  /** Position reads in flight, by channel (see {@link position}). */
+  private readonly positions = new Map<string, Promise<string | undefined>>();
   /** Redis clock minus this node's clock (ms), for publish deadlines. */
   private clockOffsetMs = 0;
   private clockTimer: NodeJS.Timeout | undefined;
@@ -260,12 +262,32 @@ export class RedisBus implements Bus {
       : { messages: [], top, complete: false };
   }
 
-  async position(channel: string): Promise<string | undefined> {
+  /**
+   * The channel's position (its history started if it had none). Reads of one channel in flight
+   * at once share one script call: a join to a channel new on this node reads it twice at once
+   * (the join's answer, and the gap tracker's baseline), a join storm on one channel many times.
+   * Sharing is sound because every caller reads only once its room's subscription is active
+   * (channel-session.ts, room-streams.ts): a read issued after that moment is as good for each of
+   * them, and one cut short by a subscriber outage is covered by the recheck after it.
+   */
+  position(channel: string): Promise<string | undefined> {
     const history = this.policy.for(channel);
-    if (history.size <= 0) return undefined;
+    if (history.size <= 0) return Promise.resolve(undefined);
+    let read = this.positions.get(channel);
+    if (read === undefined) {
+      const started = this.readPosition(channel, history.ttlS);
+      read = started.finally(() => {
+        if (this.positions.get(channel) === read) this.positions.delete(channel);
+      });
+      this.positions.set(channel, read);
+    }
+    return read;
+  }
+
+  private async readPosition(channel: string, ttlS: number): Promise<string | undefined> {
     try {
       const [epoch, n] = await withTimeout(
-        this.pub.pushcastPosition(this.key(channel, 'm'), newEpoch(), history.ttlS),
+        this.pub.pushcastPosition(this.key(channel, 'm'), newEpoch(), ttlS),
         this.commandTimeoutMs,
       );
       return formatOffset(epoch, n);
