@@ -19,17 +19,21 @@ import type { LifecycleState } from './lifecycle/state.js';
 import { RateLimiter } from './limits/token-bucket.js';
 import { Instrumentation } from './metrics/instrumentation.js';
 import { PushMetrics } from './metrics/metrics.js';
+import { Admission } from './realtime/admission.js';
 import type { SessionDeps } from './realtime/channel-session.js';
 import { writeFramesDirectly } from './realtime/direct-frames.js';
 import { observeBroadcasts } from './realtime/observe.js';
-import { PhoenixAdmission } from './realtime/phoenix-admission.js';
 import type { PhoenixConnection } from './realtime/phoenix-connection.js';
 import { PhoenixEndpoint } from './realtime/phoenix-endpoint.js';
 import { PhoenixHub } from './realtime/phoenix-hub.js';
-import { watchPhoenixSlowConsumers } from './realtime/phoenix-slow-consumers.js';
 import { routeUpgrades } from './realtime/phoenix-upgrades.js';
 import { RoomTaps } from './realtime/room-taps.js';
-import { watchSlowConsumers, type SlowConsumerWatch } from './realtime/slow-consumers.js';
+import {
+  phoenixConsumers,
+  socketIoConsumers,
+  watchSlowConsumers,
+  type SlowConsumerWatch,
+} from './realtime/slow-consumers.js';
 import { builtInJoinAuth, builtInSocketAuth } from './realtime/socket-auth.js';
 import { createSocketIo, serveSockets } from './realtime/socket-server.js';
 import { UserSessions } from './realtime/user-sessions.js';
@@ -156,28 +160,18 @@ export async function assembleNode(context: AssemblyContext): Promise<NodeParts>
     ),
     users,
   };
-  // With the Phoenix endpoint on, the node's connection limits count both transports: Socket.IO
-  // sockets get a check before their admission (node total, shared connect rate) and one after
-  // it (the user's connections).
-  const phoenixAdmission = phoenixOn
-    ? new PhoenixAdmission(
-        config.limits,
-        () => io.of('/').sockets.size,
-        (code, conn) => log.debug({ conn, code }, 'socket refused'),
-      )
-    : undefined;
-  if (phoenixAdmission) io.use(phoenixAdmission.socketIoNode);
-  serveSockets(io, sessions);
-  if (phoenixAdmission) {
-    io.use(phoenixAdmission.socketIoUser);
-    io.on('connection', phoenixAdmission.socketIoConnected);
-  }
-  const phoenix = phoenixAdmission
+  // One admission for the node's connection limits, whichever the transport: one count of
+  // connections and handshakes in progress, one per user, one connect-rate bucket.
+  const admission = new Admission(config.limits, (code, conn) =>
+    log.debug({ conn, code }, 'socket refused'),
+  );
+  serveSockets(io, sessions, admission);
+  const phoenix = phoenixOn
     ? new PhoenixEndpoint({
         path: config.phoenixPath,
         sessions,
         hub: phoenixHub,
-        admission: phoenixAdmission,
+        admission,
         accepting: context.accepting,
       })
     : undefined;
@@ -204,22 +198,15 @@ export async function assembleNode(context: AssemblyContext): Promise<NodeParts>
     });
     webhooks.start();
   }
-  // A socket whose unsent output passes limits.maxSocketBufferKb is closed alone.
-  const slowConsumerOptions = {
-    maxBytes: config.limits.maxSocketBufferKb * 1024,
-    log,
-    onDisconnect: () => metrics.slowConsumerDisconnected(),
-  };
-  const socketIoSlow = watchSlowConsumers(io, slowConsumerOptions);
-  const phoenixSlow = phoenixOn
-    ? watchPhoenixSlowConsumers(phoenixHub, slowConsumerOptions)
-    : undefined;
-  const slowConsumers: SlowConsumerWatch = {
-    stop: () => {
-      socketIoSlow.stop();
-      phoenixSlow?.stop();
+  // A connection whose unsent output passes limits.maxSocketBufferKb is closed alone.
+  const slowConsumers = watchSlowConsumers(
+    [socketIoConsumers(io), ...(phoenixOn ? [phoenixConsumers(phoenixHub)] : [])],
+    {
+      maxBytes: config.limits.maxSocketBufferKb * 1024,
+      log,
+      onDisconnect: () => metrics.slowConsumerDisconnected(),
     },
-  };
+  );
 
   app = createHttpApp({
     config,

@@ -1,21 +1,23 @@
-import type { Socket } from 'socket.io';
-import { RateLimiter } from '../limits/token-bucket.js';
-
 import type { CapacityCode } from '../errors.js';
+import { RateLimiter } from '../limits/token-bucket.js';
 
 export type { CapacityCode };
 
 /** The limits admission enforces (the `limits` settings of the same names). */
 export interface AdmissionLimits {
-  /** Sockets one node holds at most, counting handshakes in progress. */
+  /** Connections one node holds at most, both transports, counting handshakes in progress. */
   maxConnections: number;
-  /** Sockets of one user (`userId`, the token's `sub`) on this node at most. */
+  /** Connections of one user (`userId`, the token's `sub`) on this node at most, both transports. */
   maxConnectionsPerUser: number;
-  /** New connections admitted per second, and as a burst. */
+  /** New connections admitted per second, and as a burst, both transports. */
   connectRatePerSecond: number;
 }
 
-type Next = (err?: Error) => void;
+/** Why a connection was refused, and when to try again if that is known. */
+export interface CapacityRefusal {
+  code: CapacityCode;
+  retryAfterMs?: number;
+}
 
 /**
  * The wait a full node asks for: a slot frees when some client leaves, which nothing predicts, so
@@ -26,124 +28,125 @@ export const NODE_FULL_RETRY_MS = 1000;
 // One bucket for the whole node.
 const RATE_KEY = 'connect';
 
-/** A socket between the node check and its end (refused, gone, or disconnected). */
-interface Ticket {
-  /** In `sockets` from the `connection` event on; before that, counted as a handshake. */
-  connected: boolean;
-  /** The user whose count it holds (set once the per-user check passed). */
-  user: string | undefined;
-  onConnClose: () => void;
+/**
+ * One connection's hold on the node, from its node check (a handshake starts) until it is
+ * released: refused, gone during the handshake, or closed once connected. The transport that took
+ * it releases it on every way out; only the first release counts, so later ones are harmless.
+ */
+export interface AdmissionTicket {
+  /** Whether it was released (its slot and its user's count are given back). */
+  readonly released: boolean;
+  /**
+   * After authentication: the user's connections on this node. A refusal releases the ticket; an
+   * unknown user (no `userId`) is not counted per user. Nothing is done once released.
+   */
+  admitUser(user: string | undefined): CapacityRefusal | undefined;
+  /** Gives the slot, and the user's count, back. Idempotent. */
+  release(): void;
 }
 
 /**
- * Connection admission: how many sockets this node takes, how fast, and how many per user.
+ * Connection admission for every transport: how many connections this node takes, how fast, and
+ * how many per user.
  *
- * Two Socket.IO middlewares around authentication: {@link admitNode} first (node full, admission
- * rate: cheap, before any token is verified), {@link admitUser} last (the user is known only after
- * authentication). A refusal is a `connect_error` with message `"unavailable"` and
- * `data: { code, retryAfterMs? }`.
- *
- * Only admitted sockets are counted, each exactly once: a socket holds a ticket from the node
- * check until it is refused ({@link refused} for a middleware in between), its connection closes
- * during the handshake, or it disconnects. Nothing is kept in `socket.data`.
+ * A transport asks {@link admitNode} when a handshake starts, before any token is verified (cheap:
+ * node full, then the connect rate), and gets a ticket or a refusal. The ticket counts against
+ * the node at once, so handshakes in progress on either transport see each other; after
+ * authentication {@link AdmissionTicket.admitUser} counts it for its user. Socket.IO sockets
+ * (src/realtime/socket-server.ts) and Phoenix connections (src/realtime/phoenix-endpoint.ts) hold
+ * tickets of the same admission: one node count, one per-user count, one connect-rate bucket.
+ * How a refusal reaches the client is the transport's business.
  */
 export class Admission {
-  /** Sockets past the node check that are not yet in the namespace's `sockets`. */
-  private handshakes = 0;
+  /** Tickets not released: connections and handshakes in progress, both transports. */
+  private count = 0;
   private readonly users = new Map<string, number>();
-  private readonly tickets = new WeakMap<Socket, Ticket>();
   private readonly rate: RateLimiter;
 
-  /**
-   * @param connectedSockets sockets connected to the namespace now (`io.of('/').sockets.size`).
-   * @param onRefused told of every capacity refusal (logs, metrics).
-   */
+  /** @param onRefused told of every capacity refusal with the connection's id (logs). */
   constructor(
     private readonly limits: AdmissionLimits,
-    private readonly connectedSockets: () => number,
-    private readonly onRefused: (code: CapacityCode, socket: Socket) => void = () => {},
+    private readonly onRefused: (code: CapacityCode, conn: string) => void = () => {},
     now: () => number = Date.now,
   ) {
     this.rate = new RateLimiter(limits.connectRatePerSecond, limits.connectRatePerSecond, now);
   }
 
-  /** Middleware, before authentication: node full, then the admission rate. */
-  readonly admitNode = (socket: Socket, next: Next): void => {
-    // Gone while Socket.IO set it up: it would be dropped anyway, and its close already fired.
-    if (socket.conn.readyState !== 'open') return next(new Error('closed'));
-    if (this.connectedSockets() + this.handshakes >= this.limits.maxConnections)
-      return this.refuse(socket, next, 'node_full', NODE_FULL_RETRY_MS);
+  /** Connections held, handshakes in progress included. */
+  get held(): number {
+    return this.count;
+  }
+
+  /** A handshake starts: node full, then the connect rate. A refusal takes nothing. */
+  admitNode(conn: string): AdmissionTicket | CapacityRefusal {
+    if (this.count >= this.limits.maxConnections)
+      return this.refuse(conn, { code: 'node_full', retryAfterMs: NODE_FULL_RETRY_MS });
     const waitS = this.rate.take(RATE_KEY);
-    if (waitS > 0) return this.refuse(socket, next, 'connect_rate_limited', waitS * 1000);
-    const ticket: Ticket = {
-      connected: false,
-      user: undefined,
-      onConnClose: () => this.release(socket),
-    };
-    this.handshakes += 1;
-    this.tickets.set(socket, ticket);
-    // A client that goes away mid-handshake gets neither `connection` nor `disconnect`.
-    socket.conn.once('close', ticket.onConnClose);
-    next();
-  };
+    if (waitS > 0)
+      return this.refuse(conn, { code: 'connect_rate_limited', retryAfterMs: waitS * 1000 });
+    this.count += 1;
+    return this.ticket(conn);
+  }
 
-  /** Middleware, after authentication (reads `socket.data.userId`): the per-user limit. */
-  readonly admitUser = (socket: Socket, next: Next): void => {
-    const ticket = this.tickets.get(socket);
-    const user = (socket.data as { userId?: unknown } | undefined)?.userId;
-    // No ticket: released while authenticating (its connection closed); Socket.IO drops it.
-    if (!ticket || typeof user !== 'string') return next();
+  private ticket(conn: string): AdmissionTicket {
+    return new Ticket(this, conn);
+  }
+
+  /** The per-user check of a ticket: counts `user`, or refuses (the caller releases). */
+  countUser(conn: string, user: string): CapacityRefusal | undefined {
     const held = this.users.get(user) ?? 0;
-    if (held >= this.limits.maxConnectionsPerUser) {
-      this.release(socket);
-      return this.refuse(socket, next, 'too_many_user_connections');
-    }
-    // Counted now, not at `connection`: handshakes of one user running side by side see each other.
+    if (held >= this.limits.maxConnectionsPerUser)
+      return this.refuse(conn, { code: 'too_many_user_connections' });
     this.users.set(user, held + 1);
-    ticket.user = user;
-    next();
-  };
-
-  /** A middleware between the two refused the socket (authentication). */
-  refused(socket: Socket): void {
-    this.release(socket);
+    return undefined;
   }
 
-  /** The socket connected (call first thing in `connection`): held until it disconnects. */
-  connected(socket: Socket): void {
-    const ticket = this.tickets.get(socket);
-    if (!ticket) return;
-    ticket.connected = true;
-    this.handshakes -= 1;
-    // From here `disconnect` always comes, also when the connection closes.
-    socket.conn.off('close', ticket.onConnClose);
-    socket.once('disconnect', () => this.release(socket));
+  /** A ticket's release: its slot, and its user's count when it held one. */
+  giveBack(user: string | undefined): void {
+    this.count -= 1;
+    if (user === undefined) return;
+    const left = (this.users.get(user) ?? 1) - 1;
+    if (left > 0) this.users.set(user, left);
+    else this.users.delete(user);
   }
 
-  private refuse(socket: Socket, next: Next, code: CapacityCode, retryAfterMs?: number): void {
-    this.onRefused(code, socket);
-    next(capacityRefusal(code, retryAfterMs));
-  }
-
-  private release(socket: Socket): void {
-    const ticket = this.tickets.get(socket);
-    if (!ticket) return;
-    this.tickets.delete(socket);
-    socket.conn.off('close', ticket.onConnClose);
-    if (!ticket.connected) this.handshakes -= 1;
-    if (ticket.user !== undefined) {
-      const left = (this.users.get(ticket.user) ?? 1) - 1;
-      if (left > 0) this.users.set(ticket.user, left);
-      else this.users.delete(ticket.user);
-    }
+  private refuse(conn: string, refusal: CapacityRefusal): CapacityRefusal {
+    this.onRefused(refusal.code, conn);
+    return refusal;
   }
 }
 
-/** The `connect_error` of a capacity refusal. */
-function capacityRefusal(code: CapacityCode, retryAfterMs?: number): Error {
-  const err = new Error('unavailable') as Error & {
-    data: { code: CapacityCode; retryAfterMs?: number };
-  };
-  err.data = retryAfterMs === undefined ? { code } : { code, retryAfterMs };
-  return err;
+/**
+ * A class, not an object of closures: every connection holds one for its life (idle memory per
+ * connection is a benchmarked figure, BENCHMARKS.md).
+ */
+class Ticket implements AdmissionTicket {
+  released = false;
+  /** The user whose count it holds, once the per-user check passed. */
+  private user: string | undefined;
+
+  constructor(
+    private readonly admission: Admission,
+    private readonly conn: string,
+  ) {}
+
+  admitUser(who: string | undefined): CapacityRefusal | undefined {
+    if (this.released || who === undefined || this.user !== undefined) return undefined;
+    const refusal = this.admission.countUser(this.conn, who);
+    // Counted now, not once connected: handshakes of one user side by side see each other.
+    if (refusal) this.release();
+    else this.user = who;
+    return refusal;
+  }
+
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    this.admission.giveBack(this.user);
+  }
+}
+
+/** Whether an admission answer is a refusal. */
+export function isRefusal(answer: AdmissionTicket | CapacityRefusal): answer is CapacityRefusal {
+  return 'code' in answer;
 }

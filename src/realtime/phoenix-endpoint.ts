@@ -4,8 +4,8 @@ import type { Socket as NetSocket } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { HandshakeInfo } from '../auth/hooks.js';
 import { errorCatalogue, type ErrorCode } from '../errors.js';
+import { isRefusal, type Admission, type CapacityRefusal } from './admission.js';
 import { ChannelSession, type SessionDeps } from './channel-session.js';
-import { isRefusal, type CapacityRefusal, type PhoenixAdmission } from './phoenix-admission.js';
 import { PhoenixConnection } from './phoenix-connection.js';
 import type { PhoenixHub } from './phoenix-hub.js';
 import { authenticateSocket, refusalCode, sessionIdentity } from './socket-auth.js';
@@ -33,7 +33,8 @@ export interface PhoenixEndpointOptions {
   /** The channel sessions' needs: the same as Socket.IO sockets'. */
   sessions: SessionDeps;
   hub: PhoenixHub<PhoenixConnection>;
-  admission: PhoenixAdmission;
+  /** The node's admission, shared with Socket.IO sockets (src/realtime/socket-server.ts). */
+  admission: Admission;
   /** False once a draining node stops taking connections. */
   accepting: () => boolean;
 }
@@ -138,14 +139,13 @@ export class PhoenixEndpoint {
       return refuse(socket, 403, 'forbidden', { message: 'This origin may not connect.' });
 
     const id = `phx-${randomBytes(12).toString('base64url')}`;
-    const admitted = admission.admitNode(id);
-    if (isRefusal(admitted)) return refuseCapacity(socket, admitted);
-    const ticket = admitted;
+    const ticket = admission.admitNode(id);
+    if (isRefusal(ticket)) return refuseCapacity(socket, ticket);
     // From here the ticket holds a slot: every way out gives it back.
     let over = false;
     const giveUp = (): void => {
       over = true;
-      admission.release(ticket);
+      ticket.release();
     };
     socket.once('close', giveUp);
     const timer = setTimeout(() => {
@@ -175,7 +175,7 @@ export class PhoenixEndpoint {
       giveUp();
       return refuse(socket, 503, 'unavailable', draining);
     }
-    const userRefusal = admission.admitUser(ticket, identity.userId, id);
+    const userRefusal = ticket.admitUser(identity.userId);
     if (userRefusal) {
       over = true;
       return refuseCapacity(socket, userRefusal);
@@ -186,7 +186,6 @@ export class PhoenixEndpoint {
       this.handshakes.delete(socket);
       this.sockets.add(ws);
       ws.once('close', () => this.sockets.delete(ws));
-      admission.connected(ticket);
       const connection = new PhoenixConnection(ws, {
         id,
         handshake,
@@ -194,7 +193,7 @@ export class PhoenixEndpoint {
         hub: this.options.hub,
         log,
         heartbeatTimeoutMs: this.heartbeatTimeoutMs,
-        onEnd: () => admission.release(ticket),
+        onEnd: () => ticket.release(),
       });
       log.info({ conn: id, userId: identity.userId, transport: 'phoenix' }, 'socket connected');
       connection.serve(new ChannelSession(connection, sessions));

@@ -1,19 +1,36 @@
 import type { Logger } from 'pino';
 import type { Server, Socket } from 'socket.io';
+import type { PhoenixConnection } from './phoenix-connection.js';
+import type { PhoenixHub } from './phoenix-hub.js';
 
 /** What the watch needs; `maxBytes` is `limits.maxSocketBufferKb` in bytes. */
 export interface SlowConsumerOptions {
   maxBytes: number;
-  /** How often every socket of the node is looked at (default 250 ms). */
+  /** How often every connection of the node is looked at (default 250 ms). */
   intervalMs?: number;
   log: Logger;
-  /** Called once per socket disconnected for being too slow (metrics). */
+  /** Called once per connection disconnected for being too slow (metrics). */
   onDisconnect?(info: { conn: string; bytes: number }): void;
 }
 
 export interface SlowConsumerWatch {
   stop(): void;
 }
+
+/** A connection as the watch sees it, whichever its transport. */
+export interface Consumer {
+  /** The connection id of the log lines. */
+  readonly id: string;
+  /** The transport in the log line: `websocket`, `polling`, `phoenix`. */
+  readonly transport: string;
+  /** Output held in user space, not yet taken by the kernel; may stop counting past `limit`. */
+  unsentBytes(limit?: number): number;
+  /** Closes it at the transport level at once, without waiting for its backlog. */
+  cut(): void;
+}
+
+/** The node's connections of one transport, read on every pass of the watch. */
+export type ConsumerSource = () => Iterable<Consumer>;
 
 /** The parts of engine.io's connection read here (untyped or private in its typings). */
 interface EnginePacket {
@@ -26,53 +43,113 @@ interface EngineConn {
 }
 
 /**
- * Disconnects, alone, every socket whose unsent output passes `maxBytes`, so that a client that
- * stops reading costs the node a bounded amount of memory and never holds up anyone else.
+ * Disconnects, alone, every connection whose unsent output passes `maxBytes`, so that a client
+ * that stops reading costs the node a bounded amount of memory and never holds up anyone else.
  *
- * Nothing is done per message: a timer walks the node's sockets every `intervalMs` and adds up what
- * each one has not sent yet, in user space: the packets queued in engine.io (its `writeBuffer`, the
- * only queue of the polling transport) and, for WebSocket, what the `ws` socket holds
- * (`bufferedAmount`: its frame queue and the net.Socket's `writableLength`). What the kernel has
- * already taken is not counted. String packets count their length in characters (a lower bound of
- * their bytes, without scanning them).
+ * Nothing is done per message: a timer walks the node's connections (every source, so one pass
+ * for both transports) every `intervalMs` and asks each what it has not sent yet, in user space.
+ * What the kernel has already taken is not counted.
  *
- * A slow socket is closed at the transport level, never with a Socket.IO DISCONNECT packet (which
- * would wait behind the backlog, and which clients take as "do not reconnect"): standard clients
- * and the pushcast SDK see a transport close, reconnect by themselves and rejoin with `since`.
+ * A slow connection is closed at the transport level, as if the network dropped: standard
+ * clients, the pushcast SDK and phoenix.js reconnect by themselves (and rejoin with `since`).
  */
-export function watchSlowConsumers(io: Server, options: SlowConsumerOptions): SlowConsumerWatch {
+export function watchSlowConsumers(
+  sources: readonly ConsumerSource[],
+  options: SlowConsumerOptions,
+): SlowConsumerWatch {
   const { maxBytes, log } = options;
   const timer = setInterval(() => {
-    for (const socket of io.of('/').sockets.values()) {
-      const bytes = unsentBytes(socket.conn, maxBytes);
-      if (bytes > maxBytes) disconnect(socket);
-    }
+    for (const source of sources)
+      for (const consumer of source()) if (consumer.unsentBytes(maxBytes) > maxBytes) cut(consumer);
   }, options.intervalMs ?? 250);
   timer.unref();
 
-  function disconnect(socket: Socket): void {
-    const bytes = unsentBytes(socket.conn);
-    const conn = socket.conn as unknown as EngineConn;
-    const transport = conn.transport.name;
-    const ws = transport === 'websocket' ? conn.transport.socket : undefined;
+  function cut(consumer: Consumer): void {
+    const bytes = consumer.unsentBytes();
     log.warn(
-      { conn: socket.id, transport, bytes, limit: maxBytes },
+      { conn: consumer.id, transport: consumer.transport, bytes, limit: maxBytes },
       'slow consumer disconnected: unsent output over the limit',
     );
-    // `close(true)` closes without waiting for the buffer to drain (it would wait for ever on a
-    // client that stopped reading); the socket leaves its rooms at once ("forced close").
-    conn.close(true);
-    // ws would queue its close frame behind the backlog and keep it all for up to 30 s: drop the
-    // TCP connection now. The client reads what the kernel already holds, then sees it closed.
-    ws?.terminate?.();
+    consumer.cut();
     try {
-      options.onDisconnect?.({ conn: socket.id, bytes });
+      options.onDisconnect?.({ conn: consumer.id, bytes });
     } catch (err) {
       log.error({ err }, 'slow consumer listener failed');
     }
   }
 
   return { stop: () => clearInterval(timer) };
+}
+
+/**
+ * Socket.IO sockets as consumers. Unsent output is the packets queued in engine.io (its
+ * `writeBuffer`, the only queue of the polling transport) and, for WebSocket, what the `ws`
+ * socket holds (`bufferedAmount`: its frame queue and the net.Socket's `writableLength`). String
+ * packets count their length in characters (a lower bound of their bytes, without scanning them).
+ */
+export function socketIoConsumers(io: Server): ConsumerSource {
+  return function* () {
+    for (const socket of io.of('/').sockets.values()) yield new SocketIoConsumer(socket);
+  };
+}
+
+class SocketIoConsumer implements Consumer {
+  constructor(private readonly socket: Socket) {}
+
+  get id(): string {
+    return this.socket.id;
+  }
+
+  get transport(): string {
+    return this.socket.conn.transport.name;
+  }
+
+  unsentBytes(limit?: number): number {
+    return unsentBytes(this.socket.conn, limit);
+  }
+
+  /**
+   * Never a Socket.IO DISCONNECT packet, which would wait behind the backlog and which clients
+   * take as "do not reconnect".
+   */
+  cut(): void {
+    const conn = this.socket.conn as unknown as EngineConn;
+    const ws = conn.transport.name === 'websocket' ? conn.transport.socket : undefined;
+    // `close(true)` closes without waiting for the buffer to drain (it would wait for ever on a
+    // client that stopped reading); the socket leaves its rooms at once ("forced close").
+    conn.close(true);
+    // ws would queue its close frame behind the backlog and keep it all for up to 30 s: drop the
+    // TCP connection now. The client reads what the kernel already holds, then sees it closed.
+    ws?.terminate?.();
+  }
+}
+
+/**
+ * Phoenix connections as consumers: unsent output is what the `ws` socket holds (frame queue and
+ * net.Socket buffer); a slow one is terminated (the TCP connection dropped).
+ */
+export function phoenixConsumers(hub: PhoenixHub<PhoenixConnection>): ConsumerSource {
+  return function* () {
+    for (const connection of hub.connections()) yield new PhoenixConsumer(connection);
+  };
+}
+
+class PhoenixConsumer implements Consumer {
+  readonly transport = 'phoenix';
+
+  constructor(private readonly connection: PhoenixConnection) {}
+
+  get id(): string {
+    return this.connection.id;
+  }
+
+  unsentBytes(): number {
+    return this.connection.unsentBytes;
+  }
+
+  cut(): void {
+    this.connection.terminate();
+  }
 }
 
 /** Bytes `conn` holds and has not written to the kernel; stops counting once past `limit`. */

@@ -1,7 +1,12 @@
 import type { Server as HttpServer } from 'node:http';
 import { Server, type Socket } from 'socket.io';
 import type { Config } from '../config/schema.js';
-import { Admission } from './admission.js';
+import {
+  isRefusal,
+  type Admission,
+  type AdmissionTicket,
+  type CapacityRefusal,
+} from './admission.js';
 import { ChannelSession, type SessionDeps } from './channel-session.js';
 import type { SessionIdentity } from './session-transport.js';
 import { authenticateSocket, refusalCode, sessionIdentity } from './socket-auth.js';
@@ -35,18 +40,14 @@ export function createSocketIo(http: HttpServer, config: Config, accepting: () =
 
 /**
  * Serves sockets: admission (node full, connect rate), connect auth, the per-user limit, then a
- * channel session per socket.
+ * channel session per socket. `admission` is the node's, shared with the Phoenix endpoint.
  */
-export function serveSockets(io: Server, deps: SessionDeps): void {
-  const { config, log } = deps;
+export function serveSockets(io: Server, deps: SessionDeps, admission: Admission): void {
+  const { log } = deps;
+  const tickets = new SocketTickets(admission);
   // Capacity first (cheap, before any token is verified): refusals are `connect_error`
   // "unavailable" with a `data.code`, so clients back off instead of hammering the next node.
-  const admission = new Admission(
-    config.limits,
-    () => io.of('/').sockets.size,
-    (code, socket) => log.debug({ conn: socket.id, code }, 'socket refused'),
-  );
-  io.use(admission.admitNode);
+  io.use(tickets.admitNode);
   io.use((socket, next) => {
     authenticateSocket(handshakeOf(socket), deps.hooks, deps.defaults).then(
       (identity) => {
@@ -56,17 +57,17 @@ export function serveSockets(io: Server, deps: SessionDeps): void {
       (err: unknown) => {
         const refusal = new Error('unauthorized') as Error & { data: { code: string } };
         refusal.data = { code: refusalCode(err) };
-        admission.refused(socket);
+        tickets.release(socket);
         log.debug({ conn: socket.id, code: refusal.data.code }, 'socket refused');
         next(refusal);
       },
     );
   });
   // The user is known only once authenticated.
-  io.use(admission.admitUser);
+  io.use(tickets.admitUser);
 
   io.on('connection', (socket: Socket) => {
-    admission.connected(socket);
+    tickets.connected(socket);
     // The socket id is the connection id in every log line about this socket.
     log.info(
       {
@@ -87,4 +88,82 @@ export function serveSockets(io: Server, deps: SessionDeps): void {
     });
     bindSocketEvents(socket, session, log);
   });
+}
+
+type Next = (err?: Error) => void;
+
+/** A socket's admission ticket, and the listener that gives it back if the handshake is cut. */
+interface Held {
+  ticket: AdmissionTicket;
+  onConnClose: () => void;
+}
+
+/**
+ * Socket.IO's side of admission: two middlewares around authentication, {@link admitNode} first
+ * (a ticket, before any token is verified) and {@link admitUser} last (the user is known only
+ * after authentication). A refusal is a `connect_error` with message `"unavailable"` and
+ * `data: { code, retryAfterMs? }`.
+ *
+ * A socket holds its ticket from the node check until it is refused ({@link release} for a
+ * middleware in between), its connection closes during the handshake, or it disconnects. Nothing
+ * is kept in `socket.data`.
+ */
+class SocketTickets {
+  private readonly held = new WeakMap<Socket, Held>();
+
+  constructor(private readonly admission: Admission) {}
+
+  /** Middleware, before authentication: node full, then the connect rate. */
+  readonly admitNode = (socket: Socket, next: Next): void => {
+    // Gone while Socket.IO set it up: it would be dropped anyway, and its close already fired.
+    if (socket.conn.readyState !== 'open') return next(new Error('closed'));
+    const answer = this.admission.admitNode(socket.id);
+    if (isRefusal(answer)) return next(connectError(answer));
+    const held: Held = { ticket: answer, onConnClose: () => this.release(socket) };
+    this.held.set(socket, held);
+    // A client that goes away mid-handshake gets neither `connection` nor `disconnect`.
+    socket.conn.once('close', held.onConnClose);
+    next();
+  };
+
+  /** Middleware, after authentication (reads `socket.data.userId`): the per-user limit. */
+  readonly admitUser = (socket: Socket, next: Next): void => {
+    const held = this.held.get(socket);
+    const user = (socket.data as { userId?: unknown } | undefined)?.userId;
+    // No ticket: released while authenticating (its connection closed); Socket.IO drops it.
+    if (!held || typeof user !== 'string') return next();
+    const refusal = held.ticket.admitUser(user);
+    if (!refusal) return next();
+    this.release(socket);
+    next(connectError(refusal));
+  };
+
+  /** The socket connected (call first thing in `connection`): held until it disconnects. */
+  connected(socket: Socket): void {
+    const held = this.held.get(socket);
+    if (!held) return;
+    this.held.delete(socket);
+    // From here `disconnect` always comes, also when the connection closes.
+    socket.conn.off('close', held.onConnClose);
+    socket.once('disconnect', () => held.ticket.release());
+  }
+
+  /** Refused (by a middleware in between, or for its user) or cut during the handshake. */
+  release(socket: Socket): void {
+    const held = this.held.get(socket);
+    if (!held) return;
+    this.held.delete(socket);
+    socket.conn.off('close', held.onConnClose);
+    held.ticket.release();
+  }
+}
+
+/** The `connect_error` of a capacity refusal. */
+function connectError(refusal: CapacityRefusal): Error {
+  const err = new Error('unavailable') as Error & { data: CapacityRefusal };
+  err.data =
+    refusal.retryAfterMs === undefined
+      ? { code: refusal.code }
+      : { code: refusal.code, retryAfterMs: refusal.retryAfterMs };
+  return err;
 }
