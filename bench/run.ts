@@ -49,7 +49,7 @@
  * (load processes; default: the cores available), `--quick` (smaller sizes, windows of a second or
  * less: a smoke run). Other options: `--duration <s>` (soak; 180 when the soak runs alone), `--subscribers <n>`,
  * `--rate <pushes/s>`, `--abuse-duration <s>`; or BENCH_SOAK_S, BENCH_SOAK_SUBSCRIBERS,
- * BENCH_SOAK_RATE, BENCH_ABUSE_S.
+ * BENCH_SOAK_RATE, BENCH_ABUSE_S. BENCH_RESULTS_DIR: where bench.jsonl goes (default bench/results).
  *
  * Sized for a per-process limit of 20,000 file descriptors: at most 10,000 subscriber sockets are
  * open at once (many-channels), held by one server process (or split over two) and spread over
@@ -57,6 +57,8 @@
  */
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { Redis } from 'ioredis';
 import { startRedis } from '../test/support/redis.js';
@@ -312,10 +314,11 @@ async function main(): Promise<void> {
     ...(Object.keys(details).length > 0 ? { details } : {}),
   });
   console.log(line);
-  // One line per run, so runs can be compared over time.
-  const dir = new URL('./results/', import.meta.url);
+  // One line per run, so runs can be compared over time (BENCH_RESULTS_DIR: elsewhere, as the
+  // smoke test does).
+  const dir = process.env.BENCH_RESULTS_DIR ?? fileURLToPath(new URL('./results/', import.meta.url));
   mkdirSync(dir, { recursive: true });
-  appendFileSync(new URL('bench.jsonl', dir), `${line}\n`);
+  appendFileSync(join(dir, 'bench.jsonl'), `${line}\n`);
 }
 
 await main();

@@ -17,20 +17,23 @@ export interface SlowConsumerWatch {
   stop(): void;
 }
 
-/** A connection as the watch sees it, whichever its transport. */
-export interface Consumer {
+/**
+ * One transport's connections as the watch sees them. The connections are the transport's own
+ * objects, read through these functions: a pass allocates nothing per connection (it walks every
+ * connection of the node four times a second).
+ */
+export interface ConsumerSource<C = unknown> {
+  /** The transport in the log line: `socket.io` sockets say theirs (`websocket`, `polling`). */
+  transport(connection: C): string;
+  /** The node's connections of this transport now. */
+  connections(): Iterable<C>;
   /** The connection id of the log lines. */
-  readonly id: string;
-  /** The transport in the log line: `websocket`, `polling`, `phoenix`. */
-  readonly transport: string;
+  id(connection: C): string;
   /** Output held in user space, not yet taken by the kernel; may stop counting past `limit`. */
-  unsentBytes(limit?: number): number;
+  unsentBytes(connection: C, limit?: number): number;
   /** Closes it at the transport level at once, without waiting for its backlog. */
-  cut(): void;
+  cut(connection: C): void;
 }
-
-/** The node's connections of one transport, read on every pass of the watch. */
-export type ConsumerSource = () => Iterable<Consumer>;
 
 /** The parts of engine.io's connection read here (untyped or private in its typings). */
 interface EnginePacket {
@@ -60,19 +63,21 @@ export function watchSlowConsumers(
   const { maxBytes, log } = options;
   const timer = setInterval(() => {
     for (const source of sources)
-      for (const consumer of source()) if (consumer.unsentBytes(maxBytes) > maxBytes) cut(consumer);
+      for (const connection of source.connections())
+        if (source.unsentBytes(connection, maxBytes) > maxBytes) cut(source, connection);
   }, options.intervalMs ?? 250);
   timer.unref();
 
-  function cut(consumer: Consumer): void {
-    const bytes = consumer.unsentBytes();
+  function cut(source: ConsumerSource, connection: unknown): void {
+    const bytes = source.unsentBytes(connection);
+    const conn = source.id(connection);
     log.warn(
-      { conn: consumer.id, transport: consumer.transport, bytes, limit: maxBytes },
+      { conn, transport: source.transport(connection), bytes, limit: maxBytes },
       'slow consumer disconnected: unsent output over the limit',
     );
-    consumer.cut();
+    source.cut(connection);
     try {
-      options.onDisconnect?.({ conn: consumer.id, bytes });
+      options.onDisconnect?.({ conn, bytes });
     } catch (err) {
       log.error({ err }, 'slow consumer listener failed');
     }
@@ -82,74 +87,47 @@ export function watchSlowConsumers(
 }
 
 /**
- * Socket.IO sockets as consumers. Unsent output is the packets queued in engine.io (its
- * `writeBuffer`, the only queue of the polling transport) and, for WebSocket, what the `ws`
- * socket holds (`bufferedAmount`: its frame queue and the net.Socket's `writableLength`). String
- * packets count their length in characters (a lower bound of their bytes, without scanning them).
+ * Socket.IO sockets. Unsent output is the packets queued in engine.io (its `writeBuffer`, the
+ * only queue of the polling transport) and, for WebSocket, what the `ws` socket holds
+ * (`bufferedAmount`: its frame queue and the net.Socket's `writableLength`). String packets count
+ * their length in characters (a lower bound of their bytes, without scanning them).
  */
-export function socketIoConsumers(io: Server): ConsumerSource {
-  return function* () {
-    for (const socket of io.of('/').sockets.values()) yield new SocketIoConsumer(socket);
+export function socketIoConsumers(io: Server): ConsumerSource<Socket> {
+  return {
+    connections: () => io.of('/').sockets.values(),
+    id: (socket) => socket.id,
+    transport: (socket) => socket.conn.transport.name,
+    unsentBytes: (socket, limit) => unsentBytes(socket.conn, limit),
+    // Never a Socket.IO DISCONNECT packet, which would wait behind the backlog and which clients
+    // take as "do not reconnect".
+    cut: (socket) => {
+      const conn = socket.conn as unknown as EngineConn;
+      const ws = conn.transport.name === 'websocket' ? conn.transport.socket : undefined;
+      // `close(true)` closes without waiting for the buffer to drain (it would wait for ever on a
+      // client that stopped reading); the socket leaves its rooms at once ("forced close").
+      conn.close(true);
+      // ws would queue its close frame behind the backlog and keep it all for up to 30 s: drop
+      // the TCP connection now. The client reads what the kernel already holds, then sees it
+      // closed.
+      ws?.terminate?.();
+    },
   };
-}
-
-class SocketIoConsumer implements Consumer {
-  constructor(private readonly socket: Socket) {}
-
-  get id(): string {
-    return this.socket.id;
-  }
-
-  get transport(): string {
-    return this.socket.conn.transport.name;
-  }
-
-  unsentBytes(limit?: number): number {
-    return unsentBytes(this.socket.conn, limit);
-  }
-
-  /**
-   * Never a Socket.IO DISCONNECT packet, which would wait behind the backlog and which clients
-   * take as "do not reconnect".
-   */
-  cut(): void {
-    const conn = this.socket.conn as unknown as EngineConn;
-    const ws = conn.transport.name === 'websocket' ? conn.transport.socket : undefined;
-    // `close(true)` closes without waiting for the buffer to drain (it would wait for ever on a
-    // client that stopped reading); the socket leaves its rooms at once ("forced close").
-    conn.close(true);
-    // ws would queue its close frame behind the backlog and keep it all for up to 30 s: drop the
-    // TCP connection now. The client reads what the kernel already holds, then sees it closed.
-    ws?.terminate?.();
-  }
 }
 
 /**
- * Phoenix connections as consumers: unsent output is what the `ws` socket holds (frame queue and
- * net.Socket buffer); a slow one is terminated (the TCP connection dropped).
+ * Phoenix connections: unsent output is what the `ws` socket holds (frame queue and net.Socket
+ * buffer); a slow one is terminated (the TCP connection dropped).
  */
-export function phoenixConsumers(hub: PhoenixHub<PhoenixConnection>): ConsumerSource {
-  return function* () {
-    for (const connection of hub.connections()) yield new PhoenixConsumer(connection);
+export function phoenixConsumers(
+  hub: PhoenixHub<PhoenixConnection>,
+): ConsumerSource<PhoenixConnection> {
+  return {
+    connections: () => hub.connections(),
+    id: (connection) => connection.id,
+    transport: () => 'phoenix',
+    unsentBytes: (connection) => connection.unsentBytes,
+    cut: (connection) => connection.terminate(),
   };
-}
-
-class PhoenixConsumer implements Consumer {
-  readonly transport = 'phoenix';
-
-  constructor(private readonly connection: PhoenixConnection) {}
-
-  get id(): string {
-    return this.connection.id;
-  }
-
-  unsentBytes(): number {
-    return this.connection.unsentBytes;
-  }
-
-  cut(): void {
-    this.connection.terminate();
-  }
 }
 
 /** Bytes `conn` holds and has not written to the kernel; stops counting once past `limit`. */
