@@ -116,9 +116,13 @@ export class PhoenixEndpoint {
   async close(): Promise<void> {
     for (const socket of this.handshakes) socket.destroy();
     for (const connection of this.connections()) connection.closeTransport();
-    const deadline = Date.now() + this.closeGraceMs;
-    while (this.sockets.size > 0 && Date.now() < deadline)
-      await new Promise((r) => setTimeout(r, 20));
+    // Until the last socket has closed, or the grace period is over.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all([...this.sockets].map((ws) => new Promise((r) => ws.once('close', r)))),
+      new Promise((r) => (timer = setTimeout(r, this.closeGraceMs))),
+    ]);
+    clearTimeout(timer);
     for (const ws of this.sockets) ws.terminate();
     this.sockets.clear();
     this.wss.close();
