@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Makes sure the real servers the test suite drives (redis-server, nginx, chromium) are installed.
+// Makes sure the real servers and tools the test suite drives (redis-server, nginx, chromium,
+// openssl, curl) are installed.
 // The suite never mocks them, so a missing binary must fail loudly here rather than as an obscure
 // ENOENT deep inside a test. Plain Node ESM with no dependencies so it runs before `npm ci`.
 import { spawnSync } from 'node:child_process';
@@ -17,6 +18,9 @@ const TOOLS = [
   // nginx lives in /usr/sbin, which is not on PATH for non-root users on Debian.
   { bin: 'nginx', pkg: 'nginx', extraDirs: ['/usr/sbin'] },
   { bin: 'chromium', pkg: 'chromium', extraDirs: ['/usr/bin'] },
+  // The README's webhook verification recipe is run as written (webhook-verify-recipe.test.ts).
+  { bin: 'openssl', pkg: 'openssl', extraDirs: ['/usr/bin'] },
+  { bin: 'curl', pkg: 'curl', extraDirs: ['/usr/bin'] },
 ];
 
 /** Returns the absolute path of an executable named `bin`, or undefined. */

@@ -8,6 +8,10 @@ import { connectClient, token, type TestClient } from './nodes.js';
 /** One request the receiver got. */
 export interface ReceivedRequest {
   events: WebhookEvent[];
+  /** The raw body, byte for byte as sent (what a signature is computed over). */
+  body: string;
+  /** `performance.now()` when the request arrived (for gaps between attempts). */
+  receivedAt: number;
   signed: boolean;
   timestamp: string | undefined;
   signature: string | undefined;
@@ -19,17 +23,22 @@ export interface WebhookReceiver {
   requests: ReceivedRequest[];
   /** Events of the requests it answered 2xx, in the order received. */
   accepted(): WebhookEvent[];
-  /** From now on answer this status (503: "down"; 0: never answer, as a hung receiver). */
-  answer(status: number): void;
+  /**
+   * From now on answer this status (503: "down"; 0: never answer, as a hung receiver); with
+   * `requests`, only the next that many, then 200 again.
+   */
+  answer(status: number, requests?: number): void;
   stop(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
 }
 
 export async function startWebhookReceiver(secret: string): Promise<WebhookReceiver> {
   let status = 200;
+  let statusLeft = Infinity;
   const requests: ReceivedRequest[] = [];
   const acceptedEvents: WebhookEvent[] = [];
   const server: Server = createServer((req, res) => {
+    const receivedAt = performance.now();
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
@@ -38,10 +47,11 @@ export async function startWebhookReceiver(secret: string): Promise<WebhookRecei
       const signature = req.headers['x-pushcast-signature'] as string | undefined;
       const { events } = JSON.parse(body) as { events: WebhookEvent[] };
       const signed = verifyWebhook(secret, { timestamp, signature }, body);
-      requests.push({ events, signed, timestamp, signature });
-      if (status === 0) return;
-      if (status < 300) acceptedEvents.push(...events);
-      res.writeHead(status).end();
+      requests.push({ events, body, receivedAt, signed, timestamp, signature });
+      const answer = statusLeft-- > 0 ? status : 200;
+      if (answer === 0) return;
+      if (answer < 300) acceptedEvents.push(...events);
+      res.writeHead(answer).end();
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -54,7 +64,10 @@ export async function startWebhookReceiver(secret: string): Promise<WebhookRecei
     url: `http://127.0.0.1:${port}/hooks`,
     requests,
     accepted: () => acceptedEvents,
-    answer: (s) => void (status = s),
+    answer: (s, n = Infinity) => {
+      status = s;
+      statusLeft = n;
+    },
     stop,
     [Symbol.asyncDispose]: stop,
   };
