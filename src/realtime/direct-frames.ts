@@ -10,6 +10,11 @@ interface WsSender {
   _state?: number;
   sendFrame?(list: Buffer[], cb?: () => void): void;
 }
+/** The TCP socket under a `ws` socket (`net.Socket`: cork and uncork are public). */
+interface NetSocket {
+  cork(): void;
+  uncork(): void;
+}
 interface EngineConn {
   readyState: string;
   upgrading?: boolean;
@@ -18,7 +23,7 @@ interface EngineConn {
     name: string;
     writable: boolean;
     perMessageDeflate?: unknown;
-    socket?: { readyState: number; _sender?: WsSender };
+    socket?: { readyState: number; _sender?: WsSender; _socket?: NetSocket };
   };
 }
 interface BroadcastSocket {
@@ -55,11 +60,19 @@ interface Patchable {
  * upgrade in progress, a write still in flight, compression on) the socket gets the broadcast
  * through Socket.IO as before, behind what it already holds. Unsent bytes still show in the `ws`
  * socket's `bufferedAmount`, which the slow-consumer watch reads.
+ *
+ * Frames written to one socket within one turn of the event loop leave in one system call: the
+ * first direct frame of a turn corks the socket's TCP stream and the turn's `setImmediate`
+ * uncorks every corked one, so frames queued meanwhile go out together (a `writev`). Under load
+ * several pushes arrive per turn (a burst of API requests, one read of the Redis subscriber
+ * holding several messages) and each socket then costs one write for all of them instead of one
+ * per push; a lone push waits only for the end of the turn. Corking keeps the order of writes.
  */
 export function writeFramesDirectly(adapter: Adapter): void {
   const target = adapter as unknown as Patchable;
   const encode = target._encode.bind(target);
   const apply = target.apply.bind(target);
+  const corked = new Corked();
   let pending: Buffer | undefined;
   target._encode = (packet, opts) => {
     const encoded = encode(packet, opts);
@@ -79,13 +92,36 @@ export function writeFramesDirectly(adapter: Adapter): void {
     pending = undefined;
     if (frame === undefined) return apply(opts, cb);
     apply(opts, (socket) => {
-      if (!writeFrame(socket.conn as EngineConn, frame)) cb(socket);
+      if (!writeFrame(socket.conn as EngineConn, frame, corked)) cb(socket);
     });
   };
 }
 
+/** The TCP sockets corked in this turn of the event loop, uncorked together at its end. */
+class Corked {
+  private readonly sockets = new Set<NetSocket>();
+  private readonly flush = (): void => {
+    for (const socket of this.sockets) {
+      try {
+        socket.uncork();
+      } catch {
+        // Destroyed meanwhile: nothing left to write; the others must still go out.
+      }
+    }
+    this.sockets.clear();
+  };
+
+  /** Corks `socket` until the end of this turn (once per turn). */
+  hold(socket: NetSocket): void {
+    if (this.sockets.has(socket)) return;
+    if (this.sockets.size === 0) setImmediate(this.flush);
+    socket.cork();
+    this.sockets.add(socket);
+  }
+}
+
 /** Writes `frame` to the connection's `ws` sender if nothing is queued ahead of it. */
-function writeFrame(conn: EngineConn, frame: Buffer): boolean {
+function writeFrame(conn: EngineConn, frame: Buffer, corked: Corked): boolean {
   const transport = conn.transport;
   if (
     conn.readyState !== 'open' ||
@@ -100,6 +136,7 @@ function writeFrame(conn: EngineConn, frame: Buffer): boolean {
   const sender = ws?._sender;
   if (ws?.readyState !== 1 || typeof sender?.sendFrame !== 'function' || sender._state !== 0)
     return false;
+  if (ws._socket) corked.hold(ws._socket);
   sender.sendFrame([frame]);
   return true;
 }

@@ -101,4 +101,54 @@ describe('direct frame writes keep every client whole and in order', () => {
       client.close();
     }
   });
+
+  it('frames of one turn leave a socket in one write, whole and in order', async () => {
+    const channel = 'frames:turn';
+    // One node on its own: a batch's pushes reach its sockets within the request's turn (on
+    // Redis they come back in as many reads of the subscriber as Redis makes).
+    const node = await startNode();
+    nodes.push(node);
+    const client = await connectClient(node.url, {
+      token: await token({ sub: 'u', channels: [channel] }),
+    });
+    try {
+      await client.join(channel);
+      const [socket] = [...node.server.io.of('/').sockets.values()].filter((s) =>
+        s.rooms.has(roomOf(channel)),
+      );
+      // The TCP socket under the WebSocket: count the system writes it makes (one `_write` per
+      // chunk, or one `_writev` for all the chunks held while it was corked).
+      const tcp = (socket!.conn as unknown as { transport: { socket: { _socket: Writes } } })
+        .transport.socket._socket;
+      const writes: number[] = [];
+      const write = tcp._write.bind(tcp);
+      const writev = tcp._writev.bind(tcp);
+      tcp._write = (chunk, encoding, cb) => {
+        writes.push(1);
+        write(chunk, encoding, cb);
+      };
+      tcp._writev = (chunks, cb) => {
+        writes.push(chunks.length);
+        writev(chunks, cb);
+      };
+      // One batch request: its pushes are published (and their frames written) within one turn
+      // of the node's event loop.
+      const res = await postJson(`${node.url}/api/push/batch`, {
+        pushes: [...Array(20).keys()].map((i) => ({ channel, event: 'e', data: i })),
+      });
+      expect(res.status).toBe(200);
+      const got = await client.waitFor(20);
+      expect(got.map((m) => m.data)).toEqual([...Array(20).keys()]);
+      // All twenty frames in one system write (one `writev`), not twenty.
+      expect(writes).toEqual([20]);
+    } finally {
+      client.close();
+    }
+  });
 });
+
+/** The parts of a `net.Socket` that make its system writes (Node's stream internals). */
+interface Writes {
+  _write(chunk: Buffer, encoding: BufferEncoding, cb: (err?: Error) => void): void;
+  _writev(chunks: Array<{ chunk: Buffer }>, cb: (err?: Error) => void): void;
+}
