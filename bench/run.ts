@@ -316,7 +316,8 @@ async function main(): Promise<void> {
   console.log(line);
   // One line per run, so runs can be compared over time (BENCH_RESULTS_DIR: elsewhere, as the
   // smoke test does).
-  const dir = process.env.BENCH_RESULTS_DIR ?? fileURLToPath(new URL('./results/', import.meta.url));
+  const dir =
+    process.env.BENCH_RESULTS_DIR ?? fileURLToPath(new URL('./results/', import.meta.url));
   mkdirSync(dir, { recursive: true });
   appendFileSync(join(dir, 'bench.jsonl'), `${line}\n`);
 }
