@@ -1,3 +1,4 @@
+import type { Socket } from 'socket.io';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { roomOf } from '../../src/delivery/names.js';
 import { parseOffset } from '../../src/delivery/offset.js';
@@ -75,19 +76,13 @@ describe('direct frame writes keep every client whole and in order', () => {
   it('a frame never overtakes what Socket.IO still holds for the socket', async () => {
     const channel = 'frames:behind';
     const node = nodes[0]!;
-    const client = await connectClient(node.url, {
-      token: await token({ sub: 'u', channels: [channel] }),
-    });
+    const { client, socket } = await joinedClient(node, channel);
     try {
-      await client.join(channel);
-      const [socket] = [...node.server.io.of('/').sockets.values()].filter((s) =>
-        s.rooms.has(roomOf(channel)),
-      );
       // As while a write is in flight: engine.io queues what the socket is sent (a replayed
       // history message, here) until its transport is writable again.
-      const conn = socket!.conn as unknown as { transport: { writable: boolean }; flush(): void };
+      const conn = socket.conn as unknown as { transport: { writable: boolean }; flush(): void };
       conn.transport.writable = false;
-      socket!.emit('msg', { channel, event: 'queued', data: 0, id: 'queued', ts: Date.now() });
+      socket.emit('msg', { channel, event: 'queued', data: 0, id: 'queued', ts: Date.now() });
       const res = await postJson(`${nodes[1]!.url}/api/push`, { channel, event: 'live', data: 1 });
       expect(res.status).toBe(200);
       // The live push reached the node meanwhile; nothing may have been written ahead of the queue.
@@ -108,17 +103,11 @@ describe('direct frame writes keep every client whole and in order', () => {
     // Redis they come back in as many reads of the subscriber as Redis makes).
     const node = await startNode();
     nodes.push(node);
-    const client = await connectClient(node.url, {
-      token: await token({ sub: 'u', channels: [channel] }),
-    });
+    const { client, socket } = await joinedClient(node, channel);
     try {
-      await client.join(channel);
-      const [socket] = [...node.server.io.of('/').sockets.values()].filter((s) =>
-        s.rooms.has(roomOf(channel)),
-      );
       // The TCP socket under the WebSocket: count the system writes it makes (one `_write` per
       // chunk, or one `_writev` for all the chunks held while it was corked).
-      const tcp = (socket!.conn as unknown as { transport: { socket: { _socket: Writes } } })
+      const tcp = (socket.conn as unknown as { transport: { socket: { _socket: Writes } } })
         .transport.socket._socket;
       const writes: number[] = [];
       const write = tcp._write.bind(tcp);
@@ -151,4 +140,21 @@ describe('direct frame writes keep every client whole and in order', () => {
 interface Writes {
   _write(chunk: Buffer, encoding: BufferEncoding, cb: (err?: Error) => void): void;
   _writev(chunks: Array<{ chunk: Buffer }>, cb: (err?: Error) => void): void;
+}
+
+/** A client joined to `channel` on `node`, and its socket on the node. */
+async function joinedClient(
+  node: TestNode,
+  channel: string,
+): Promise<{ client: TestClient; socket: Socket }> {
+  const client = await connectClient(node.url, {
+    token: await token({ sub: 'u', channels: [channel] }),
+  });
+  await client.join(channel);
+  const socket = [...node.server.io.of('/').sockets.values()].find((s) =>
+    s.rooms.has(roomOf(channel)),
+  );
+  if (socket) return { client, socket };
+  client.close();
+  throw new Error(`no socket in ${channel} on the node`);
 }

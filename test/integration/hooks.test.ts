@@ -1,6 +1,5 @@
-import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { pino, type Logger } from 'pino';
+import type { Logger } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Hooks, SocketContext } from '../../src/auth/hooks.js';
 import type { ConfigInput } from '../../src/config/schema.js';
@@ -13,6 +12,7 @@ import {
   type TestNode,
 } from '../support/nodes.js';
 import { until } from '../support/assertions.js';
+import { captureLog, type CapturedLog } from '../support/log-capture.js';
 
 const fixture = (name: string): string =>
   fileURLToPath(new URL(`../fixtures/${name}`, import.meta.url));
@@ -454,25 +454,15 @@ describe('slow instrumentation listeners', () => {
   });
 });
 
-/** A logger at warn level that keeps the message of every line it writes. */
-function warningLog(): { logger: Logger; messages: string[] } {
-  const messages: string[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const line of chunk.toString().split('\n').filter(Boolean))
-        messages.push((JSON.parse(line) as { msg: string }).msg);
-      done();
-    },
-  });
-  return { logger: pino({ level: 'warn' }, sink), messages };
-}
-
 /**
  * Pushes once through a node whose four listeners reject, and collects unhandled rejections until
  * the node has reported all four failures as handled: logged by the node, or (listeners of a
  * hooks module) turned into process warnings.
  */
-async function unhandledRejectionsOf(node: TestNode, log: string[]): Promise<unknown[]> {
+async function unhandledRejectionsOf(
+  node: TestNode,
+  log: CapturedLog['lines'],
+): Promise<unknown[]> {
   const unhandled: unknown[] = [];
   let warned = 0;
   const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
@@ -491,7 +481,7 @@ async function unhandledRejectionsOf(node: TestNode, log: string[]): Promise<unk
       // requested, delivered, apiRequested and apiProcessed: each failure is reported once it is
       // handled; an unhandled rejection would have been reported by the end of its own tick.
       const logged = (): number =>
-        log.slice(before).filter((m) => m === 'instrumentation hook threw').length;
+        log.slice(before).filter((l) => l.msg === 'instrumentation hook threw').length;
       await until(() => warned + logged() === 4, 5000, 'the four listener failures reported');
     });
   } finally {
@@ -503,7 +493,7 @@ async function unhandledRejectionsOf(node: TestNode, log: string[]): Promise<unk
 
 describe('async instrumentation listeners that reject', () => {
   const reject = (): Promise<void> => Promise.reject(new Error('async listener failed'));
-  const codeLog = warningLog();
+  const codeLog = captureLog();
   const inCode = useNode(
     {
       requested: reject,
@@ -514,16 +504,16 @@ describe('async instrumentation listeners that reject', () => {
     {},
     codeLog.logger,
   );
-  const moduleLog = warningLog();
+  const moduleLog = captureLog();
   const inModule = useNode(undefined, { hooks: fixture('hooks-async.mjs') }, moduleLog.logger);
 
   it('leave no unhandled rejection behind when they come from the hooks module', async () => {
-    expect(await unhandledRejectionsOf(inModule(), moduleLog.messages)).toEqual([]);
+    expect(await unhandledRejectionsOf(inModule(), moduleLog.lines)).toEqual([]);
   });
 
   // An unhandled rejection ends a Node process (default --unhandled-rejections=throw).
   it('leave no unhandled rejection behind when they are given in code', async () => {
-    expect(await unhandledRejectionsOf(inCode(), codeLog.messages)).toEqual([]);
+    expect(await unhandledRejectionsOf(inCode(), codeLog.lines)).toEqual([]);
   });
 });
 

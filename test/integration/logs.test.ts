@@ -1,27 +1,16 @@
-import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pino } from 'pino';
 import { createPushServer, type PushServer } from '../../src/server.js';
 import { API_KEY, JWT_SECRET, connectClient, postJson, token } from '../support/nodes.js';
 import { until } from '../support/assertions.js';
+import { captureLog } from '../support/log-capture.js';
 
 /** Logs at info level: a request id per API call, a connection id per socket, no secrets or payloads. */
 describe('logs', () => {
-  const lines: Array<Record<string, unknown>> = [];
-  const raw: string[] = [];
+  const { logger, lines, raw } = captureLog('info');
   let server: PushServer;
   let url: string;
 
   beforeAll(async () => {
-    const sink = new Writable({
-      write(chunk: Buffer, _enc, done) {
-        for (const line of chunk.toString().split('\n').filter(Boolean)) {
-          raw.push(line);
-          lines.push(JSON.parse(line) as Record<string, unknown>);
-        }
-        done();
-      },
-    });
     server = createPushServer(
       {
         env: 'test',
@@ -30,7 +19,7 @@ describe('logs', () => {
         apiKeys: [{ key: API_KEY, id: 'backend' }],
         jwt: { secret: JWT_SECRET },
       },
-      { logger: pino({ level: 'info' }, sink) },
+      { logger },
     );
     url = (await server.start()).url.replace('localhost', '127.0.0.1');
   });

@@ -1,9 +1,8 @@
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { until } from '../support/assertions.js';
 import { connectClient, postJson, startNode, token, type TestClient } from '../support/nodes.js';
 import { rawConnect, wsUrl, type RawPhoenix } from '../support/phoenix.js';
+import { captureLog } from '../support/log-capture.js';
 
 /**
  * Slow consumers on the Phoenix endpoint (README "Abuse, slow consumers and storms"): one watch
@@ -21,18 +20,11 @@ const MAX_PUSHES = 400;
 
 describe('slow consumers on the Phoenix endpoint', () => {
   it('a Phoenix client that stops reading is cut alone; a Phoenix and a Socket.IO client on the channel get every push', async () => {
-    const warnings: Array<Record<string, unknown>> = [];
-    const sink = new Writable({
-      write(chunk: Buffer, _enc, done) {
-        for (const line of chunk.toString().split('\n').filter(Boolean))
-          warnings.push(JSON.parse(line) as Record<string, unknown>);
-        done();
-      },
-    });
+    const { logger, lines: warnings } = captureLog();
     const node = await startNode(
       { limits: { maxSocketBufferKb: LIMIT_KB }, history: { size: 2 * MAX_PUSHES } },
       undefined,
-      { logger: pino({ level: 'warn' }, sink) },
+      { logger },
     );
     const channel = 'slowpx:a';
     const url = `${wsUrl(node)}/websocket?token=${await token({ sub: 'px', channels: [channel] })}&vsn=2.0.0`;

@@ -1,6 +1,4 @@
-import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { pino } from 'pino';
 import { io as connectSocket, type Socket } from 'socket.io-client';
 import { createClient, type PushMessage } from '../../src/client/index.js';
 import type { ConfigInput } from '../../src/config/schema.js';
@@ -16,6 +14,7 @@ import {
   token,
   type TestClient,
 } from '../support/nodes.js';
+import { captureLog } from '../support/log-capture.js';
 
 /**
  * Slow consumers (README "Operating it"): a socket whose unsent output passes
@@ -46,14 +45,7 @@ interface Node {
 }
 
 async function startNode(config: ConfigInput = {}): Promise<Node> {
-  const warnings: Array<Record<string, unknown>> = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const line of chunk.toString().split('\n').filter(Boolean))
-        warnings.push(JSON.parse(line) as Record<string, unknown>);
-      done();
-    },
-  });
+  const { logger, lines: warnings } = captureLog();
   const server = createPushServer(
     {
       env: 'test',
@@ -71,7 +63,7 @@ async function startNode(config: ConfigInput = {}): Promise<Node> {
       },
       ...config,
     },
-    { logger: pino({ level: 'warn' }, sink) },
+    { logger },
   );
   const { port } = await server.start();
   // Socket.IO's heartbeat would end a stalled connection too (within 45 s): stretched here, so that

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { until } from '../support/assertions.js';
+import { metricValue } from '../support/probes.js';
 import { startNode } from '../support/nodes.js';
 import { memberOf, startWebhookReceiver } from '../support/webhook-receiver.js';
 
@@ -11,12 +12,6 @@ const FAILURES = 4;
  * src/webhooks/webhooks.ts) plus the request itself; the rest is room for a busy machine.
  */
 const LATE_MS = 1000;
-
-/** One figure of a node's /metrics (0 when absent). */
-async function metric(nodeUrl: string, name: string): Promise<number> {
-  const text = await (await fetch(`${nodeUrl}/metrics`)).text();
-  return Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
-}
 
 /**
  * The README's "retried with exponential backoff (1 s doubling to 30 s, with jitter)": after the
@@ -54,9 +49,9 @@ describe('webhook retries', () => {
       expect(new Set(ids).size).toBe(1);
       expect(attempts[0]!.events).toHaveLength(1);
       expect(attempts.every((r) => r.signed)).toBe(true);
-      expect(await metric(node.url, 'pushcast_webhook_requests_failed_total')).toBe(FAILURES);
-      expect(await metric(node.url, 'pushcast_webhook_requests_retried_total')).toBe(FAILURES);
-      expect(await metric(node.url, 'pushcast_webhook_events_sent_total')).toBe(1);
+      expect(await metricValue(node.url, 'pushcast_webhook_requests_failed_total')).toBe(FAILURES);
+      expect(await metricValue(node.url, 'pushcast_webhook_requests_retried_total')).toBe(FAILURES);
+      expect(await metricValue(node.url, 'pushcast_webhook_events_sent_total')).toBe(1);
       socket.close();
     } finally {
       await node.stop();

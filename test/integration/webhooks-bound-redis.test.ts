@@ -1,21 +1,15 @@
-import { Writable } from 'node:stream';
 import { Redis } from 'ioredis';
-import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { until } from '../support/assertions.js';
+import { metricValue } from '../support/probes.js';
 import { startNode, type TestClient } from '../support/nodes.js';
 import { startRedis } from '../support/redis.js';
 import { memberOf, startWebhookReceiver } from '../support/webhook-receiver.js';
+import { captureLog } from '../support/log-capture.js';
 
 const SECRET = 'webhook-test-secret-0123456789';
 const MAX_PENDING = 3;
 const CHANNELS = 7;
-
-/** One figure of a node's /metrics (0 when absent). */
-async function metric(nodeUrl: string, name: string): Promise<number> {
-  const text = await (await fetch(`${nodeUrl}/metrics`)).text();
-  return Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
-}
 
 /**
  * The README's PUSHCAST_WEBHOOK_MAX_PENDING on the Redis store (the stream every node shares):
@@ -28,14 +22,7 @@ describe('webhooks on Redis: bounded while the receiver is down', () => {
     await using redis = await startRedis();
     await using receiver = await startWebhookReceiver(SECRET);
     receiver.answer(500);
-    const warnings: Array<{ msg: string; dropped?: number }> = [];
-    const sink = new Writable({
-      write(chunk: Buffer, _enc, done) {
-        for (const line of chunk.toString().split('\n').filter(Boolean))
-          warnings.push(JSON.parse(line) as { msg: string; dropped?: number });
-        done();
-      },
-    });
+    const { logger, lines: warnings } = captureLog();
     const prefix = `bound${Math.random().toString(36).slice(2, 7)}`;
     const node = await startNode(
       {
@@ -49,7 +36,7 @@ describe('webhooks on Redis: bounded while the receiver is down', () => {
         },
       },
       undefined,
-      { logger: pino({ level: 'warn' }, sink) },
+      { logger },
     );
     const admin = new Redis(redis.url);
     const sockets: TestClient[] = [];
@@ -64,17 +51,20 @@ describe('webhooks on Redis: bounded while the receiver is down', () => {
         sockets.push(await memberOf(node.url, 'x', `wh:rbound${i}`));
       const dropped = CHANNELS - MAX_PENDING;
       await until(
-        async () => (await metric(node.url, 'pushcast_webhook_events_dropped_total')) === dropped,
+        async () =>
+          (await metricValue(node.url, 'pushcast_webhook_events_dropped_total')) === dropped,
         5000,
         `${dropped} events dropped`,
       );
       // The bound is on the shared stream itself, not on what one node remembers.
       expect(await admin.xlen(`${prefix}:{wh}:events`)).toBe(MAX_PENDING);
-      expect(await metric(node.url, 'pushcast_webhook_events_pending')).toBe(MAX_PENDING);
+      expect(await metricValue(node.url, 'pushcast_webhook_events_pending')).toBe(MAX_PENDING);
       expect(receiver.accepted()).toEqual([]);
       const dropLines = warnings.filter((w) => w.msg.includes('oldest undelivered events dropped'));
       expect(dropLines.length).toBeGreaterThan(0);
-      expect(dropLines.reduce((sum, w) => sum + (w.dropped ?? 0), 0)).toBe(dropped);
+      expect(
+        dropLines.reduce((sum, w) => sum + (typeof w.dropped === 'number' ? w.dropped : 0), 0),
+      ).toBe(dropped);
 
       receiver.answer(200);
       await until(
@@ -83,7 +73,7 @@ describe('webhooks on Redis: bounded while the receiver is down', () => {
         `the ${MAX_PENDING} kept events`,
       );
       await until(
-        async () => (await metric(node.url, 'pushcast_webhook_events_pending')) === 0,
+        async () => (await metricValue(node.url, 'pushcast_webhook_events_pending')) === 0,
         5000,
         'nothing pending once delivered',
       );
@@ -92,8 +82,8 @@ describe('webhooks on Redis: bounded while the receiver is down', () => {
         Array.from({ length: MAX_PENDING }, (_, k) => `wh:rbound${dropped + k}`),
       );
       expect(delivered.every((e) => e.name === 'channel_occupied')).toBe(true);
-      expect(await metric(node.url, 'pushcast_webhook_events_dropped_total')).toBe(dropped);
-      expect(await metric(node.url, 'pushcast_webhook_events_sent_total')).toBe(MAX_PENDING);
+      expect(await metricValue(node.url, 'pushcast_webhook_events_dropped_total')).toBe(dropped);
+      expect(await metricValue(node.url, 'pushcast_webhook_events_sent_total')).toBe(MAX_PENDING);
       expect(receiver.requests.every((r) => r.signed)).toBe(true);
     } finally {
       for (const s of sockets) s.close();
