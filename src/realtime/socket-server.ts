@@ -8,6 +8,7 @@ import {
   type CapacityRefusal,
 } from './admission.js';
 import { ChannelSession, type SessionDeps } from './channel-session.js';
+import { releaseUpgradeRequest } from './upgrade-request.js';
 import type { SessionIdentity } from './session-transport.js';
 import { authenticateSocket, refusalCode, sessionIdentity } from './socket-auth.js';
 import { bindSocketEvents, handshakeOf, socketIoTransport } from './socketio-transport.js';
@@ -77,10 +78,7 @@ export function serveSockets(io: Server, deps: SessionDeps, admission: Admission
       },
       'socket connected',
     );
-    // The upgrade request (an IncomingMessage, its raw headers and stream state) is held by
-    // engine.io for the connection's life and read by nothing once the handshake is built (the
-    // handshake keeps its headers): let it go, it is the largest part of an idle socket.
-    (socket.conn as unknown as { request: unknown }).request = undefined;
+    releaseUpgradeRequest(socket);
     const session = new ChannelSession(socketIoTransport(socket), deps);
     socket.on('disconnect', (reason) => {
       session.end();
