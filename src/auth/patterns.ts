@@ -1,3 +1,7 @@
+/** Up to this many exact names are looked up in a plain array. */
+const SMALL = 8;
+const NONE: readonly string[] = [];
+
 /**
  * A set of channel patterns: exact names, or prefixes ending in `*` (`org:7:*`; `*` alone matches
  * every channel). Compiled once so a check is a set lookup plus a short prefix scan.
@@ -18,27 +22,41 @@ export class ChannelPatterns {
     return m;
   }
 
-  private readonly exact: Set<string>;
-  private readonly prefixes: string[];
+  /**
+   * Exact names: a plain array for a short list, a Set past {@link SMALL}. Every connection holds
+   * the patterns of its token, usually a channel or two: a Set would cost it a hash table.
+   */
+  private readonly exact: readonly string[] | ReadonlySet<string>;
+  private readonly prefixes: readonly string[];
 
   constructor(patterns: Iterable<string>) {
-    this.exact = new Set();
-    this.prefixes = [];
+    const exact: string[] = [];
+    const prefixes: string[] = [];
     for (const p of patterns) {
-      if (p.endsWith('*')) this.prefixes.push(p.slice(0, -1));
-      else this.exact.add(p);
+      if (p.endsWith('*')) prefixes.push(p.slice(0, -1));
+      else exact.push(p);
     }
+    this.exact = exact.length > SMALL ? new Set(exact) : exact.length > 0 ? exact : NONE;
+    this.prefixes = prefixes.length > 0 ? prefixes : NONE;
   }
 
   /** Whether the channel matches one of the patterns. */
   matches(channel: string): boolean {
-    if (this.exact.has(channel)) return true;
+    if (
+      this.exact instanceof Set
+        ? this.exact.has(channel)
+        : (this.exact as readonly string[]).includes(channel)
+    )
+      return true;
     for (const prefix of this.prefixes) if (channel.startsWith(prefix)) return true;
     return false;
   }
 
   /** Whether there are no patterns at all. */
   get empty(): boolean {
-    return this.exact.size === 0 && this.prefixes.length === 0;
+    return (
+      this.prefixes.length === 0 &&
+      (this.exact instanceof Set ? this.exact.size : (this.exact as readonly string[]).length) === 0
+    );
   }
 }

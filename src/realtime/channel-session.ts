@@ -87,7 +87,8 @@ export class ChannelSession implements ControlledSession {
   /** By room: joins in progress and channels joined through `join`. */
   private readonly memberships = new Map<string, Membership>();
   private expiryTimer: NodeJS.Timeout | undefined;
-  private refreshing: Promise<unknown> = Promise.resolve();
+  /** The last refresh, while one may still run (none yet: nothing held per idle connection). */
+  private refreshing: Promise<unknown> | undefined;
 
   constructor(
     private readonly transport: SessionTransport,
@@ -159,9 +160,15 @@ export class ChannelSession implements ControlledSession {
    * on the token check, and the older identity could win.
    */
   refresh(payload: unknown): Promise<Answer> {
-    const run = this.refreshing.then(() => this.refreshNow(payload));
+    const run = this.refreshing
+      ? this.refreshing.then(() => this.refreshNow(payload))
+      : this.refreshNow(payload);
     // The next refresh waits for this one whatever its outcome (its caller sees the failure).
-    this.refreshing = run.catch(() => undefined);
+    const settled = run.catch(() => undefined);
+    this.refreshing = settled;
+    void settled.then(() => {
+      if (this.refreshing === settled) this.refreshing = undefined;
+    });
     return run;
   }
 

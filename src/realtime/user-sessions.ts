@@ -16,42 +16,47 @@ export interface ControlledSession {
  * not held: no backend can name them.
  */
 export class UserSessions {
-  private readonly byUser = new Map<string, Set<ControlledSession>>();
+  /** A user's one session as it is, a Set only from the second on (most users hold one here). */
+  private readonly byUser = new Map<string, ControlledSession | Set<ControlledSession>>();
 
   /** A session started. */
   add(session: ControlledSession): void {
     const { userId } = session;
     if (userId === undefined) return;
-    let sessions = this.byUser.get(userId);
-    if (!sessions) {
-      sessions = new Set();
-      this.byUser.set(userId, sessions);
-    }
-    sessions.add(session);
+    const held = this.byUser.get(userId);
+    if (held === undefined) this.byUser.set(userId, session);
+    else if (held instanceof Set) held.add(session);
+    else if (held !== session) this.byUser.set(userId, new Set([held, session]));
   }
 
   /** A session ended (its connection is gone). */
   remove(session: ControlledSession): void {
     const { userId } = session;
     if (userId === undefined) return;
-    const sessions = this.byUser.get(userId);
-    if (!sessions?.delete(session)) return;
-    if (sessions.size === 0) this.byUser.delete(userId);
+    const held = this.byUser.get(userId);
+    if (held === session) this.byUser.delete(userId);
+    else if (held instanceof Set && held.delete(session) && held.size === 0)
+      this.byUser.delete(userId);
   }
 
   /** Ends every connection of the user on this node; answers how many were closed. */
   disconnect(userId: string): number {
     // A copy: closing a connection ends its session, which removes it from the live set.
     let closed = 0;
-    for (const session of [...(this.byUser.get(userId) ?? [])]) if (session.disconnect()) closed++;
+    for (const session of this.sessionsOf(userId)) if (session.disconnect()) closed++;
     return closed;
   }
 
   /** Takes the user's connections on this node out of the channel; answers how many were in it. */
   unsubscribe(userId: string, channel: string): number {
     let taken = 0;
-    for (const session of [...(this.byUser.get(userId) ?? [])])
-      if (session.unsubscribe(channel)) taken++;
+    for (const session of this.sessionsOf(userId)) if (session.unsubscribe(channel)) taken++;
     return taken;
+  }
+
+  /** The user's sessions now, as a copy. */
+  private sessionsOf(userId: string): ControlledSession[] {
+    const held = this.byUser.get(userId);
+    return held === undefined ? [] : held instanceof Set ? [...held] : [held];
   }
 }
