@@ -149,6 +149,7 @@ const HMAC_DIGESTS: Record<string, string> = { HS256: 'sha256', HS384: 'sha384',
 /** Header fields the direct path knows; a token with any other (`crit`, `b64`, ...) goes to jose. */
 const PLAIN_HEADER = new Set(['alg', 'typ', 'kid']);
 const BASE64URL = /^[A-Za-z0-9_-]+$/;
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
 /** `{"alg":"none"}`, base64url: the header under which jose checks claims of a verified payload. */
 const CLAIMS_HEADER = Buffer.from('{"alg":"none"}').toString('base64url');
 
@@ -176,11 +177,14 @@ function hmacVerifier(
     const header = token.slice(0, first);
     const payload = token.slice(first + 1, second);
     const signature = token.slice(second + 1);
-    if (!BASE64URL.test(header) || !BASE64URL.test(payload) || !BASE64URL.test(signature))
+    // Segments jose decodes differently from Buffer are left to it: a length of 4n + 1 (Buffer
+    // drops the last character, jose refuses it) or a character outside base64url.
+    if (![header, payload, signature].every((x) => BASE64URL.test(x) && x.length % 4 !== 1))
       return undefined;
     let alg: unknown;
     try {
-      const fields = JSON.parse(Buffer.from(header, 'base64url').toString('utf8')) as unknown;
+      // Fatal: a header that is not UTF-8 goes to jose (Buffer would replace the bad bytes).
+      const fields = JSON.parse(UTF8.decode(Buffer.from(header, 'base64url'))) as unknown;
       if (typeof fields !== 'object' || fields === null || Array.isArray(fields)) return undefined;
       if (!Object.keys(fields).every((k) => PLAIN_HEADER.has(k))) return undefined;
       alg = (fields as { alg?: unknown }).alg;
@@ -190,8 +194,9 @@ function hmacVerifier(
     const digest = typeof alg === 'string' && allowed.has(alg) ? HMAC_DIGESTS[alg] : undefined;
     if (digest === undefined) return undefined;
     const expected = createHmac(digest, key).update(`${header}.${payload}`).digest();
-    const given = Buffer.from(signature, 'base64url');
-    if (given.length !== expected.length || !timingSafeEqual(given, expected))
+    // A signature of another length than this algorithm's is jose's to refuse (with its code).
+    if (signature.length !== Math.ceil((expected.length * 4) / 3)) return undefined;
+    if (!timingSafeEqual(Buffer.from(signature, 'base64url'), expected))
       throw new joseErrors.JWSSignatureVerificationFailed();
     return UnsecuredJWT.decode(`${CLAIMS_HEADER}.${payload}.`, options).payload;
   };
