@@ -3,9 +3,10 @@ import WebSocket from 'ws';
 import type { Hooks } from '../../src/auth/hooks.js';
 import { until } from '../support/assertions.js';
 import {
-  connectClient,
+  connectOrRefusal,
   startNode,
   token,
+  type ConnectRefusal,
   type TestClient,
   type TestNode,
 } from '../support/nodes.js';
@@ -18,14 +19,11 @@ import { wsUrl } from '../support/phoenix.js';
  * and one connect-rate bucket.
  */
 
-/** The connect_error of a refusal: `message`, `data: { code, retryAfterMs? }`. */
-type Refusal = Error & { data?: { code?: unknown; retryAfterMs?: unknown } };
+type Refusal = ConnectRefusal;
 
 /** A Socket.IO connect: the client, or the refusal. */
 async function socketIo(node: TestNode, sub: string): Promise<TestClient | Refusal> {
-  return connectClient(node.url, { token: await token({ sub, channels: [] }) }).catch(
-    (err: unknown) => err as Refusal,
-  );
+  return connectOrRefusal(node.url, { token: await token({ sub, channels: [] }) });
 }
 
 /** A Phoenix upgrade: the open WebSocket, or the HTTP refusal (status, JSON body, Retry-After). */

@@ -3,15 +3,16 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { Hooks } from '../../src/auth/hooks.js';
 import {
   connectClient,
+  connectOrRefusal,
   startNode,
   token,
+  type ConnectRefusal,
   type TestClient,
   type TestNode,
 } from '../support/nodes.js';
 import { until } from '../support/assertions.js';
 
-/** The connect_error of a refusal: `message`, `data: { code, retryAfterMs? }`. */
-type Refusal = Error & { data?: { code?: unknown; retryAfterMs?: unknown } };
+type Refusal = ConnectRefusal;
 
 /** Connects with a token for `sub`; resolves with the client or the refusal. */
 async function attempt(
@@ -19,9 +20,7 @@ async function attempt(
   sub: string,
   auth: Record<string, unknown> = {},
 ): Promise<TestClient | Refusal> {
-  return connectClient(node.url, { token: await token({ sub, channels: [] }), ...auth }).catch(
-    (err: unknown) => err as Refusal,
-  );
+  return connectOrRefusal(node.url, { token: await token({ sub, channels: [] }), ...auth });
 }
 
 /** Connects and expects a refusal. */

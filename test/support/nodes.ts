@@ -95,6 +95,18 @@ export interface TestClient {
   close(): void;
 }
 
+/** The connect_error of a refused client: `message`, `data: { code, retryAfterMs? }`. */
+export type ConnectRefusal = Error & { data?: { code?: unknown; retryAfterMs?: unknown } };
+
+/** Connects; resolves with the client, or with the refusal (never rejects). */
+export function connectOrRefusal(
+  url: string,
+  auth: { token?: string } | Record<string, unknown>,
+  options: { transports?: string[]; path?: string } = {},
+): Promise<TestClient | ConnectRefusal> {
+  return connectClient(url, auth, options).catch((err: unknown) => err as ConnectRefusal);
+}
+
 /** Connects a real socket.io-client; rejects with the connect_error if refused. */
 export async function connectClient(
   url: string,
