@@ -15,11 +15,10 @@
  * reconnection, joining again on `connect`).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
-import { availableParallelism, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { startNginx } from '../../test/support/nginx.js';
 import { startRedis, type RedisFixture } from '../../test/support/redis.js';
 import {
   API_KEY,
@@ -160,11 +159,10 @@ async function startStormNode(
 
 /**
  * nginx in front of the nodes: `primary` takes every connection while it is up, `backups` only
- * once it is down (nginx's `backup`), round robin between them. Its own config rather than
- * test/support/nginx.ts: 5,000 clients are 10,000 connections in nginx (client side and upstream
- * side), past that fixture's 4,096 worker_connections; the listen backlog is raised too, so a
- * burst of thousands of handshakes is not slowed by SYN retransmits (Linux drops SYNs past it,
- * and a dropped SYN is retried after a second).
+ * once it is down (nginx's `backup`), round robin between them: test/support/nginx.ts sized for
+ * 5,000 clients (10,000 connections in nginx, client side and upstream side), with its listen
+ * backlog raised so that a burst of thousands of handshakes is not slowed by SYN retransmits
+ * (Linux drops SYNs past it, and a dropped SYN is retried after a second).
  *
  * Failover: the primary is marked down on its first refused connection (it is dead: SIGKILL).
  * The backups are never marked down by nginx (`max_fails=0`, ingress-nginx's default) and a
@@ -185,68 +183,17 @@ async function startBalancer(
   stop: () => Promise<void>;
   errors: () => { counts: Record<string, number>; tail: string[] };
 }> {
-  const bin = ['/usr/sbin/nginx', '/usr/bin/nginx'].find((p) => existsSync(p));
-  if (!bin) throw new Error('nginx is not installed: run  apt-get install -y nginx');
-  const dir = mkdtempSync(join(tmpdir(), 'pushcast-storm-nginx-'));
-  chmodSync(dir, 0o755);
-  const port = await freePort();
-  const servers = [
-    `server 127.0.0.1:${primary} max_fails=1 fail_timeout=2s;`,
-    ...backups.map(
-      (p) =>
-        `server 127.0.0.1:${p} ${failFast ? 'max_fails=1 fail_timeout=2s' : 'max_fails=0'} backup;`,
-    ),
-  ];
-  // One worker; its descriptors are capped by the process limit here (20,000), so
-  // worker_connections stays a little under it for the log and listening descriptors.
-  const conf = `
-worker_processes 1;
-worker_rlimit_nofile 20000;
-daemon off;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
-events { worker_connections 19000; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/body;
-  proxy_temp_path ${dir}/proxy;
-  fastcgi_temp_path ${dir}/fastcgi;
-  uwsgi_temp_path ${dir}/uwsgi;
-  scgi_temp_path ${dir}/scgi;
-  map $http_upgrade $connection_upgrade { default upgrade; '' close; }
-  upstream storm {
-    ${servers.join('\n    ')}
-  }
-  server {
-    listen 127.0.0.1:${port} backlog=4096;
-    location / {
-      proxy_pass http://storm;
-      proxy_http_version 1.1;
-      proxy_set_header Upgrade $http_upgrade;
-      proxy_set_header Connection $connection_upgrade;
-      proxy_set_header Host $host;
-      proxy_read_timeout 3600s;
-      proxy_buffering off;
-      proxy_connect_timeout ${failFast ? 2 : 5}s;
-      proxy_next_upstream error timeout http_502 http_503;
-    }
-  }
-}
-`;
-  writeFileSync(join(dir, 'nginx.conf'), conf);
-  const child = own(
-    spawn(bin, ['-c', join(dir, 'nginx.conf'), '-p', dir, '-e', join(dir, 'error.log')], {
-      stdio: 'ignore',
-    }),
+  const nginx = await startNginx(
+    [{ port: primary }, ...backups.map((port) => ({ port, backup: true, neverDown: !failFast }))],
+    // 5,000 clients are 10,000 connections in nginx (client side and upstream side); the accept
+    // queue as deep as the nodes' (PUSHCAST_LISTEN_BACKLOG).
+    { workerConnections: 19_000, backlog: 4096, connectTimeoutS: failFast ? 2 : 5 },
   );
-  const stopNginx = async (): Promise<void> => {
-    await stopChild(child, 2000);
-    rmSync(dir, { recursive: true, force: true });
-  };
   /** What nginx logged at warn or above, by message (numbers and addresses blanked), and a tail. */
   const errors = (): { counts: Record<string, number>; tail: string[] } => {
-    const path = join(dir, 'error.log');
-    const lines = existsSync(path) ? readFileSync(path, 'utf8').split('\n').filter(Boolean) : [];
+    const lines = existsSync(nginx.errorLog)
+      ? readFileSync(nginx.errorLog, 'utf8').split('\n').filter(Boolean)
+      : [];
     const counts: Record<string, number> = {};
     for (const line of lines) {
       const what = line
@@ -257,29 +204,7 @@ http {
     }
     return { counts, tail: lines.slice(-3) };
   };
-  const deadline = Date.now() + 5000;
-  while (!(await accepts(port))) {
-    if (Date.now() > deadline || child.exitCode !== null) {
-      const log = existsSync(join(dir, 'error.log'))
-        ? readFileSync(join(dir, 'error.log'), 'utf8').slice(-1000)
-        : '';
-      await stopNginx();
-      throw new Error(`nginx did not start: ${log}`);
-    }
-    await sleep(50);
-  }
-  return { url: `http://127.0.0.1:${port}`, pid: child.pid ?? -1, stop: stopNginx, errors };
-}
-
-function accepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(port, '127.0.0.1');
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
+  return { url: nginx.url, pid: nginx.pid, stop: () => nginx.stop(), errors };
 }
 
 type Ask = WorkerRequest extends infer R ? (R extends unknown ? Omit<R, 'id'> : never) : never;
