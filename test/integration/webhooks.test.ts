@@ -10,7 +10,7 @@ import {
   type TestNode,
 } from '../support/nodes.js';
 import { freePort } from '../support/ports.js';
-import { spawnNode } from '../support/process.js';
+import { spawnNode, type NodeProcess } from '../support/process.js';
 import { startRedis, type RedisFixture } from '../support/redis.js';
 import {
   memberOf,
@@ -170,34 +170,14 @@ describe('webhooks across nodes (Redis)', () => {
   });
 
   it('a node SIGKILLed with members: their member_removed and channel_vacated still fire', async () => {
-    const port = await freePort();
-    await using killed = spawnNode({
-      script: 'src/main.ts',
-      env: {
-        PORT: String(port),
-        HOST: '127.0.0.1',
-        REDIS_URL: redis.url,
-        NODE_ENV: 'test',
-        LOG_LEVEL: 'warn',
-        PUSHCAST_API_KEYS: API_KEY,
-        PUSHCAST_JWT_SECRET: JWT_SECRET,
-        PUSHCAST_WEBHOOK_URL: receiver.url,
-        PUSHCAST_WEBHOOK_SECRET: SECRET,
-        PUSHCAST_WEBHOOK_VACATE_DELAY_MS: String(DELAY_MS),
-        PUSHCAST_WEBHOOK_NODE_TIMEOUT_MS: String(NODE_TIMEOUT_MS),
-      },
+    await using killed = await spawnReadyNode(redis.url, {
+      PUSHCAST_WEBHOOK_URL: receiver.url,
+      PUSHCAST_WEBHOOK_SECRET: SECRET,
+      PUSHCAST_WEBHOOK_VACATE_DELAY_MS: String(DELAY_MS),
+      PUSHCAST_WEBHOOK_NODE_TIMEOUT_MS: String(NODE_TIMEOUT_MS),
     });
-    await until(
-      () =>
-        fetch(`http://127.0.0.1:${port}/readyz`).then(
-          (r) => r.ok,
-          () => false,
-        ),
-      15_000,
-      'the spawned node ready',
-    );
-    const e = await memberOf(`http://127.0.0.1:${port}`, 'e', 'wh:killed');
-    const f = await memberOf(`http://127.0.0.1:${port}`, 'f', 'wh:killed');
+    const e = await memberOf(killed.url, 'e', 'wh:killed');
+    const f = await memberOf(killed.url, 'f', 'wh:killed');
     await expectEvents(receiver, 'wh:killed', [
       'channel_occupied',
       'member_added e',
@@ -264,7 +244,6 @@ describe('webhooks across nodes (Redis)', () => {
   it('a deliverer killed mid-request leaves its unconfirmed events to another node', async () => {
     const own = await startWebhookReceiver(SECRET);
     own.answer(0); // the request hangs: the deliverer dies with it in flight
-    const port = await freePort();
     const prefix = `handover${Math.random().toString(36).slice(2, 7)}`;
     const webhookEnv = {
       PUSHCAST_WEBHOOK_URL: own.url,
@@ -275,29 +254,8 @@ describe('webhooks across nodes (Redis)', () => {
     };
     let other: TestNode | undefined;
     try {
-      await using first = spawnNode({
-        script: 'src/main.ts',
-        env: {
-          PORT: String(port),
-          HOST: '127.0.0.1',
-          REDIS_URL: redis.url,
-          NODE_ENV: 'test',
-          LOG_LEVEL: 'warn',
-          PUSHCAST_API_KEYS: API_KEY,
-          PUSHCAST_JWT_SECRET: JWT_SECRET,
-          ...webhookEnv,
-        },
-      });
-      await until(
-        () =>
-          fetch(`http://127.0.0.1:${port}/readyz`).then(
-            (r) => r.ok,
-            () => false,
-          ),
-        15_000,
-        'the spawned node ready',
-      );
-      const m = await memberOf(`http://127.0.0.1:${port}`, 'k', 'wh:handover');
+      await using first = await spawnReadyNode(redis.url, webhookEnv);
+      const m = await memberOf(first.url, 'k', 'wh:handover');
       await until(() => own.requests.length > 0, 5000, 'the first delivery attempt');
       const inFlight = own.requests[0]!.events.map((e) => e.id);
       // The only other node, and the receiver answering again: only it can deliver now.
@@ -424,3 +382,43 @@ describe('webhooks: bounded while the receiver is down', () => {
     }
   });
 });
+
+/**
+ * A node in its own process on `redisUrl` (so that a test can SIGKILL it), with `env` on top of
+ * the test keys; resolves once it answers /readyz 200.
+ */
+async function spawnReadyNode(
+  redisUrl: string,
+  env: Record<string, string>,
+): Promise<NodeProcess & { url: string }> {
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const node = spawnNode({
+    script: 'src/main.ts',
+    env: {
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      REDIS_URL: redisUrl,
+      NODE_ENV: 'test',
+      LOG_LEVEL: 'warn',
+      PUSHCAST_API_KEYS: API_KEY,
+      PUSHCAST_JWT_SECRET: JWT_SECRET,
+      ...env,
+    },
+  });
+  try {
+    await until(
+      () =>
+        fetch(`${url}/readyz`).then(
+          (r) => r.ok,
+          () => false,
+        ),
+      15_000,
+      'the spawned node ready',
+    );
+  } catch (err) {
+    await node[Symbol.asyncDispose]();
+    throw err;
+  }
+  return Object.assign(node, { url });
+}
