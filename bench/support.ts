@@ -39,9 +39,9 @@ export function freePort(): Promise<number> {
   });
 }
 
-// Server processes still running: SIGKILLed by PID if the benchmark exits without stopping them
-// (an interrupted run exits through process.exit, so the exit hooks here and in
-// test/support/redis.ts run).
+// Child processes still running (servers, load workers, nginx): SIGKILLed by PID if the benchmark
+// exits without stopping them (an interrupted run exits through process.exit, so the exit hooks
+// here and in test/support/redis.ts run).
 const live = new Set<ChildProcess>();
 for (const signal of ['SIGINT', 'SIGTERM'] as const)
   process.once(signal, () => {
@@ -49,15 +49,25 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const)
     process.exit(130);
   });
 process.on('exit', () => {
-  for (const child of live)
-    if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
-      try {
-        process.kill(child.pid, 'SIGKILL');
-      } catch {
-        // Already gone.
-      }
-    }
+  for (const child of live) kill(child);
 });
+
+/** Registers a child this process started, to be SIGKILLed if the benchmark exits first. */
+export function own<C extends ChildProcess>(child: C): C {
+  live.add(child);
+  child.once('exit', () => live.delete(child));
+  return child;
+}
+
+/** SIGKILL to our own child, if it still runs. */
+export function kill(child: ChildProcess): void {
+  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+  try {
+    process.kill(child.pid, 'SIGKILL');
+  } catch {
+    // Already gone.
+  }
+}
 
 /** A started pushcast node. */
 export interface BenchNode {
@@ -96,8 +106,7 @@ export async function startNode(
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  live.add(child);
-  child.once('exit', () => live.delete(child));
+  own(child);
   const logged = { warn: 0, error: 0, tail: [] as string[] };
   const early: string[] = [];
   const onLine = (line: string): void => {
@@ -138,7 +147,7 @@ export async function stop(child: ChildProcess, graceMs = 5000): Promise<void> {
   const exited = new Promise((r) => child.once('exit', r));
   child.kill('SIGTERM');
   await Promise.race([exited, sleep(graceMs)]);
-  if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  kill(child);
 }
 
 // node:http with keep-alive: fetch's own overhead would make the benchmark measure the client.

@@ -4,7 +4,7 @@
  * PID, and killed if the benchmark exits without stopping them.
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { API_KEY, sleep } from '../support.js';
+import { API_KEY, own, sleep } from '../support.js';
 import { mergeSamples } from './latency-sample.js';
 import type {
   ChannelSpec,
@@ -44,18 +44,6 @@ export interface Published {
   wallS: number;
 }
 
-const workers = new Set<ChildProcess>();
-process.on('exit', () => {
-  for (const w of workers)
-    if (w.pid !== undefined && w.exitCode === null && w.signalCode === null) {
-      try {
-        process.kill(w.pid, 'SIGKILL');
-      } catch {
-        // Already gone.
-      }
-    }
-});
-
 // Users (a token's `sub`) unique to the run: pushcast caps the sockets of one user per node.
 let nextRun = 0;
 
@@ -83,7 +71,6 @@ export class LoadClient {
         else call.reject(new Error(`load worker ${proc.pid}: ${msg.error}`));
       });
       proc.once('exit', (code, signal) => {
-        workers.delete(proc);
         for (const [id, call] of this.pending) {
           this.pending.delete(id);
           call.reject(new Error(`load worker ${proc.pid} exited (${code ?? signal})`));
@@ -95,13 +82,13 @@ export class LoadClient {
   /** Forks `count` workers and waits until each says it is ready. */
   static async start(count: number): Promise<LoadClient> {
     const procs = [...Array(count).keys()].map(() => {
-      const proc = fork(new URL('./load-worker.ts', import.meta.url).pathname, [], {
-        execArgv: ['--import', 'tsx'],
-        serialization: 'advanced',
-        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-      });
-      workers.add(proc);
-      return proc;
+      return own(
+        fork(new URL('./load-worker.ts', import.meta.url).pathname, [], {
+          execArgv: ['--import', 'tsx'],
+          serialization: 'advanced',
+          stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+        }),
+      );
     });
     await Promise.all(
       procs.map(

@@ -25,7 +25,9 @@ import {
   details,
   freePort,
   httpRequest,
+  kill,
   metric,
+  own,
   record,
   sleep,
   startNode,
@@ -77,38 +79,6 @@ const BASELINE = fileURLToPath(new URL('../baselines/socketio.js', import.meta.u
  */
 const RAISED_LIMITS: Record<string, string> = { PUSHCAST_CONNECT_RATE_PER_S: '100000' };
 
-// Children this file started (workers, nginx, baseline nodes): SIGKILLed by PID if the process
-// exits without stopping them. pushcast nodes and Redis have the same hook in their own helpers.
-const owned = new Set<ChildProcess>();
-process.on('exit', () => {
-  for (const child of owned) killChild(child);
-});
-
-function killChild(child: ChildProcess): void {
-  if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
-    try {
-      process.kill(child.pid, 'SIGKILL');
-    } catch {
-      // Already gone.
-    }
-  }
-}
-
-function own(child: ChildProcess): ChildProcess {
-  owned.add(child);
-  child.once('exit', () => owned.delete(child));
-  return child;
-}
-
-/** SIGTERM, then SIGKILL after `graceMs`: our own child, by PID. */
-async function stopChild(child: ChildProcess, graceMs = 3000): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  await Promise.race([exited, sleep(graceMs)]);
-  killChild(child);
-}
-
 /** A server node of the storm, whichever kind. */
 interface StormNode {
   url: string;
@@ -149,7 +119,7 @@ async function startStormNode(
     );
     if (ok) break;
     if (Date.now() > deadline) {
-      await stopChild(child);
+      await stop(child, 3000);
       throw new Error(`baseline not ready: ${stderr.join('').slice(-1000)}`);
     }
     await sleep(100);
@@ -269,7 +239,7 @@ class ClientWorker {
     const exited = new Promise((r) => this.child.once('exit', r));
     await this.ask({ type: 'close' }, 3000).catch(() => undefined);
     await Promise.race([exited, sleep(3000)]);
-    killChild(this.child);
+    kill(this.child);
   }
 }
 
@@ -795,7 +765,7 @@ async function storm(kind: StormTarget, opts: ReconnectStormOptions): Promise<vo
     if (balancer) info.nginxErrors = balancer.errors();
     await Promise.all(workers.map((w) => w.close()));
     await balancer?.stop();
-    await Promise.all(nodes.map((n) => (kind === 'pushcast' ? stop(n.child) : stopChild(n.child))));
+    await Promise.all(nodes.map((n) => stop(n.child)));
     await redis?.stop();
     info.scenarioMs = Date.now() - started;
   }

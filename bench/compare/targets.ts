@@ -4,7 +4,7 @@
  * pushes through Redis when there are two. Every process is started and stopped by its PID.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { httpRequest, metric, sleep, startNode, stop, freePort } from '../support.js';
+import { httpRequest, metric, own, sleep, startNode, stop, freePort } from '../support.js';
 import { rssBytes } from './proc.js';
 
 /** The servers compared. */
@@ -38,20 +38,6 @@ export interface TargetOptions {
 }
 
 const READY_TIMEOUT_MS = 20_000;
-
-// Baseline processes still running: SIGKILLed by PID if the benchmark exits without stopping them
-// (pushcast nodes are covered by the same hook in bench/support.ts).
-const live = new Set<ChildProcess>();
-process.on('exit', () => {
-  for (const child of live)
-    if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
-      try {
-        process.kill(child.pid, 'SIGKILL');
-      } catch {
-        // Already gone.
-      }
-    }
-});
 
 /** Starts the target's nodes (in parallel) and resolves once every one is ready. */
 export async function startTarget(kind: TargetKind, opts: TargetOptions): Promise<Target> {
@@ -100,8 +86,7 @@ async function startBaseline(
       stdio: ['ignore', 'pipe', 'pipe'],
     },
   );
-  live.add(child);
-  child.once('exit', () => live.delete(child));
+  own(child);
   // A bounded tail of the output, to explain a start that failed.
   const output: string[] = [];
   const keep = (chunk: Buffer): void => {
