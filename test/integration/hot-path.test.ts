@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { captureLog } from '../support/log-capture.js';
+import { metricValue } from '../support/probes.js';
 import { startRedis, type RedisFixture } from '../support/redis.js';
 import {
   connectClient,
@@ -109,6 +111,33 @@ describe('broadcast hot path', () => {
         distinctFrames: 1,
         engineWrites: 0,
       });
+    } finally {
+      for (const c of clients) c.close();
+    }
+  });
+
+  it('counting, metrics and logs do one thing per push, not one per socket', async () => {
+    // Every log line a node writes, down to debug, and the `delivered` hook.
+    const log = captureLog('debug');
+    const delivered: Array<{ channel: string; count: number }> = [];
+    const node = await startNode(
+      {},
+      {
+        delivered: (_push, ctx) => void delivered.push({ channel: ctx.channel, count: ctx.count }),
+      },
+      { logger: log.logger },
+    );
+    nodes.push(node);
+    const clients = await join(node, 'hot:count');
+    try {
+      const before = await metricValue(node.url, 'pushcast_pushes_delivered_total');
+      const lines = log.lines.length;
+      await measure(node, node, clients, 'hot:count');
+      // One `delivered` call with the count, the counter moved by N, and the log lines of the
+      // request (an access line or so), none per socket.
+      expect(delivered).toEqual([{ channel: 'hot:count', count: N }]);
+      expect((await metricValue(node.url, 'pushcast_pushes_delivered_total')) - before).toBe(N);
+      expect(log.lines.length - lines).toBeLessThan(5);
     } finally {
       for (const c of clients) c.close();
     }
