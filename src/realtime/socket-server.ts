@@ -68,7 +68,7 @@ export function serveSockets(io: Server, deps: SessionDeps, admission: Admission
   io.use(tickets.admitUser);
 
   io.on('connection', (socket: Socket) => {
-    tickets.connected(socket);
+    const ticket = tickets.connected(socket);
     // The socket id is the connection id in every log line about this socket.
     log.info(
       {
@@ -80,7 +80,10 @@ export function serveSockets(io: Server, deps: SessionDeps, admission: Admission
     );
     releaseUpgradeRequest(socket);
     const session = new ChannelSession(socketIoTransport(socket), deps);
+    // From here `disconnect` always comes, also when the connection closes: the one listener
+    // ends the session and gives the admission ticket back.
     socket.on('disconnect', (reason) => {
+      ticket?.release();
       session.end();
       log.info({ conn: socket.id, reason }, 'socket disconnected');
     });
@@ -136,14 +139,13 @@ class SocketTickets {
     next(connectError(refusal));
   };
 
-  /** The socket connected (call first thing in `connection`): held until it disconnects. */
-  connected(socket: Socket): void {
+  /** The socket connected (call first thing in `connection`): its ticket, for the `disconnect` listener to give back. */
+  connected(socket: Socket): AdmissionTicket | undefined {
     const held = this.held.get(socket);
-    if (!held) return;
+    if (!held) return undefined;
     this.held.delete(socket);
-    // From here `disconnect` always comes, also when the connection closes.
     socket.conn.off('close', held.onConnClose);
-    socket.once('disconnect', () => held.ticket.release());
+    return held.ticket;
   }
 
   /** Refused (by a middleware in between, or for its user) or cut during the handshake. */
