@@ -8,12 +8,22 @@ import type { ApiRequest } from './app.js';
 // RFC 9110 token-ish: 1-255 visible ASCII characters.
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
 
+/**
+ * What a request's work leaves: the record to keep (and answer), whether it is final, and, for a
+ * retryable failure, the error to answer once the record is kept for the retry.
+ */
+export interface WorkOutcome<R> {
+  record: R;
+  final: boolean;
+  failure?: Error;
+}
+
 /** Runs a request's work at most once per Idempotency-Key (docs/protocol.md, "Idempotency-Key"). */
 export type IdempotentRunner = <R>(
   req: ApiRequest,
   res: Response,
   route: string,
-  work: (previous: R | undefined) => Promise<{ record: R; final: boolean }>,
+  work: (previous: R | undefined) => Promise<WorkOutcome<R>>,
 ) => Promise<R>;
 
 /** The Idempotency-Key protocol of the push routes, over an {@link IdempotencyStore}. */
@@ -21,16 +31,17 @@ export function idempotentRunner(store: IdempotencyStore, log: Logger): Idempote
   /**
    * Runs `work` once per Idempotency-Key (per API key): a repeat of the same request gets the
    * stored record (with `Idempotent-Replayed: true`), another request with the key is refused.
-   * A record that is not final is kept for a retry, which resumes from it.
+   * A record that is not final is kept for a retry, which resumes from it; an outcome with a
+   * `failure` is answered with it once its record is kept.
    */
   return async function idempotent<R>(
     req: ApiRequest,
     res: Response,
     route: string,
-    work: (previous: R | undefined) => Promise<{ record: R; final: boolean }>,
+    work: (previous: R | undefined) => Promise<WorkOutcome<R>>,
   ): Promise<R> {
     const header = req.headers['idempotency-key'];
-    if (header === undefined) return (await work(undefined)).record;
+    if (header === undefined) return answer(await work(undefined));
     if (typeof header !== 'string' || !IDEMPOTENCY_KEY.test(header))
       throw new PushcastError(
         'invalid_push',
@@ -67,12 +78,12 @@ export function idempotentRunner(store: IdempotencyStore, log: Logger): Idempote
       if (Date.now() > deadline) throw unavailable('duplicate');
       await new Promise((r) => setTimeout(r, 25));
     }
+    let outcome: WorkOutcome<R>;
     try {
-      const { record, final } = await work(previous);
+      outcome = await work(previous);
       await store
-        .complete(key, fingerprint, { status: 200, body: record }, final)
+        .complete(key, fingerprint, { status: 200, body: outcome.record }, outcome.final)
         .catch((err: unknown) => log.warn({ err }, 'idempotency store failed'));
-      return record;
     } catch (err) {
       // Nothing new to keep: the request may be retried with the same key.
       await store
@@ -80,7 +91,14 @@ export function idempotentRunner(store: IdempotencyStore, log: Logger): Idempote
         .catch((e: unknown) => log.warn({ err: e }, 'idempotency store failed'));
       throw err;
     }
+    return answer(outcome);
   };
+}
+
+/** The record to answer, or the failure the work ended with (its record already kept). */
+function answer<R>(outcome: WorkOutcome<R>): R {
+  if (outcome.failure !== undefined) throw outcome.failure;
+  return outcome.record;
 }
 
 /**

@@ -53,19 +53,23 @@ export function pushRoutes(deps: PushRouteDeps): express.Router {
       // fingerprint guarantees is the same. A 503 keeps the push's identity as a partial answer,
       // so a retry with the key publishes the same push id (and, on a Redis Cluster, completes
       // it only on the channels that missed it).
-      let failure: unknown;
       const record = await idempotent<PushRecord>(req, res, 'push', async (previous) => {
         const identity = pendingOf(previous) ?? pipeline.identity();
         try {
           return { record: (await pipeline.push(push, identity)).id, final: true };
         } catch (err) {
-          if (toPushcastError(err).code !== 'unavailable') throw err;
-          failure = err;
-          return { record: { pending: identity }, final: false };
+          const e = toPushcastError(err);
+          if (e.code !== 'unavailable') throw err;
+          return { record: { pending: identity }, final: false, failure: e };
         }
       });
-      if (typeof record !== 'string') throw failure;
-      res.json({ id: record, channel: push.channels, event: push.event, data: push.data });
+      // Only a published push is answered (a pending record comes back with its failure thrown).
+      res.json({
+        id: record as string,
+        channel: push.channels,
+        event: push.event,
+        data: push.data,
+      });
     },
   );
 
