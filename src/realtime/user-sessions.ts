@@ -41,7 +41,6 @@ export class UserSessions {
 
   /** Ends every connection of the user on this node; answers how many were closed. */
   disconnect(userId: string): number {
-    // A copy: closing a connection ends its session, which removes it from the live set.
     let closed = 0;
     for (const session of this.sessionsOf(userId)) if (session.disconnect()) closed++;
     return closed;
@@ -54,7 +53,7 @@ export class UserSessions {
     return taken;
   }
 
-  /** The user's sessions now, as a copy. */
+  /** The user's sessions now, as a copy: closing one ends it, which removes it from the registry. */
   private sessionsOf(userId: string): ControlledSession[] {
     const held = this.byUser.get(userId);
     return held === undefined ? [] : held instanceof Set ? [...held] : [held];
