@@ -1,5 +1,5 @@
 /**
- * The servers the comparison benchmarks run side by side: pushcast (`src/main.ts`, through
+ * The servers the comparison benchmarks run side by side: pushcast (its `tsc` build, through
  * bench/support.ts) and the two baselines in bench/baselines/, one or two nodes each, sharing
  * pushes through Redis when there are two. Every process is started and stopped by its PID.
  */
