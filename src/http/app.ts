@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import helmet from 'helmet';
+import { ServerResponse } from 'node:http';
+import helmet, { type HelmetOptions } from 'helmet';
 import express, {
   type NextFunction,
   type Request,
@@ -56,6 +57,19 @@ export interface HttpDeps {
   node: string;
 }
 
+/**
+ * Standard security headers on every answer (helmet's). The API answers JSON only, so its CSP
+ * allows nothing at all (the admin page sets its own); HSTS is left to the TLS terminator, which
+ * knows whether this host is served over HTTPS.
+ */
+export const SECURITY_HEADERS: HelmetOptions = {
+  contentSecurityPolicy: {
+    useDefaults: false,
+    directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] },
+  },
+  strictTransportSecurity: false,
+};
+
 /** Express request with what pushcast's middleware adds. */
 export interface ApiRequest extends Request {
   requestId?: string;
@@ -68,18 +82,7 @@ export function createHttpApp(deps: HttpDeps): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
-  // Standard security headers on every answer. The API answers JSON only, so its CSP allows
-  // nothing at all (the admin page sets its own); HSTS is left to the TLS terminator, which
-  // knows whether this host is served over HTTPS.
-  app.use(
-    helmet({
-      contentSecurityPolicy: {
-        useDefaults: false,
-        directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] },
-      },
-      strictTransportSecurity: false,
-    }),
-  );
+  app.use(securityHeaders(SECURITY_HEADERS));
 
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
@@ -106,7 +109,15 @@ export function createHttpApp(deps: HttpDeps): express.Express {
   app.use('/api', requestContext(deps));
   const limiter = deps.pushLimiter;
   const schemas = apiSchemas(config.limits);
-  app.use('/api', pushRoutes({ ...deps, limiter, schemas, authenticate: authenticate(deps) }));
+  app.use(
+    '/api',
+    pushRoutes({
+      ...deps,
+      limiter,
+      schemas,
+      authorize: authorize(deps),
+    }),
+  );
   app.use(
     '/api',
     channelRoutes({
@@ -128,8 +139,43 @@ export function createHttpApp(deps: HttpDeps): express.Express {
   return app;
 }
 
+/**
+ * Helmet's headers, worked out once. With the options used here every header helmet sets is the
+ * same on every answer (no nonces or other per-request values), so helmet runs once against a
+ * recorder at startup and each answer gets the recorded headers in one pass, instead of through
+ * helmet's chain of a dozen middleware functions per request.
+ */
+function securityHeaders(options: HelmetOptions): RequestHandler {
+  const headers: Array<[string, string]> = [];
+  const recorder = {
+    setHeader(name: string, value: unknown) {
+      headers.push([name, String(value)]);
+    },
+    // X-Powered-By: Express's own, already switched off (app.disable above).
+    removeHeader() {},
+  };
+  let failure: unknown;
+  helmet(options)({} as never, recorder as never, (err?: unknown) => (failure = err));
+  // Only a bad option fails here, at startup.
+  if (failure !== undefined) throw new Error('helmet refused its options', { cause: failure });
+  return (_req, res, next) => {
+    for (const [name, value] of headers) res.setHeader(name, value);
+    next();
+  };
+}
+
 /** Request id, draining refusal, access log and the api_requested/api_processed hooks. */
 function requestContext(deps: HttpDeps): RequestHandler {
+  // Any answer written once the node stops taking traffic (this one, or one of a request taken
+  // just before) tells the client to drop the connection and come back through the balancer.
+  // One function for every response (no closure per request); nothing wraps writeHead before it.
+  const drainAwareWriteHead = function (this: ServerResponse, ...args: unknown[]) {
+    if (!deps.accepting() && !this.headersSent) this.setHeader('Connection', 'close');
+    return (ServerResponse.prototype.writeHead as (...a: unknown[]) => ServerResponse).apply(
+      this,
+      args,
+    );
+  } as Response['writeHead'];
   return (req: ApiRequest, res: Response, next: NextFunction) => {
     const header = req.headers['x-request-id'];
     const requestId =
@@ -145,17 +191,18 @@ function requestContext(deps: HttpDeps): RequestHandler {
       // The route pattern, not the path: channel names must not become label values.
       const route = req.route ? `/api${(req.route as { path: string }).path}` : '(unmatched)';
       deps.metrics.apiRequest(route, req.method, res.statusCode, durationMs / 1000);
-      deps.log.info(
-        {
-          requestId,
-          method: req.method,
-          path,
-          status: res.statusCode,
-          ms: Math.round(durationMs),
-          keyId: req.caller?.keyId,
-        },
-        'api request',
-      );
+      if (deps.log.isLevelEnabled('info'))
+        deps.log.info(
+          {
+            requestId,
+            method: req.method,
+            path,
+            status: res.statusCode,
+            ms: Math.round(durationMs),
+            keyId: req.caller?.keyId,
+          },
+          'api request',
+        );
       deps.instrumentation.apiProcessed({
         requestId,
         method: req.method,
@@ -164,13 +211,7 @@ function requestContext(deps: HttpDeps): RequestHandler {
         durationMs,
       });
     });
-    // Any answer written once the node stops taking traffic (this one, or one of a request taken
-    // just before) tells the client to drop the connection and come back through the balancer.
-    const writeHead = res.writeHead.bind(res) as (...args: unknown[]) => Response;
-    res.writeHead = ((...args: unknown[]) => {
-      if (!deps.accepting() && !res.headersSent) res.setHeader('Connection', 'close');
-      return writeHead(...args);
-    }) as typeof res.writeHead;
+    res.writeHead = drainAwareWriteHead;
     if (!deps.accepting()) throw unavailable('draining');
     // The router would answer OPTIONS itself with a text body; the API has no CORS preflight to
     // serve (it is called by backends), so it says which methods exist and nothing more.
@@ -183,12 +224,22 @@ function requestContext(deps: HttpDeps): RequestHandler {
   };
 }
 
-/** Middleware factory: authenticate, then check the scope. */
-function authenticate(deps: HttpDeps): (scope: string) => RequestHandler {
-  return (scope) => async (req: ApiRequest, _res, next) => {
+/** The request's caller, once authenticated and checked for the scope (401, 403). */
+export type Authorize = (req: ApiRequest, scope: string) => Promise<ApiCaller>;
+
+function authorize(deps: HttpDeps): Authorize {
+  return async (req, scope) => {
     const caller = await authenticateRequest(req, deps.hooks, deps.defaults);
     requireScope(caller, scope);
-    req.caller = caller;
+    return caller;
+  };
+}
+
+/** Middleware factory: authenticate, then check the scope. */
+function authenticate(deps: HttpDeps): (scope: string) => RequestHandler {
+  const check = authorize(deps);
+  return (scope) => async (req: ApiRequest, _res, next) => {
+    req.caller = await check(req, scope);
     next();
   };
 }

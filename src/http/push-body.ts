@@ -1,4 +1,4 @@
-import express, { type RequestHandler } from 'express';
+import express, { type Request, type RequestHandler, type Response } from 'express';
 import type { Config } from '../config/schema.js';
 import { PushcastError } from '../errors.js';
 import { scanJson, withoutOversize, type OversizeField, type ScanShape } from './json-scan.js';
@@ -16,9 +16,9 @@ export type OversizeSlots = ReadonlyMap<number, OversizeField>;
  * scan (see json-scan.ts), then `JSON.parse`. Leaves the parsed value in `req.body` and, for a
  * batch, the slots refused by size in `res.locals.oversize`.
  */
-export function readPushBody(shape: ScanShape, limits: Config['limits']): RequestHandler[] {
+export function readPushBody(shape: ScanShape, limits: Config['limits']): RequestHandler {
   const raw = express.raw({ limit: limits.maxBodyBytes, type: () => true });
-  const parse: RequestHandler = (req, res, next) => {
+  const parse = (req: Request, res: Response): void => {
     const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
     const scan = scanJson(body, shape, {
       maxDepth: limits.maxDataDepth + WRAPPING[shape],
@@ -39,9 +39,19 @@ export function readPushBody(shape: ScanShape, limits: Config['limits']): Reques
       throw new PushcastError('invalid_json', 'The request body is not valid JSON.');
     }
     res.locals.oversize = new Map(scan.oversize.map((f) => [f.slot, f])) satisfies OversizeSlots;
-    next();
   };
-  return [raw, parse];
+  // One middleware (the raw read, then the parse) rather than two layers of the router.
+  return (req, res, next) => {
+    void raw(req, res, (err?: unknown) => {
+      if (err !== undefined) return next(err);
+      try {
+        parse(req, res);
+      } catch (e) {
+        return next(e);
+      }
+      next();
+    });
+  };
 }
 
 /** The 413 for a field over its limit (`size` is a lower bound when the scan stopped early). */

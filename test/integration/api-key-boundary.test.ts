@@ -1,6 +1,10 @@
+import express from 'express';
 import fc from 'fast-check';
+import helmet from 'helmet';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ConfigInput } from '../../src/config/schema.js';
+import { SECURITY_HEADERS } from '../../src/http/app.js';
 import { subscriber, until } from '../support/assertions.js';
 import { useRedisCluster } from '../support/cluster.js';
 import { API_KEY, postJson, startNode, type TestClient, type TestNode } from '../support/nodes.js';
@@ -219,6 +223,35 @@ describe('security headers', () => {
     }
   });
 
+  it('sends exactly the headers helmet sets per request, pushes included', async () => {
+    // pushcast works helmet's headers out once at startup; helmet itself, mounted as usual,
+    // sets them on every answer: the two must agree, header for header.
+    const plain = express().use(helmet(SECURITY_HEADERS));
+    plain.get('/', (_req, res) => void res.json({}));
+    const server = plain.listen(0, '127.0.0.1');
+    await new Promise((r) => server.once('listening', r));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      const own = new Set(['content-type', 'content-length', 'date', 'connection', 'keep-alive']);
+      const helmetHeaders = Object.entries(
+        headersOf((await fetch(`http://127.0.0.1:${port}/`)).headers),
+      ).filter(([name]) => !own.has(name) && name !== 'x-powered-by' && name !== 'etag');
+      expect(helmetHeaders.length).toBeGreaterThan(8);
+      const push = await postJson(`${node.url}/api/push`, {
+        channel: 'headers:1',
+        event: 'e',
+        data: {},
+      });
+      expect(push.status).toBe(200);
+      for (const headers of [push.headers, (await fetch(`${node.url}/healthz`)).headers]) {
+        const sent = headersOf(headers);
+        for (const [name, value] of helmetHeaders) expect(sent[name], name).toBe(value);
+      }
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
+  });
+
   it('sends the admin page with a CSP that forbids framing', async () => {
     const res = await fetch(`${node.url}/admin`);
     expect(res.status).toBe(200);
@@ -228,6 +261,13 @@ describe('security headers', () => {
     expect(res.headers.get('x-content-type-options')).toBe('nosniff');
   });
 });
+
+/** A fetch answer's headers as a plain object (lower-case names). */
+function headersOf(headers: Headers): Record<string, string> {
+  const out: Record<string, string> = {};
+  headers.forEach((value, name) => (out[name] = value));
+  return out;
+}
 
 describe('property: a request succeeds exactly when the key’s scopes and patterns allow it', () => {
   const SCOPES = ['push', 'read', 'admin'] as const;
