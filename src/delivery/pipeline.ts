@@ -87,9 +87,7 @@ export class PushPipeline {
         event: request.event,
         data: request.data,
         ts: ms,
-        offsets: Object.fromEntries(
-          request.channels.flatMap((c, i) => (offsets[i] === undefined ? [] : [[c, offsets[i]]])),
-        ),
+        offsets: offsetsByChannel(request.channels, offsets),
       };
       for (const listener of this.requestedListeners) listener(result);
       return result;
@@ -125,4 +123,18 @@ export class PushPipeline {
     this.idleWaiters = [];
     for (const w of waiters) w();
   }
+}
+
+/** The offsets the bus gave, by channel (channels without history have none). */
+function offsetsByChannel(
+  channels: readonly string[],
+  offsets: ReadonlyArray<string | undefined>,
+): Record<string, string> {
+  const entries: Array<[string, string]> = [];
+  for (let i = 0; i < channels.length; i++) {
+    const offset = offsets[i];
+    if (offset !== undefined) entries.push([channels[i]!, offset]);
+  }
+  // fromEntries: a channel named like an Object.prototype member is still an own key.
+  return Object.fromEntries(entries);
 }

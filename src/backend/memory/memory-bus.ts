@@ -26,6 +26,8 @@ const MESSAGE_OVERHEAD_BYTES = 120;
 export class MemoryBus implements Bus {
   /** Ordered by last push, least recent first: the eviction order. */
   private readonly logs = new Map<string, ChannelLog>();
+  /** The channel last in {@link logs} (the most recently pushed), when known. */
+  private newest: string | undefined;
   private readonly sweeper: NodeJS.Timeout;
   private bytes = 0;
 
@@ -83,9 +85,14 @@ export class MemoryBus implements Bus {
         this.bytes -= dropped;
       }
       log.expiresAt = this.now() + history.ttlS * 1000;
-      // Most recently pushed last: re-inserted so the map's order is the eviction order.
-      this.logs.delete(m.channel);
-      this.logs.set(m.channel, log);
+      // Most recently pushed last: re-inserted so the map's order is the eviction order. Not when
+      // it is last already: a delete and set per push of the same channel makes the map shrink
+      // and grow its table again and again (the hottest line of a batch to one channel).
+      if (this.newest !== m.channel) {
+        this.logs.delete(m.channel);
+        this.logs.set(m.channel, log);
+        this.newest = m.channel;
+      }
       this.evict(m.channel);
     }
     this.deliver(roomOf(m.channel), message);
@@ -161,6 +168,7 @@ export class MemoryBus implements Bus {
       expiresAt: 0,
     };
     this.logs.set(channel, log);
+    this.newest = channel;
     return log;
   }
 
@@ -174,6 +182,7 @@ export class MemoryBus implements Bus {
 
   private drop(channel: string, log: ChannelLog): void {
     this.logs.delete(channel);
+    if (this.newest === channel) this.newest = undefined;
     this.bytes -= log.bytes;
   }
 
