@@ -1,7 +1,13 @@
 import { unavailable } from '../errors.js';
 import type { Bus } from './bus.js';
-import { messageHead } from './message.js';
+import { messageHead, type PreparedMessage } from './message.js';
 import type { PushIdGenerator } from './push-id.js';
+
+/**
+ * Most pushes handed to the bus in one call (one Redis script per slot): a large batch goes in
+ * several, so that no single script holds Redis for long.
+ */
+const HANDOVER_MAX = 100;
 
 /** A validated push: channels deduplicated, data already serialized once. */
 export interface PushRequest {
@@ -27,6 +33,10 @@ export interface PushResult {
   /** Offset per channel, where history is on. */
   offsets: Record<string, string>;
 }
+
+/** What became of one push of {@link PushPipeline.pushMany}. */
+export type PushOutcome =
+  { result: PushResult; error?: undefined } | { result?: undefined; error: unknown };
 
 /**
  * The in-flight pipeline: every accepted push gets an id and is handed to the bus (history append
@@ -70,31 +80,89 @@ export class PushPipeline {
     this.admit();
     this.inflight += 1;
     try {
-      const { id, ms } = identity ?? this.ids.next();
-      const offsets = await this.bus.publish(
-        request.channels.map((channel) => ({
-          channel,
-          id,
-          ts: ms,
-          event: request.event,
-          data: request.data,
-          head: messageHead(channel, request.event, request.dataJson, id, ms),
-        })),
-      );
-      const result: PushResult = {
-        id,
-        channel: request.channels,
-        event: request.event,
-        data: request.data,
-        ts: ms,
-        offsets: offsetsByChannel(request.channels, offsets),
-      };
-      for (const listener of this.requestedListeners) listener(result);
-      return result;
+      const [result] = await this.handOver([{ request, identity: identity ?? this.ids.next() }]);
+      return result!;
     } finally {
       this.inflight -= 1;
       if (this.inflight === 0) this.wakeIdle();
     }
+  }
+
+  /**
+   * Publishes several pushes (a batch's slots), in order, handed to the bus together: one
+   * publish script per Redis slot for up to {@link HANDOVER_MAX} pushes, instead of one per push.
+   * Each push is admitted on its own (past the in-flight bound it fails with 503 alone); a bus
+   * failure fails every push of its hand-over, each keeping its identity for a retry. Resolves
+   * with one outcome per push, in order: its result or its error.
+   */
+  async pushMany(
+    items: ReadonlyArray<{ request: PushRequest; identity: PushIdentity }>,
+  ): Promise<PushOutcome[]> {
+    const outcomes = new Array<PushOutcome>(items.length);
+    const admitted: number[] = [];
+    for (let i = 0; i < items.length; i++) {
+      try {
+        this.admit();
+      } catch (error) {
+        outcomes[i] = { error };
+        continue;
+      }
+      this.inflight += 1;
+      admitted.push(i);
+    }
+    try {
+      const handOvers: number[][] = [];
+      for (let at = 0; at < admitted.length; at += HANDOVER_MAX)
+        handOvers.push(admitted.slice(at, at + HANDOVER_MAX));
+      await Promise.all(
+        handOvers.map(async (slots) => {
+          try {
+            const results = await this.handOver(slots.map((i) => items[i]!));
+            slots.forEach((i, k) => (outcomes[i] = { result: results[k]! }));
+          } catch (error) {
+            for (const i of slots) outcomes[i] = { error };
+          }
+        }),
+      );
+      return outcomes;
+    } finally {
+      this.inflight -= admitted.length;
+      if (this.inflight === 0) this.wakeIdle();
+    }
+  }
+
+  /** Hands admitted pushes to the bus in one call; their results in order (or the bus's error). */
+  private async handOver(
+    items: ReadonlyArray<{ request: PushRequest; identity: PushIdentity }>,
+  ): Promise<PushResult[]> {
+    const messages: PreparedMessage[] = [];
+    for (const { request, identity } of items)
+      for (const channel of request.channels)
+        messages.push({
+          channel,
+          id: identity.id,
+          ts: identity.ms,
+          event: request.event,
+          data: request.data,
+          head: messageHead(channel, request.event, request.dataJson, identity.id, identity.ms),
+        });
+    const offsets = await this.bus.publish(messages);
+    let at = 0;
+    return items.map(({ request, identity }) => {
+      const result: PushResult = {
+        id: identity.id,
+        channel: request.channels,
+        event: request.event,
+        data: request.data,
+        ts: identity.ms,
+        offsets: offsetsByChannel(
+          request.channels,
+          offsets.slice(at, (at += request.channels.length)),
+        ),
+      };
+      for (const listener of this.requestedListeners) listener(result);
+      return result;
+    });
   }
 
   /** Throws 503 when a push cannot be taken now (draining, full, bus down). */

@@ -98,38 +98,44 @@ export function pushRoutes(deps: PushRouteDeps): express.Router {
         await charge(req.caller!.keyId, count);
       }
       pipeline.admit();
-      const runSlot = async (
-        body: unknown,
-        slot: number,
-        pending: PushIdentity | undefined,
-      ): Promise<BatchSlot> => {
-        const identity = pending ?? pipeline.identity();
-        try {
-          const cut = oversize.get(slot);
-          if (cut) throw tooLarge(cut, 'batch');
-          const push: PushRequest = parsePush(body, schemas, config.limits, { parsed: true });
-          requireChannels(req.caller!, push.channels);
-          const r = await pipeline.push(push, identity);
-          return { id: r.id, channel: r.channel, event: r.event };
-        } catch (err) {
-          const e = toPushcastError(err);
-          // Retryable: the slot keeps its identity, so the retry publishes the same push id.
-          return e.code === 'unavailable'
-            ? { error: e.message, code: e.code, pending: identity }
-            : { error: e.message, code: e.code };
-        }
+      /** A slot's failure; a retryable one keeps its identity, so a retry publishes the same id. */
+      const failed = (err: unknown, identity: PushIdentity): BatchSlot => {
+        const e = toPushcastError(err);
+        return e.code === 'unavailable'
+          ? { error: e.message, code: e.code, pending: identity }
+          : { error: e.message, code: e.code };
       };
       // A slot that failed with a retryable error (503) is run again by a retry with the same
-      // Idempotency-Key; the slots that were published are not, so each push happens once.
+      // Idempotency-Key; the slots that were published are not, so each push happens once. The
+      // slots that pass their checks are published together, in order (pipeline.pushMany).
       const results = await idempotent<BatchSlot[]>(req, res, 'batch', async (previous) => {
-        const record = await Promise.all(
-          parsed.data.pushes.map((body, slot) => {
-            const before = previous?.[slot];
-            return before && !retryable(before)
-              ? Promise.resolve(before)
-              : runSlot(body, slot, before && 'pending' in before ? before.pending : undefined);
-          }),
-        );
+        const record = new Array<BatchSlot>(count);
+        const publish: Array<{ slot: number; request: PushRequest; identity: PushIdentity }> = [];
+        parsed.data.pushes.forEach((body, slot) => {
+          const before = previous?.[slot];
+          if (before && !retryable(before)) {
+            record[slot] = before;
+            return;
+          }
+          const identity =
+            (before && 'pending' in before ? before.pending : undefined) ?? pipeline.identity();
+          try {
+            const cut = oversize.get(slot);
+            if (cut) throw tooLarge(cut, 'batch');
+            const request = parsePush(body, schemas, config.limits, { parsed: true });
+            requireChannels(req.caller!, request.channels);
+            publish.push({ slot, request, identity });
+          } catch (err) {
+            record[slot] = failed(err, identity);
+          }
+        });
+        const outcomes = await pipeline.pushMany(publish);
+        publish.forEach(({ slot, identity }, k) => {
+          const { result, error } = outcomes[k]!;
+          record[slot] = result
+            ? { id: result.id, channel: result.channel, event: result.event }
+            : failed(error, identity);
+        });
         return { record, final: !record.some(retryable) };
       });
       // The identities kept for a retry are the server's own: not part of the answer.

@@ -199,6 +199,45 @@ describe('HTTP push API over Redis: two nodes sharing one Redis', () => {
     });
   });
 
+  it('publishes a batch with one script call, in order, to sockets on the other node', async () => {
+    const client = await subscriber(b, ['many:1']);
+    const admin = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 0 });
+    await admin.connect();
+    // Scripts Redis ran: the rate limit's and the publish script (commands inside a script are
+    // counted under their own names).
+    const scriptCalls = async (): Promise<number> => {
+      const info = await admin.info('commandstats');
+      let calls = 0;
+      for (const m of info.matchAll(/^cmdstat_(?:eval|evalsha):calls=(\d+)/gm))
+        calls += Number(m[1]);
+      return calls;
+    };
+    try {
+      const pushes = Array.from({ length: 50 }, (_, i) => ({
+        channel: 'many:1',
+        event: 'e',
+        data: i,
+      }));
+      const before = await scriptCalls();
+      const res = await postJson(`${a.url}/api/push/batch`, { pushes });
+      expect(res.status).toBe(200);
+      expect(
+        (res.body.results as unknown[]).every(
+          (r) => typeof (r as { id?: unknown }).id === 'string',
+        ),
+      ).toBe(true);
+      // Three for the rate limit (a token up front, given back, fifty taken) and one publish for
+      // the fifty pushes; one publish per push made it fifty-three.
+      expect(await scriptCalls()).toBeLessThanOrEqual(before + 6);
+      await client.waitFor(50);
+      expect(client.messages.map((m) => m.data)).toEqual(pushes.map((p) => p.data));
+      await expectExactly(b, client, 'many:1', 50);
+    } finally {
+      admin.disconnect();
+      client.close();
+    }
+  });
+
   it('answers 503 when the bounded in-flight buffer is full (overloaded), nothing pushed', async () => {
     const small = await startNode({ redisUrl: redis.url, maxInflight: 1 });
     const client = await subscriber(a, ['busy:1']);
