@@ -19,6 +19,12 @@ export interface Bus {
   /** Whether publishes can succeed now (Redis connected). */
   ready(): boolean;
   /**
+   * Whether one `publish` of several messages records all of them or none (memory, one Redis).
+   * False on a Redis Cluster, where each hash slot's messages succeed or fail on their own: a
+   * failed publish may have published some of them.
+   */
+  readonly allOrNothing: boolean;
+  /**
    * Appends and fans out one push to each of its channels (all or none in memory and on one
    * Redis; per hash slot on a Redis Cluster, where each channel refuses an id it already holds);
    * resolves with each message's offset (undefined where history is off).

@@ -4,10 +4,11 @@ import { messageHead, type PreparedMessage } from './message.js';
 import type { PushIdGenerator } from './push-id.js';
 
 /**
- * Most pushes handed to the bus in one call (one Redis script per slot): a large batch goes in
- * several, so that no single script holds Redis for long.
+ * Most messages (pushes times their channels) handed to the bus in one call: a Redis script holds
+ * no more than one push to the most channels a push may name (100 by default) does, so it holds
+ * Redis no longer, and ends within its deadline as surely.
  */
-const HANDOVER_MAX = 100;
+const HANDOVER_MAX_MESSAGES = 100;
 
 /** A validated push: channels deduplicated, data already serialized once. */
 export interface PushRequest {
@@ -80,8 +81,9 @@ export class PushPipeline {
     this.admit();
     this.inflight += 1;
     try {
-      const [result] = await this.handOver([{ request, identity: identity ?? this.ids.next() }]);
-      return result!;
+      const [outcome] = await this.handOver([{ request, identity: identity ?? this.ids.next() }]);
+      if (outcome!.result === undefined) throw outcome!.error;
+      return outcome!.result;
     } finally {
       this.inflight -= 1;
       if (this.inflight === 0) this.wakeIdle();
@@ -89,11 +91,13 @@ export class PushPipeline {
   }
 
   /**
-   * Publishes several pushes (a batch's slots), in order, handed to the bus together: one
-   * publish script per Redis slot for up to {@link HANDOVER_MAX} pushes, instead of one per push.
-   * Each push is admitted on its own (past the in-flight bound it fails with 503 alone); a bus
-   * failure fails every push of its hand-over, each keeping its identity for a retry. Resolves
-   * with one outcome per push, in order: its result or its error.
+   * Publishes several pushes (a batch's slots), in order. Where the bus publishes all or nothing
+   * (memory, one Redis) they are handed over together, up to {@link HANDOVER_MAX_MESSAGES}
+   * messages at a time: one publish script for many pushes instead of one per push. On a Redis
+   * Cluster each push is handed over alone, so a slot that failed there fails only its own push.
+   * Each push is admitted on its own (past the in-flight bound it fails with 503 alone); a failed
+   * hand-over fails each of its pushes, each keeping its identity for a retry. Resolves with one
+   * outcome per push, in order.
    */
   async pushMany(
     items: ReadonlyArray<{ request: PushRequest; identity: PushIdentity }>,
@@ -111,17 +115,15 @@ export class PushPipeline {
       admitted.push(i);
     }
     try {
-      const handOvers: number[][] = [];
-      for (let at = 0; at < admitted.length; at += HANDOVER_MAX)
-        handOvers.push(admitted.slice(at, at + HANDOVER_MAX));
       await Promise.all(
-        handOvers.map(async (slots) => {
+        this.handOvers(admitted, items).map(async (slots) => {
+          let results: PushOutcome[];
           try {
-            const results = await this.handOver(slots.map((i) => items[i]!));
-            slots.forEach((i, k) => (outcomes[i] = { result: results[k]! }));
+            results = await this.handOver(slots.map((i) => items[i]!));
           } catch (error) {
-            for (const i of slots) outcomes[i] = { error };
+            results = slots.map(() => ({ error }));
           }
+          slots.forEach((i, k) => (outcomes[i] = results[k]!));
         }),
       );
       return outcomes;
@@ -131,10 +133,36 @@ export class PushPipeline {
     }
   }
 
-  /** Hands admitted pushes to the bus in one call; their results in order (or the bus's error). */
+  /** The admitted pushes, grouped into hand-overs (see {@link pushMany}). */
+  private handOvers(
+    admitted: readonly number[],
+    items: ReadonlyArray<{ request: PushRequest }>,
+  ): number[][] {
+    if (!this.bus.allOrNothing) return admitted.map((i) => [i]);
+    const groups: number[][] = [];
+    let group: number[] = [];
+    let messages = 0;
+    for (const i of admitted) {
+      const n = items[i]!.request.channels.length;
+      if (group.length > 0 && messages + n > HANDOVER_MAX_MESSAGES) {
+        groups.push(group);
+        group = [];
+        messages = 0;
+      }
+      group.push(i);
+      messages += n;
+    }
+    if (group.length > 0) groups.push(group);
+    return groups;
+  }
+
+  /**
+   * Hands admitted pushes to the bus in one call; rejects with the bus's error. Each published
+   * push's outcome is its result, or the error a `requested` listener threw for it.
+   */
   private async handOver(
     items: ReadonlyArray<{ request: PushRequest; identity: PushIdentity }>,
-  ): Promise<PushResult[]> {
+  ): Promise<PushOutcome[]> {
     const messages: PreparedMessage[] = [];
     for (const { request, identity } of items)
       for (const channel of request.channels)
@@ -148,7 +176,7 @@ export class PushPipeline {
         });
     const offsets = await this.bus.publish(messages);
     let at = 0;
-    return items.map(({ request, identity }) => {
+    return items.map(({ request, identity }): PushOutcome => {
       const result: PushResult = {
         id: identity.id,
         channel: request.channels,
@@ -160,8 +188,12 @@ export class PushPipeline {
           offsets.slice(at, (at += request.channels.length)),
         ),
       };
-      for (const listener of this.requestedListeners) listener(result);
-      return result;
+      try {
+        for (const listener of this.requestedListeners) listener(result);
+      } catch (error) {
+        return { error };
+      }
+      return { result };
     });
   }
 

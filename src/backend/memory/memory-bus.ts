@@ -47,6 +47,11 @@ export class MemoryBus implements Bus {
     return true;
   }
 
+  /** Publishing to memory does not fail. */
+  get allOrNothing(): boolean {
+    return true;
+  }
+
   publish(messages: PreparedMessage[]): Promise<Array<string | undefined>> {
     return Promise.resolve(messages.map((m) => this.publishOne(m)));
   }

@@ -125,6 +125,11 @@ export class RedisBus implements Bus {
     this.clockTimer.unref();
   }
 
+  /** One script on one Redis; one per hash slot on a Cluster, each succeeding on its own. */
+  get allOrNothing(): boolean {
+    return !this.topology.cluster;
+  }
+
   async publish(messages: PreparedMessage[]): Promise<Array<string | undefined>> {
     if (!this.ready()) throw unavailable('bus');
     if (messages.length === 0) return [];
