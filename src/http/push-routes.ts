@@ -68,12 +68,12 @@ export function pushRoutes(deps: PushRouteDeps): express.Router {
         }
       });
       // Only a published push is answered (a pending record comes back with its failure thrown).
-      answerJson(res, {
-        id: record as string,
-        channel: push.channels,
-        event: push.event,
-        data: push.data,
-      });
+      // `{ id, channel, event, data }`, with the data as already serialized once (push-input.ts).
+      answerJson(
+        res,
+        `{"id":${JSON.stringify(record)},"channel":${JSON.stringify(push.channels)},` +
+          `"event":${JSON.stringify(push.event)},"data":${push.dataJson}}`,
+      );
     },
   );
 
@@ -139,9 +139,12 @@ export function pushRoutes(deps: PushRouteDeps): express.Router {
         return { record, final: !record.some(retryable) };
       });
       // The identities kept for a retry are the server's own: not part of the answer.
-      answerJson(res, {
-        results: results.map(({ pending: _pending, ...answer }: BatchSlot) => answer),
-      });
+      answerJson(
+        res,
+        JSON.stringify({
+          results: results.map(({ pending: _pending, ...answer }: BatchSlot) => answer),
+        }),
+      );
     },
   );
 
@@ -149,14 +152,14 @@ export function pushRoutes(deps: PushRouteDeps): express.Router {
 }
 
 /**
- * A 200 JSON answer, written as `res.json` writes one to a POST (status, `Content-Type` with its
- * charset, the body, its length) without parsing and re-formatting its own content type and
- * reading app settings on every answer.
+ * A 200 JSON answer, already serialized, written as `res.json` writes one to a POST (status,
+ * `Content-Type` with its charset, the body, its length) without parsing and re-formatting its
+ * own content type and reading app settings on every answer.
  */
-function answerJson(res: Response, body: unknown): void {
+function answerJson(res: Response, json: string): void {
   res.statusCode = 200;
   res.setHeader('Content-Type', 'application/json; charset=utf-8');
-  res.end(JSON.stringify(body));
+  res.end(json);
 }
 
 /** One slot of a batch answer, as stored (a retryable failure keeps the push's identity). */
