@@ -25,6 +25,16 @@ const EDGES_PER_CALL = 500;
 const MAX_BACKOFF_MS = 30_000;
 
 /**
+ * The wait before the next attempt after `failures` failed ones in a row: between half and all of
+ * min(30 s, 1 s * 2^(failures - 1)), uniformly (equal jitter: nodes retrying after one outage
+ * spread out, and no wait is shorter than half the step). `random` is in [0, 1).
+ */
+export function retryDelayMs(failures: number, random: number = Math.random()): number {
+  const step = Math.min(MAX_BACKOFF_MS, 1000 * 2 ** (failures - 1));
+  return step / 2 + random * (step / 2);
+}
+
+/**
  * A node's part in webhooks: it tells the store its occupancy edges (in order, again after a
  * failure), fires due vacate events, keeps its heartbeat, and, while it holds the delivery lease,
  * sends the queued events in order, in batches, signed, retried with backoff until answered 2xx.
@@ -147,8 +157,7 @@ export class Webhooks {
       if (!(await this.post(events))) {
         this.metrics.failed.inc();
         this.failures += 1;
-        const backoff = Math.min(MAX_BACKOFF_MS, 1000 * 2 ** (this.failures - 1));
-        this.retryAt = Date.now() + backoff / 2 + Math.random() * (backoff / 2);
+        this.retryAt = Date.now() + retryDelayMs(this.failures);
         return;
       }
       this.failures = 0;

@@ -17,7 +17,8 @@ const LATE_MS = 1000;
  * The README's "retried with exponential backoff (1 s doubling to 30 s, with jitter)": after the
  * n-th failure in a row the next attempt waits between half and all of min(30 s, 1 s * 2^(n-1)).
  * The 30 s cap is not reached here (it takes six failures and about a minute) and the jitter is
- * only bounded, not measured: one sample per attempt cannot tell jitter from noise.
+ * only bounded, not measured: one sample per attempt cannot tell jitter from noise. Both are
+ * checked on the schedule itself, `retryDelayMs`, in test/unit/webhook-backoff.test.ts.
  */
 describe('webhook retries', () => {
   it(`back off 0.5-1 s, 1-2 s, 2-4 s, 4-8 s after ${FAILURES} failures, resending the same events`, async () => {
