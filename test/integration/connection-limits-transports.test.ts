@@ -3,7 +3,7 @@ import WebSocket from 'ws';
 import type { Hooks } from '../../src/auth/hooks.js';
 import { until } from '../support/assertions.js';
 import {
-  connectOrRefusal,
+  connectAs,
   startNode,
   token,
   type ConnectRefusal,
@@ -18,13 +18,6 @@ import { wsUrl } from '../support/phoenix.js';
  * one admission, so they share one count (handshakes in progress included), one per-user count
  * and one connect-rate bucket.
  */
-
-type Refusal = ConnectRefusal;
-
-/** A Socket.IO connect: the client, or the refusal. */
-async function socketIo(node: TestNode, sub: string): Promise<TestClient | Refusal> {
-  return connectOrRefusal(node.url, { token: await token({ sub, channels: [] }) });
-}
 
 /** A Phoenix upgrade: the open WebSocket, or the HTTP refusal (status, JSON body, Retry-After). */
 type PhoenixOutcome = { ws: WebSocket } | { status: number; body: any; retryAfter?: string };
@@ -50,7 +43,7 @@ async function phoenix(node: TestNode, sub: string): Promise<PhoenixOutcome> {
   });
 }
 
-const isClient = (r: TestClient | Refusal): r is TestClient => !(r instanceof Error);
+const isClient = (r: TestClient | ConnectRefusal): r is TestClient => !(r instanceof Error);
 const isOpen = (r: PhoenixOutcome): r is { ws: WebSocket } => 'ws' in r;
 
 describe('connection limits across Socket.IO and Phoenix', () => {
@@ -62,7 +55,10 @@ describe('connection limits across Socket.IO and Phoenix', () => {
     nodes.push(node);
     return node;
   };
-  const keep = <T extends TestClient | Refusal>(r: T): T => (isClient(r) && clients.push(r), r);
+  const keep = <T extends TestClient | ConnectRefusal>(r: T): T => (
+    isClient(r) && clients.push(r),
+    r
+  );
   const keepWs = (r: PhoenixOutcome): PhoenixOutcome => (isOpen(r) && sockets.push(r.ws), r);
   afterEach(async () => {
     for (const c of clients.splice(0)) c.close();
@@ -84,7 +80,7 @@ describe('connection limits across Socket.IO and Phoenix', () => {
     const node = await start({ maxConnections: 2 }, hooks);
 
     // Two Socket.IO handshakes in authentication fill the node.
-    const socketIoAttempts = [socketIo(node, 'a'), socketIo(node, 'b')];
+    const socketIoAttempts = [connectAs(node, 'a'), connectAs(node, 'b')];
     await until(() => gates.length === 2, 5000, 'two Socket.IO handshakes in authentication');
 
     // Phoenix upgrades meanwhile: refused at once, before their token is looked at (before the
@@ -99,7 +95,7 @@ describe('connection limits across Socket.IO and Phoenix', () => {
       'the Phoenix upgrades refused, or waiting in authentication',
     );
     // And a third Socket.IO connect is refused too.
-    const third = keep(await socketIo(node, 'e'));
+    const third = keep(await connectAs(node, 'e'));
 
     holding = false;
     for (const release of gates.splice(0)) release();
@@ -123,12 +119,12 @@ describe('connection limits across Socket.IO and Phoenix', () => {
 
   it('a full node answers every Socket.IO connect node_full, and those refusals spend no connect-rate token', async () => {
     const node = await start({ maxConnections: 1, connectRatePerSecond: 2 });
-    const first = keep(await socketIo(node, 'a'));
+    const first = keep(await connectAs(node, 'a'));
     expect(isClient(first)).toBe(true);
 
     // Refused for the node being full, every time: not for a rate the refusals themselves spent.
     for (const sub of ['b', 'c', 'd'])
-      expect(await socketIo(node, sub)).toMatchObject({
+      expect(await connectAs(node, sub)).toMatchObject({
         message: 'unavailable',
         data: { code: 'node_full', retryAfterMs: 1000 },
       });
@@ -138,13 +134,13 @@ describe('connection limits across Socket.IO and Phoenix', () => {
     await until(() => node.server.io.of('/').sockets.size === 0, 5000, 'the disconnect counted');
     expect(isOpen(keepWs(await phoenix(node, 'e')))).toBe(true);
     // And the Phoenix connection counts against the node for Socket.IO.
-    expect(await socketIo(node, 'f')).toMatchObject({ data: { code: 'node_full' } });
+    expect(await connectAs(node, 'f')).toMatchObject({ data: { code: 'node_full' } });
   });
 
   it('one connect-rate bucket for both transports: each connect takes one token, whichever its transport', async () => {
     const node = await start({ connectRatePerSecond: 1 });
     expect(isOpen(keepWs(await phoenix(node, 'a')))).toBe(true);
-    const refused = keep(await socketIo(node, 'b'));
+    const refused = keep(await connectAs(node, 'b'));
     expect(refused).toMatchObject({
       message: 'unavailable',
       data: { code: 'connect_rate_limited', retryAfterMs: 1000 },
@@ -152,8 +148,8 @@ describe('connection limits across Socket.IO and Phoenix', () => {
 
     // Once the bucket refilled (the wait the refusal named), one Socket.IO connect takes the token
     // and the next Phoenix upgrade finds none.
-    await new Promise((r) => setTimeout(r, Number((refused as Refusal).data?.retryAfterMs)));
-    expect(isClient(keep(await socketIo(node, 'b')))).toBe(true);
+    await new Promise((r) => setTimeout(r, Number((refused as ConnectRefusal).data?.retryAfterMs)));
+    expect(isClient(keep(await connectAs(node, 'b')))).toBe(true);
     expect(keepWs(await phoenix(node, 'c'))).toEqual({
       status: 503,
       body: {

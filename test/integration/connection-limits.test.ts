@@ -2,7 +2,7 @@ import { io, type Socket } from 'socket.io-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Hooks } from '../../src/auth/hooks.js';
 import {
-  connectClient,
+  connectAs,
   connectOrRefusal,
   startNode,
   token,
@@ -12,24 +12,13 @@ import {
 } from '../support/nodes.js';
 import { until } from '../support/assertions.js';
 
-type Refusal = ConnectRefusal;
-
-/** Connects with a token for `sub`; resolves with the client or the refusal. */
-async function attempt(
-  node: TestNode,
-  sub: string,
-  auth: Record<string, unknown> = {},
-): Promise<TestClient | Refusal> {
-  return connectOrRefusal(node.url, { token: await token({ sub, channels: [] }), ...auth });
-}
-
 /** Connects and expects a refusal. */
 async function refused(
   node: TestNode,
   sub: string,
   auth: Record<string, unknown> = {},
-): Promise<Refusal> {
-  const result = await attempt(node, sub, auth);
+): Promise<ConnectRefusal> {
+  const result = await connectAs(node, sub, auth);
   if (!(result instanceof Error)) {
     result.close();
     throw new Error('the socket connected but should have been refused');
@@ -43,7 +32,7 @@ async function accepted(
   sub: string,
   auth: Record<string, unknown> = {},
 ): Promise<TestClient> {
-  const result = await attempt(node, sub, auth);
+  const result = await connectAs(node, sub, auth);
   if (result instanceof Error)
     throw new Error(`refused: ${result.message} ${JSON.stringify(result.data)}`);
   return result;
@@ -57,7 +46,7 @@ async function burst(
   url: string,
   jwts: string[],
   opened: Socket[],
-): Promise<Array<Socket | Refusal>> {
+): Promise<Array<Socket | ConnectRefusal>> {
   const held: Array<() => void> = [];
   const sockets = jwts.map((jwt) =>
     io(url, {
@@ -72,9 +61,9 @@ async function burst(
   await until(() => held.length === jwts.length, 10_000, 'every transport open');
   const outcomes = sockets.map(
     (socket) =>
-      new Promise<Socket | Refusal>((resolve) => {
+      new Promise<Socket | ConnectRefusal>((resolve) => {
         socket.once('connect', () => resolve(socket));
-        socket.once('connect_error', (err: Refusal) => {
+        socket.once('connect_error', (err: ConnectRefusal) => {
           socket.close();
           resolve(err);
         });
@@ -141,7 +130,7 @@ describe('connection limits', () => {
       expect((await refused(node, 'x', { token: 'bad' })).message).toBe('unauthorized');
 
     // Two handshakes in authentication fill the node: a third is refused.
-    const slow = [attempt(node, 'a', { hold: true }), attempt(node, 'b', { hold: true })];
+    const slow = [connectAs(node, 'a', { hold: true }), connectAs(node, 'b', { hold: true })];
     await until(() => gates.length === 2, 5000, 'two handshakes in authentication');
     expect((await refused(node, 'c')).data?.code).toBe('node_full');
     for (const release of gates.splice(0)) release();
@@ -187,10 +176,12 @@ describe('connection limits', () => {
 
   it('per user: handshakes of one user running side by side are counted against each other', async () => {
     const node = await start({ maxConnectionsPerUser: 2 });
-    const results = await Promise.all([...Array(6).keys()].map(() => attempt(node, 'carol')));
+    const results = await Promise.all([...Array(6).keys()].map(() => connectAs(node, 'carol')));
     const ok = results.filter((r): r is TestClient => !(r instanceof Error));
     ok.forEach(keep);
-    const codes = results.filter((r): r is Refusal => r instanceof Error).map((r) => r.data?.code);
+    const codes = results
+      .filter((r): r is ConnectRefusal => r instanceof Error)
+      .map((r) => r.data?.code);
     expect(ok).toHaveLength(2);
     expect(codes).toEqual(Array(4).fill('too_many_user_connections'));
   });
@@ -201,7 +192,7 @@ describe('connection limits', () => {
     const jwts = await Promise.all(subs.map((sub) => token({ sub, channels: [] })));
     const results = await burst(node.url, jwts, sockets);
     const ok = results.filter((r): r is Socket => !(r instanceof Error));
-    const refusals = results.filter((r): r is Refusal => r instanceof Error);
+    const refusals = results.filter((r): r is ConnectRefusal => r instanceof Error);
     // The bucket holds 5; handling the burst takes a moment, so a token may refill meanwhile.
     expect(ok.length).toBeGreaterThanOrEqual(5);
     expect(ok.length).toBeLessThanOrEqual(6);
@@ -217,7 +208,7 @@ describe('connection limits', () => {
     let failures = 0;
     const retry = async (jwt: string): Promise<void> => {
       for (;;) {
-        const r = await connectClient(node.url, { token: jwt }).catch((e: unknown) => e as Refusal);
+        const r = await connectOrRefusal(node.url, { token: jwt });
         if (!(r instanceof Error)) return void late.push(keep(r));
         if (r.data?.code !== 'connect_rate_limited') return void (failures += 1);
         // As a client must: retry after the wait the refusal names.

@@ -107,6 +107,15 @@ export function connectOrRefusal(
   return connectClient(url, auth, options).catch((err: unknown) => err as ConnectRefusal);
 }
 
+/** A socket of user `sub` with a token for no channel: the client, or the refusal. */
+export async function connectAs(
+  node: Pick<TestNode, 'url'>,
+  sub: string,
+  auth: Record<string, unknown> = {},
+): Promise<TestClient | ConnectRefusal> {
+  return connectOrRefusal(node.url, { token: await token({ sub, channels: [] }), ...auth });
+}
+
 /** Connects a real socket.io-client; rejects with the connect_error if refused. */
 export async function connectClient(
   url: string,
