@@ -78,16 +78,9 @@ export class PushPipeline {
    * it already holds, so the retry completes the push only where it is missing.
    */
   async push(request: PushRequest, identity?: PushIdentity): Promise<PushResult> {
-    this.admit();
-    this.inflight += 1;
-    try {
-      const [outcome] = await this.handOver([{ request, identity: identity ?? this.ids.next() }]);
-      if (outcome!.result === undefined) throw outcome!.error;
-      return outcome!.result;
-    } finally {
-      this.inflight -= 1;
-      if (this.inflight === 0) this.wakeIdle();
-    }
+    const [outcome] = await this.pushMany([{ request, identity: identity ?? this.ids.next() }]);
+    if (outcome!.result === undefined) throw outcome!.error;
+    return outcome!.result;
   }
 
   /**
