@@ -23,19 +23,19 @@ import { Admission } from './realtime/admission.js';
 import type { SessionDeps } from './realtime/channel-session.js';
 import { writeFramesDirectly } from './realtime/direct-frames.js';
 import { observeBroadcasts } from './realtime/observe.js';
-import type { PhoenixConnection } from './realtime/phoenix-connection.js';
+import { ConnectionHub } from './realtime/connection-hub.js';
 import { PhoenixEndpoint } from './realtime/phoenix-endpoint.js';
-import { PhoenixHub } from './realtime/phoenix-hub.js';
-import { routeUpgrades } from './realtime/phoenix-upgrades.js';
+import { routeUpgrades } from './realtime/upgrades.js';
 import { RoomTaps } from './realtime/room-taps.js';
 import {
-  phoenixConsumers,
+  hubConsumers,
   socketIoConsumers,
   watchSlowConsumers,
   type SlowConsumerWatch,
 } from './realtime/slow-consumers.js';
 import { builtInJoinAuth, builtInSocketAuth } from './realtime/socket-auth.js';
 import { createSocketIo, serveSockets } from './realtime/socket-server.js';
+import { SocketIoEndpoint } from './realtime/socketio-endpoint.js';
 import { UserSessions } from './realtime/user-sessions.js';
 import type { SessionIdentity } from './realtime/session-transport.js';
 import { VERSION } from './version.js';
@@ -50,6 +50,8 @@ export interface NodeParts {
   slowConsumers: SlowConsumerWatch;
   /** The Phoenix-protocol endpoint (PushEx clients); undefined when `phoenixPath` is empty. */
   phoenix: PhoenixEndpoint | undefined;
+  /** Socket.IO clients on a plain WebSocket; undefined when `socketDirect` is off or `socketTransports` has no `websocket`. */
+  socketIoDirect: SocketIoEndpoint | undefined;
   /** Occupancy webhooks; undefined without a receiver URL. */
   webhooks: Webhooks | undefined;
 }
@@ -92,7 +94,14 @@ export async function assembleNode(context: AssemblyContext): Promise<NodeParts>
   const http = createServer((req, res) => app(req, res));
   const io = createSocketIo(http, config, context.accepting);
   const history = new HistoryPolicy(config.history);
-  const backend = await createBackend({ config, io, history, log });
+  const backend = await createBackend({
+    config,
+    io,
+    history,
+    log,
+    // The hub is made below, from the backend's parts; it is only called once serving.
+    rejoinOthers: (room) => hub.closeTransports(room),
+  });
   const pipeline = new PushPipeline(backend.bus, new PushIdGenerator(), config.maxInflight);
 
   // The taps that let a catching-up socket (and the admin watch, and Phoenix connections) see a
@@ -101,17 +110,19 @@ export async function assembleNode(context: AssemblyContext): Promise<NodeParts>
     () => io.of('/').adapter,
     (room) => backend.ensureSubscribed(room),
   );
-  // Phoenix-protocol connections (PushEx clients), counted with the sockets everywhere.
+  // Phoenix-protocol connections (PushEx clients) and Socket.IO clients on a plain WebSocket:
+  // connections of the hub, counted with engine.io's sockets everywhere.
   const phoenixOn = config.phoenixPath !== '';
+  const directOn = config.socketDirect && config.socketTransports.includes('websocket');
   const registry = context.registry ?? new Registry();
   // Webhooks (occupancy and presence), when a receiver is configured: fed by every transport.
   const webhooks = webhooksFor(config, backend, registry, log, node);
-  const phoenixHub = new PhoenixHub<PhoenixConnection>(taps, undefined, webhooks?.occupancy);
+  const hub = new ConnectionHub(taps, webhooks?.occupancy);
 
   const metrics = new PushMetrics(registry, {
-    sockets: () => io.of('/').sockets.size + phoenixHub.size,
-    ...(phoenixOn ? { phoenixSockets: () => phoenixHub.size } : {}),
-    subscriptions: () => occupancyOf(io, phoenixHub).subscriptions,
+    sockets: () => io.of('/').sockets.size + hub.size,
+    ...(phoenixOn ? { phoenixSockets: () => hub.sizeOf('phoenix') } : {}),
+    subscriptions: () => occupancyOf(io, hub).subscriptions,
     inflight: () => pipeline.inflightCount,
     draining: () => context.state() === 'draining',
     redisUp: () => backend.bus.ready(),
@@ -136,7 +147,7 @@ export async function assembleNode(context: AssemblyContext): Promise<NodeParts>
       },
     }),
     backend.clusterReady,
-    phoenixHub,
+    hub,
   );
 
   // This node's sessions by user, both transports: the control API (disconnect, unsubscribe)
@@ -170,17 +181,26 @@ export async function assembleNode(context: AssemblyContext): Promise<NodeParts>
     ? new PhoenixEndpoint({
         path: config.phoenixPath,
         sessions,
-        hub: phoenixHub,
+        hub,
         admission,
         accepting: context.accepting,
       })
     : undefined;
-  routeUpgrades(http, { socketPath: config.socketPath, phoenix });
+  const socketIoDirect = directOn
+    ? new SocketIoEndpoint({
+        path: config.socketPath,
+        sessions,
+        hub,
+        admission,
+        accepting: context.accepting,
+      })
+    : undefined;
+  routeUpgrades(http, { socketPath: config.socketPath, phoenix, socketIo: socketIoDirect });
 
   // Once per broadcast on this node: taps (Phoenix connections among them), delivery counts and
   // the `delivered` event.
   observeBroadcasts(io.of('/').adapter, (room, members, message) => {
-    const count = taps.sockets(room, members) + phoenixHub.count(room);
+    const count = taps.sockets(room, members) + hub.count(room);
     taps.onMessage(room, message);
     instrumentation.delivered(message, count);
   });
@@ -199,14 +219,11 @@ export async function assembleNode(context: AssemblyContext): Promise<NodeParts>
     webhooks.start();
   }
   // A connection whose unsent output passes limits.maxSocketBufferKb is closed alone.
-  const slowConsumers = watchSlowConsumers(
-    [socketIoConsumers(io), ...(phoenixOn ? [phoenixConsumers(phoenixHub)] : [])],
-    {
-      maxBytes: config.limits.maxSocketBufferKb * 1024,
-      log,
-      onDisconnect: () => metrics.slowConsumerDisconnected(),
-    },
-  );
+  const slowConsumers = watchSlowConsumers([socketIoConsumers(io), hubConsumers(hub)], {
+    maxBytes: config.limits.maxSocketBufferKb * 1024,
+    log,
+    onDisconnect: () => metrics.slowConsumerDisconnected(),
+  });
 
   app = createHttpApp({
     config,
@@ -226,5 +243,5 @@ export async function assembleNode(context: AssemblyContext): Promise<NodeParts>
     watch: async (channel, listener) => (await taps.tap(roomOf(channel), listener)).close,
     node,
   });
-  return { http, io, backend, pipeline, slowConsumers, phoenix, webhooks };
+  return { http, io, backend, pipeline, slowConsumers, phoenix, socketIoDirect, webhooks };
 }

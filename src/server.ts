@@ -156,10 +156,14 @@ class PushNode implements PushServer {
       // Without PUSHCAST_DISCONNECT_ON_SHUTDOWN the sockets would simply die with the process;
       // an embedded server closes them all at once, the same way.
       const spreadMs = config.shutdown.disconnect ? config.shutdown.disconnectSpreadMs : 0;
-      // Phoenix-protocol connections (PushEx clients) are closed in the same spread.
-      const sockets = await closeSocketsSpread(parts.io, spreadMs, parts.phoenix?.connections());
+      // Phoenix-protocol connections (PushEx clients) and Socket.IO clients on a plain WebSocket
+      // are closed in the same spread.
+      const sockets = await closeSocketsSpread(parts.io, spreadMs, [
+        ...(parts.phoenix?.connections() ?? []),
+        ...(parts.socketIoDirect?.connections() ?? []),
+      ]);
       log.info({ sockets }, 'sockets closed');
-      await parts.phoenix?.close();
+      await Promise.all([parts.phoenix?.close(), parts.socketIoDirect?.close()]);
       await parts.io.close().catch((err: unknown) => log.debug({ err }, 'io close failed'));
       parts.http.closeAllConnections();
     }

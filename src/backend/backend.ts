@@ -37,6 +37,12 @@ export interface BackendContext {
   io: Server;
   history: HistoryPolicy;
   log: Logger;
+  /**
+   * When live messages of a room were missed and history cannot fill the gap, the room's
+   * connections are closed at the transport level (they reconnect and rejoin with `since`): this
+   * closes those that are not Socket.IO's sockets (the connection hub's) and returns how many.
+   */
+  rejoinOthers?: (room: string) => number;
 }
 
 /**

@@ -41,6 +41,7 @@ export const envMap: ReadonlyArray<[string, string, EnvKind]> = [
   ['PUSHCAST_PUBLIC_CHANNELS', 'publicChannels', 'list'],
   ['PUSHCAST_SOCKET_PATH', 'socketPath', 'string'],
   ['PUSHCAST_SOCKET_TRANSPORTS', 'socketTransports', 'list'],
+  ['PUSHCAST_SOCKET_DIRECT', 'socketDirect', 'bool'],
   ['PUSHCAST_PHOENIX_PATH', 'phoenixPath', 'string-or-empty'],
   ['PUSHCAST_HOOKS', 'hooks', 'string'],
   ['PUSHCAST_CORS_ORIGINS', 'corsOrigins', 'origins'],

@@ -117,6 +117,12 @@ export const configSchema = z
       .min(1)
       .default(['polling', 'websocket'])
       .transform((t) => [...new Set(t)]),
+    /**
+     * Socket.IO clients that open a WebSocket directly (`transports: ['websocket']`) are served by
+     * pushcast's own WebSocket endpoint, lighter per connection than engine.io's; off, engine.io
+     * serves them as it serves long-polling. The same protocol either way.
+     */
+    socketDirect: z.boolean().default(true),
     /** Phoenix-protocol WebSocket endpoint for PushEx clients (pushex.js): `<path>/websocket`. '' turns it off. */
     phoenixPath: z
       .string()

@@ -1,20 +1,11 @@
 import type { Adapter } from 'socket.io-adapter';
+import { writeBuiltFrame, type WsInsides } from './ws-frames.js';
 
 /*
- * The parts of engine.io and ws read here are untyped or private in their typings; the versions
- * are pinned in package.json (socket.io 4.8.4, ws 8) and test/integration/hot-path.test.ts fails
- * if they stop being there. Any socket where one of them is missing takes Socket.IO's own path.
+ * The parts of engine.io read here are untyped or private in their typings; the version is pinned
+ * in package.json (socket.io 4.8.4) and test/integration/hot-path.test.ts fails if they stop being
+ * there. Any socket where one of them is missing takes Socket.IO's own path.
  */
-interface WsSender {
-  /** 0 (DEFAULT) while the sender queues nothing (no compression, no Blob being read). */
-  _state?: number;
-  sendFrame?(list: Buffer[], cb?: () => void): void;
-}
-/** The TCP socket under a `ws` socket (`net.Socket`: cork and uncork are public). */
-interface NetSocket {
-  cork(): void;
-  uncork(): void;
-}
 interface EngineConn {
   readyState: string;
   upgrading?: boolean;
@@ -23,7 +14,7 @@ interface EngineConn {
     name: string;
     writable: boolean;
     perMessageDeflate?: unknown;
-    socket?: { readyState: number; _sender?: WsSender; _socket?: NetSocket };
+    socket?: WsInsides;
   };
 }
 interface BroadcastSocket {
@@ -72,7 +63,6 @@ export function writeFramesDirectly(adapter: Adapter): void {
   const target = adapter as unknown as Patchable;
   const encode = target._encode.bind(target);
   const apply = target.apply.bind(target);
-  const corked = new Corked();
   let pending: Buffer | undefined;
   target._encode = (packet, opts) => {
     const encoded = encode(packet, opts);
@@ -92,36 +82,13 @@ export function writeFramesDirectly(adapter: Adapter): void {
     pending = undefined;
     if (frame === undefined) return apply(opts, cb);
     apply(opts, (socket) => {
-      if (!writeFrame(socket.conn as EngineConn, frame, corked)) cb(socket);
+      if (!writeFrame(socket.conn as EngineConn, frame)) cb(socket);
     });
   };
 }
 
-/** The TCP sockets corked in this turn of the event loop, uncorked together at its end. */
-class Corked {
-  private readonly sockets = new Set<NetSocket>();
-  private readonly flush = (): void => {
-    for (const socket of this.sockets) {
-      try {
-        socket.uncork();
-      } catch {
-        // Destroyed meanwhile: nothing left to write; the others must still go out.
-      }
-    }
-    this.sockets.clear();
-  };
-
-  /** Corks `socket` until the end of this turn (once per turn). */
-  hold(socket: NetSocket): void {
-    if (this.sockets.has(socket)) return;
-    if (this.sockets.size === 0) setImmediate(this.flush);
-    socket.cork();
-    this.sockets.add(socket);
-  }
-}
-
 /** Writes `frame` to the connection's `ws` sender if nothing is queued ahead of it. */
-function writeFrame(conn: EngineConn, frame: Buffer, corked: Corked): boolean {
+function writeFrame(conn: EngineConn, frame: Buffer): boolean {
   const transport = conn.transport;
   if (
     conn.readyState !== 'open' ||
@@ -129,14 +96,9 @@ function writeFrame(conn: EngineConn, frame: Buffer, corked: Corked): boolean {
     conn.writeBuffer.length !== 0 ||
     transport.name !== 'websocket' ||
     !transport.writable ||
-    transport.perMessageDeflate
+    transport.perMessageDeflate ||
+    !transport.socket
   )
     return false;
-  const ws = transport.socket;
-  const sender = ws?._sender;
-  if (ws?.readyState !== 1 || typeof sender?.sendFrame !== 'function' || sender._state !== 0)
-    return false;
-  if (ws._socket) corked.hold(ws._socket);
-  sender.sendFrame([frame]);
-  return true;
+  return writeBuiltFrame(transport.socket, frame);
 }

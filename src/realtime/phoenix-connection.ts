@@ -14,9 +14,10 @@ import {
   type PhoenixFrame,
   type PhoenixRef,
 } from './phoenix-frames.js';
-import type { PhoenixHub, PhoenixMember } from './phoenix-hub.js';
+import type { ConnectionHub, HubMember } from './connection-hub.js';
 import type { LeftEvent } from './schemas.js';
 import type { CloseReason, SessionIdentity, SessionTransport } from './session-transport.js';
+import type { HubConnection } from './connection-hub.js';
 
 /** WebSocket close codes the server uses (RFC 6455 section 7.4.1). */
 export const PHOENIX_CLOSE = {
@@ -40,7 +41,7 @@ export interface PhoenixConnectionOptions {
   id: string;
   handshake: HandshakeInfo;
   identity: SessionIdentity;
-  hub: PhoenixHub<PhoenixConnection>;
+  hub: ConnectionHub;
   log: Logger;
   /** A client that sends no heartbeat for this long is closed. */
   heartbeatTimeoutMs: number;
@@ -55,7 +56,7 @@ export interface PhoenixConnectionOptions {
  * answered here. Every frame with a ref is answered; a frame that cannot be read closes the
  * connection with the reason, and nothing a client sends can throw out of here.
  */
-export class PhoenixConnection implements SessionTransport, PhoenixMember {
+export class PhoenixConnection implements SessionTransport, HubMember, HubConnection {
   readonly id: string;
   readonly handshake: HandshakeInfo;
   identity: SessionIdentity;
@@ -93,6 +94,14 @@ export class PhoenixConnection implements SessionTransport, PhoenixMember {
 
   get userId(): string | undefined {
     return this.identity.userId;
+  }
+
+  get transport(): string {
+    return 'phoenix';
+  }
+
+  get encode(): (message: ChannelMessage) => Buffer {
+    return messageFrame;
   }
 
   get closed(): boolean {

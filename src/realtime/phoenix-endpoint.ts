@@ -7,7 +7,7 @@ import { errorCatalogue, type ErrorCode } from '../errors.js';
 import { isRefusal, type Admission, type CapacityRefusal } from './admission.js';
 import { ChannelSession, type SessionDeps } from './channel-session.js';
 import { PhoenixConnection } from './phoenix-connection.js';
-import type { PhoenixHub } from './phoenix-hub.js';
+import type { ConnectionHub } from './connection-hub.js';
 import { authenticateSocket, refusalCode, sessionIdentity } from './socket-auth.js';
 
 /**
@@ -32,7 +32,7 @@ export interface PhoenixEndpointOptions {
   path: string;
   /** The channel sessions' needs: the same as Socket.IO sockets'. */
   sessions: SessionDeps;
-  hub: PhoenixHub<PhoenixConnection>;
+  hub: ConnectionHub;
   /** The node's admission, shared with Socket.IO sockets (src/realtime/socket-server.ts). */
   admission: Admission;
   /** False once a draining node stops taking connections. */
@@ -106,7 +106,9 @@ export class PhoenixEndpoint {
 
   /** Open connections (drain closes them spread over time). */
   connections(): PhoenixConnection[] {
-    return [...this.options.hub.connections()];
+    const out: PhoenixConnection[] = [];
+    for (const c of this.options.hub.connections()) if (c instanceof PhoenixConnection) out.push(c);
+    return out;
   }
 
   /**

@@ -1,7 +1,6 @@
 import type { Logger } from 'pino';
 import type { Server, Socket } from 'socket.io';
-import type { PhoenixConnection } from './phoenix-connection.js';
-import type { PhoenixHub } from './phoenix-hub.js';
+import type { ConnectionHub, HubConnection } from './connection-hub.js';
 
 /** What the watch needs; `maxBytes` is `limits.maxSocketBufferKb` in bytes. */
 export interface SlowConsumerOptions {
@@ -115,16 +114,15 @@ export function socketIoConsumers(io: Server): ConsumerSource<Socket> {
 }
 
 /**
- * Phoenix connections: unsent output is what the `ws` socket holds (frame queue and net.Socket
- * buffer); a slow one is terminated (the TCP connection dropped).
+ * The hub's connections (Phoenix, and Socket.IO on a plain WebSocket): unsent output is what the
+ * `ws` socket holds (frame queue and net.Socket buffer); a slow one is terminated (the TCP
+ * connection dropped).
  */
-export function phoenixConsumers(
-  hub: PhoenixHub<PhoenixConnection>,
-): ConsumerSource<PhoenixConnection> {
+export function hubConsumers(hub: ConnectionHub): ConsumerSource<HubConnection> {
   return {
     connections: () => hub.connections(),
     id: (connection) => connection.id,
-    transport: () => 'phoenix',
+    transport: (connection) => connection.transport,
     unsentBytes: (connection) => connection.unsentBytes,
     cut: (connection) => connection.terminate(),
   };

@@ -23,7 +23,7 @@ export function createSocketIo(http: HttpServer, config: Config, accepting: () =
   const allowedOrigins = config.corsOrigins === '*' ? undefined : new Set(config.corsOrigins);
   return new Server(http, {
     path: config.socketPath,
-    destroyUpgrade: false, // other paths' upgrades: routeUpgrades (realtime/phoenix-upgrades.ts)
+    destroyUpgrade: false, // other paths' upgrades: routeUpgrades (realtime/upgrades.ts)
     serveClient: false,
     transports: config.socketTransports,
     cors: { origin: config.corsOrigins === '*' ? '*' : config.corsOrigins },

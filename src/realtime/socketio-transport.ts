@@ -83,38 +83,50 @@ export function socketIoTransport(socket: Socket): SessionTransport {
  */
 export function bindSocketEvents(socket: Socket, session: ChannelSession, log: Logger): void {
   socket.onAny((event: string, ...args: unknown[]) => {
-    if (event === 'join') answer(socket, event, args, (p) => session.join(p), log);
-    else if (event === 'leave') answer(socket, event, args, (p) => session.leave(p), log);
-    else if (event === 'refresh') answer(socket, event, args, (p) => session.refresh(p), log);
-    else {
-      // Any other event that asks for an answer gets one: a client must never wait for ever.
-      const ack = args.at(-1);
-      if (typeof ack === 'function') (ack as Ack)({ ok: false, error: 'invalid_request' });
-    }
+    // Socket.IO hands the acknowledgement over as the last argument, whatever came before it
+    // (`emit('join', ack)` with no payload, or extra arguments after the payload).
+    const ack = (typeof args.at(-1) === 'function' ? args.pop() : undefined) as Ack | undefined;
+    const payload = typeof args[0] === 'function' ? undefined : args[0];
+    answerEvent(session, event, payload, ack, (err) =>
+      log.warn({ err, conn: socket.id, event }, 'socket event failed'),
+    );
   });
 }
 
-/** Runs an event's handler; its answer goes to the acknowledgement, whatever happens. */
-function answer(
-  socket: Socket,
+const INVALID = { ok: false, error: 'invalid_request' } as const;
+
+/**
+ * Runs a client event (`join`, `leave`, `refresh`) on its session and hands the answer to `ack`,
+ * whatever happens: a handler that throws answers `invalid_request` (and `failed` is told), and so
+ * does any other event that asks for an answer: a client must never wait for ever. The same for
+ * every Socket.IO connection, engine.io's or a plain WebSocket's.
+ */
+export function answerEvent(
+  session: ChannelSession,
   event: string,
-  args: unknown[],
-  handler: (payload: unknown) => unknown,
-  log: Logger,
+  payload: unknown,
+  ack: Ack | undefined,
+  failed: (err: unknown) => void,
 ): void {
-  // Socket.IO hands the acknowledgement over as the last argument, whatever came before it
-  // (`emit('join', ack)` with no payload, or extra arguments after the payload).
-  const ack = (typeof args.at(-1) === 'function' ? args.pop() : undefined) as Ack | undefined;
-  const payload = args[0];
-  const body = typeof payload === 'function' ? undefined : payload;
+  const handler = HANDLERS.get(event);
+  if (handler === undefined) return void ack?.(INVALID);
   Promise.resolve()
-    .then(() => handler(body))
+    .then(() => handler(session, payload))
     .then(
       // Settled and sent in one step: nothing can change the answer in between.
       (result) => ack?.(settled(result)),
       (err: unknown) => {
-        log.warn({ err, conn: socket.id, event }, 'socket event failed');
-        ack?.({ ok: false, error: 'invalid_request' });
+        failed(err);
+        ack?.(INVALID);
       },
     );
 }
+
+type EventHandler = (session: ChannelSession, payload: unknown) => unknown;
+
+/** The session's handler of each client event. */
+const HANDLERS = new Map<string, EventHandler>([
+  ['join', (session, payload) => session.join(payload)],
+  ['leave', (session, payload) => session.leave(payload)],
+  ['refresh', (session, payload) => session.refresh(payload)],
+]);

@@ -8,8 +8,8 @@ import {
   type LeftInfo,
   type PushMessage,
 } from '../../src/client/index.js';
-import { roomOf } from '../../src/delivery/names.js';
 import { startRedis, type RedisFixture } from '../support/redis.js';
+import { unsubscribeUser } from '../support/control.js';
 import { startNginx } from '../support/nginx.js';
 import { freePort } from '../support/ports.js';
 import { spawnNode } from '../support/process.js';
@@ -261,10 +261,8 @@ describe('client SDK against one node', () => {
         onLeft: (info) => left.push(info),
       });
       await until(() => joins === 2, 5000, 'both joined');
-      // What a server-side unsubscribe does to the socket.
-      const socket = node.server.io.of('/').sockets.get(client.socket.id!)!;
-      void socket.leave(roomOf('sdk:srv'));
-      socket.emit('left', { channel: 'sdk:srv', reason: 'unsubscribed' });
+      // A server-side unsubscribe (the control API).
+      expect((await unsubscribeUser(node, 'sdk:srv', 'u')).status).toBe(200);
       await until(() => left.length > 0, 5000, 'onLeft');
       expect(left).toEqual([{ channel: 'sdk:srv', reason: 'unsubscribed' }]);
       expect(sub.subscribed).toBe(false);

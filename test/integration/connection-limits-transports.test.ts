@@ -4,6 +4,7 @@ import type { Hooks } from '../../src/auth/hooks.js';
 import { until } from '../support/assertions.js';
 import {
   connectAs,
+  socketsOf,
   startNode,
   token,
   type ConnectRefusal,
@@ -131,7 +132,7 @@ describe('connection limits across Socket.IO and Phoenix', () => {
 
     // The slot frees: the bucket still holds the token the refusals did not take.
     (first as TestClient).close();
-    await until(() => node.server.io.of('/').sockets.size === 0, 5000, 'the disconnect counted');
+    await until(async () => (await socketsOf(node)) === 0, 5000, 'the disconnect counted');
     expect(isOpen(keepWs(await phoenix(node, 'e')))).toBe(true);
     // And the Phoenix connection counts against the node for Socket.IO.
     expect(await connectAs(node, 'f')).toMatchObject({ data: { code: 'node_full' } });

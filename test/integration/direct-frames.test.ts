@@ -23,7 +23,12 @@ describe('direct frame writes keep every client whole and in order', () => {
   const nodes: TestNode[] = [];
   beforeAll(async () => {
     redis = await startRedis();
-    nodes.push(await startNode({ redisUrl: redis.url }), await startNode({ redisUrl: redis.url }));
+    // The first node hands WebSocket clients to engine.io (these are its frames); the second
+    // serves them on its own endpoint.
+    nodes.push(
+      await startNode({ redisUrl: redis.url, socketDirect: false }),
+      await startNode({ redisUrl: redis.url }),
+    );
   });
   afterAll(async () => {
     await Promise.allSettled(nodes.map((n) => n.stop()));
@@ -101,7 +106,7 @@ describe('direct frame writes keep every client whole and in order', () => {
     const channel = 'frames:turn';
     // One node on its own: a batch's pushes reach its sockets within the request's turn (on
     // Redis they come back in as many reads of the subscriber as Redis makes).
-    const node = await startNode();
+    const node = await startNode({ socketDirect: false });
     nodes.push(node);
     const { client, socket } = await joinedClient(node, channel);
     try {

@@ -71,8 +71,13 @@ describe('broadcast hot path', () => {
   const nodes: TestNode[] = [];
   beforeAll(async () => {
     redis = await startRedis();
-    nodes.push(await startNode());
-    nodes.push(await startNode({ redisUrl: redis.url }), await startNode({ redisUrl: redis.url }));
+    // engine.io's sockets: WebSocket clients are handed to engine.io, not the direct endpoint.
+    const engine = { socketDirect: false };
+    nodes.push(await startNode(engine));
+    nodes.push(
+      await startNode({ redisUrl: redis.url, ...engine }),
+      await startNode({ redisUrl: redis.url, ...engine }),
+    );
   });
   afterAll(async () => {
     await Promise.allSettled(nodes.map((n) => n.stop()));

@@ -3,7 +3,6 @@ import WebSocket from 'ws';
 import { ConfigError, loadConfig } from '../../src/config/load.js';
 import type { ChannelMessage } from '../../src/delivery/message.js';
 import { phoenixEndpointDefaults } from '../../src/realtime/phoenix-endpoint.js';
-import { PhoenixHub, type PhoenixMember } from '../../src/realtime/phoenix-hub.js';
 import { createPushServer } from '../../src/server.js';
 import { until } from '../support/assertions.js';
 import {
@@ -512,41 +511,5 @@ describe('Phoenix endpoint: auth hooks, expiry, heartbeat timeout, limits, drain
     );
     expect((await client.subscribe('lg:a')).status).toBe('ok');
     await client.close();
-  });
-});
-
-describe('Phoenix hub', () => {
-  it('encodes a message once and writes the same frame to every member of the room', () => {
-    let listener: ((message: ChannelMessage) => void) | undefined;
-    let closed = 0;
-    const taps = {
-      open: (_room: string, fn: (message: ChannelMessage) => void) => {
-        listener = fn;
-        return { subscribed: Promise.resolve(true), close: () => void (closed += 1) };
-      },
-    };
-    let encodes = 0;
-    const hub = new PhoenixHub(taps, (message) => {
-      encodes += 1;
-      return Buffer.from(JSON.stringify(message));
-    });
-    const writes: Buffer[] = [];
-    const members: PhoenixMember[] = [0, 1, 2].map((i) => ({
-      userId: `u${i}`,
-      write: (frame) => void writes.push(frame),
-    }));
-    for (const m of members) {
-      hub.register(m);
-      hub.add('{c}', m);
-    }
-    listener!({ channel: 'c', event: 'e', data: 1, id: 'x', ts: 1 });
-    expect(encodes).toBe(1);
-    expect(writes).toHaveLength(3);
-    expect(new Set(writes).size).toBe(1);
-    expect(hub.count('{c}')).toBe(3);
-    expect([...hub.users('{c}')]).toEqual(['u0', 'u1', 'u2']);
-    for (const m of members) hub.unregister(m, ['{c}']);
-    expect(closed).toBe(1);
-    expect(hub.size).toBe(0);
   });
 });

@@ -61,6 +61,8 @@ async function startNode(config: ConfigInput = {}): Promise<Node> {
         maxConnectionsPerUser: 10_000,
         connectRatePerSecond: 100_000,
       },
+      // engine.io's sockets (test/integration/socketio-direct.test.ts has the direct endpoint's).
+      socketDirect: false,
       ...config,
     },
     { logger },

@@ -186,3 +186,13 @@ export async function postJson(
     headers: res.headers,
   };
 }
+
+/** The sockets a node holds (every transport), as its own entry of `GET /api/stats` says. */
+export async function socketsOf(node: Pick<TestNode, 'url'>): Promise<number> {
+  const res = await fetch(`${node.url}/api/stats`, {
+    headers: { authorization: `Bearer ${API_KEY}` },
+  });
+  if (res.status !== 200) throw new Error(`GET /api/stats answered ${res.status}`);
+  const stats = (await res.json()) as { nodes: Array<{ sockets: number }> };
+  return stats.nodes[0]!.sockets;
+}

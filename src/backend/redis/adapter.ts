@@ -40,6 +40,8 @@ export interface AdapterOptions {
   history: HistoryPolicy;
   /** The bus (history and position reads fill gaps); read when first needed. */
   bus: () => Pick<Bus, 'history' | 'position'>;
+  /** Closes the room's connections that are not the adapter's sockets; returns how many. */
+  rejoinOthers?: (room: string) => number;
 }
 
 /** The one pattern the classic adapter subscribes to (its key prefix and the `/` namespace). */
@@ -107,7 +109,7 @@ export async function installRedisAdapter(
       handle(room, Buffer.from(env.head + json + env.tail));
     },
     rejoin: (room) => {
-      let closed = 0;
+      let closed = options.rejoinOthers?.(room) ?? 0;
       for (const id of adapter.rooms.get(room) ?? []) {
         const socket = nsp.sockets.get(id);
         if (!socket) continue;

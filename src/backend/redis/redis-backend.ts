@@ -50,6 +50,7 @@ export async function redisBackend(target: RedisTarget, context: BackendContext)
       commandTimeoutMs: config.redis.commandTimeoutMs,
       history,
       bus: () => made.bus!,
+      rejoinOthers: context.rejoinOthers,
     });
   } catch (err) {
     topology.close();

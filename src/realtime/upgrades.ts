@@ -2,14 +2,20 @@ import type { IncomingMessage, Server as HttpServer } from 'node:http';
 import type { Socket as NetSocket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { PhoenixEndpoint } from './phoenix-endpoint.js';
+import type { SocketIoEndpoint } from './socketio-endpoint.js';
 
 /** engine.io's own wait before it ends an upgrade nobody answered (`destroyUpgradeTimeout`). */
 export const UNCLAIMED_UPGRADE_MS = 1000;
 
+type UpgradeListener = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
+
 /**
- * Routes the HTTP server's WebSocket upgrades. engine.io (Socket.IO) answers those under its path
- * by itself; this listener takes the Phoenix endpoint's, and ends any other that nothing answered
- * within {@link UNCLAIMED_UPGRADE_MS} (what engine.io did before, with `destroyUpgrade`).
+ * Routes the HTTP server's WebSocket upgrades, in one listener: under the Socket.IO path a new
+ * WebSocket (protocol 4, no session id) goes to the Socket.IO WebSocket endpoint and every other
+ * upgrade (a long-polling session upgrading, an old protocol) to engine.io's own listener, which
+ * is taken off the server for that; the Phoenix endpoint's path to it; any other upgrade that
+ * nothing answered is ended after {@link UNCLAIMED_UPGRADE_MS} (what engine.io did before, with
+ * `destroyUpgrade`).
  *
  * The Socket.IO server is created with `destroyUpgrade: false` because engine.io would end every
  * upgrade outside its path that has written nothing after 1 s: a Phoenix handshake whose
@@ -17,14 +23,25 @@ export const UNCLAIMED_UPGRADE_MS = 1000;
  */
 export function routeUpgrades(
   http: HttpServer,
-  routes: { socketPath: string; phoenix: PhoenixEndpoint | undefined },
+  routes: {
+    socketPath: string;
+    phoenix: PhoenixEndpoint | undefined;
+    socketIo: SocketIoEndpoint | undefined;
+  },
 ): void {
   // engine.io's check: the request URL starts with its path and a slash.
   const enginePath = `${routes.socketPath.replace(/\/$/, '')}/`;
+  // engine.io's listener (attached when the Socket.IO server was created), called from here.
+  const engine = http.listeners('upgrade') as UpgradeListener[];
+  for (const listener of engine) http.off('upgrade', listener);
   http.on('upgrade', (req: IncomingMessage, duplex: Duplex, head: Buffer) => {
     const url = req.url ?? '';
     const socket = duplex as NetSocket;
-    if (url.startsWith(enginePath)) return;
+    if (url.startsWith(enginePath)) {
+      if (routes.socketIo?.matches(req)) return routes.socketIo.handleUpgrade(req, socket, head);
+      for (const listener of engine) listener.call(http, req, duplex, head);
+      return;
+    }
     if (routes.phoenix?.matches(url)) return routes.phoenix.handleUpgrade(req, socket, head);
     socket.on('error', () => {});
     setTimeout(() => {

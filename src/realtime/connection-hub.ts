@@ -1,0 +1,171 @@
+import type { ChannelMessage } from '../delivery/message.js';
+import type { OpeningTap, RoomTaps } from './room-taps.js';
+
+/** Builds what {@link HubMember.write} takes for one message (once per message and node). */
+export type MessageEncoder = (message: ChannelMessage) => Buffer;
+
+/** What the hub needs of a connection. */
+export interface HubMember {
+  /** Its user (presence, per-user counts); undefined for an anonymous connection. */
+  readonly userId: string | undefined;
+  /** The transport, in metrics and logs: `phoenix`, or `websocket` for Socket.IO. */
+  readonly transport: string;
+  /** The encoder of its protocol: members with the same one share each message's buffer. */
+  readonly encode: MessageEncoder;
+  /** Writes an encoded message as it is (the same buffer goes to every member of a room). */
+  write(frame: Buffer): void;
+}
+
+/** A hub member as the rest of the node handles it (drain, slow consumers, logs). */
+export interface HubConnection extends HubMember {
+  /** The connection id of the log lines. */
+  readonly id: string;
+  /** Output held in user space, not yet taken by the kernel. */
+  readonly unsentBytes: number;
+  /** Drain: a transport close, so that the client reconnects by itself (to another node). */
+  closeTransport(): void;
+  /** Drops the TCP connection at once (slow consumer, end of drain). */
+  terminate(): void;
+}
+
+/** Who wants to know when a connection of a user enters or leaves a room. */
+export interface RoomMembership {
+  joined(room: string, userId: string | undefined): void;
+  left(room: string, userId: string | undefined): void;
+}
+
+interface HubRoom {
+  members: Set<HubMember>;
+  tap: OpeningTap;
+}
+
+/**
+ * The connections of this node that are not engine.io sockets (Phoenix-protocol WebSockets, and
+ * Socket.IO clients on a plain WebSocket, src/realtime/socketio-endpoint.ts) and the channel rooms
+ * they are in.
+ *
+ * The adapter cannot deliver to them: the hub holds one room tap per room that has members (the
+ * tap keeps the node subscribed to the channel, as a socket would) and, for each message the tap
+ * hands it, encodes it once per protocol present and writes that same buffer to every member of
+ * that protocol. Messages come from the same per-node pipeline and in the same order as the room's
+ * engine.io sockets get them (observeBroadcasts).
+ *
+ * It also answers for these connections wherever the node counts its sockets (stats, subscriber
+ * counts, presence, metrics, drain).
+ */
+export class ConnectionHub<M extends HubMember = HubConnection> {
+  private readonly members = new Set<M>();
+  private readonly byRoom = new Map<string, HubRoom>();
+  private readonly byTransport = new Map<string, number>();
+
+  constructor(
+    private readonly taps: Pick<RoomTaps, 'open'>,
+    /** Told of every member entering and leaving a room (webhook occupancy). */
+    private readonly membership?: RoomMembership,
+  ) {}
+
+  /** A connection opened. */
+  register(member: M): void {
+    if (this.members.has(member)) return;
+    this.members.add(member);
+    this.byTransport.set(member.transport, this.sizeOf(member.transport) + 1);
+  }
+
+  /** A connection is gone: out of every room. */
+  unregister(member: M, rooms: Iterable<string>): void {
+    for (const room of rooms) this.remove(room, member);
+    if (!this.members.delete(member)) return;
+    this.byTransport.set(member.transport, this.sizeOf(member.transport) - 1);
+  }
+
+  /** From now on the room's live messages reach `member`. */
+  add(room: string, member: M): void {
+    let entry = this.byRoom.get(room);
+    if (!entry) {
+      const members = new Set<HubMember>();
+      // The tap is opened before anything else can happen: a message from here on is seen.
+      const tap = this.taps.open(room, (message) => this.deliver(members, message));
+      entry = { members, tap };
+      this.byRoom.set(room, entry);
+    }
+    if (entry.members.has(member)) return;
+    entry.members.add(member);
+    this.membership?.joined(room, member.userId);
+  }
+
+  remove(room: string, member: M): void {
+    const entry = this.byRoom.get(room);
+    if (!entry || !entry.members.delete(member)) return;
+    this.membership?.left(room, member.userId);
+    if (entry.members.size > 0) return;
+    this.byRoom.delete(room);
+    entry.tap.close();
+  }
+
+  /** Connections on this node. */
+  get size(): number {
+    return this.members.size;
+  }
+
+  /** Connections of one transport on this node. */
+  sizeOf(transport: string): number {
+    return this.byTransport.get(transport) ?? 0;
+  }
+
+  /** Every connection on this node (drain, slow consumers); live: copy it to keep it. */
+  connections(): IterableIterator<M> {
+    return this.members.values();
+  }
+
+  /** Connections in the room on this node. */
+  count(room: string): number {
+    return this.byRoom.get(room)?.members.size ?? 0;
+  }
+
+  /**
+   * Closes the room's connections at the transport level (they reconnect and rejoin with
+   * `since`); returns how many.
+   */
+  closeTransports(this: ConnectionHub<HubConnection>, room: string): number {
+    const entry = this.byRoom.get(room);
+    if (!entry) return 0;
+    const members = [...entry.members] as HubConnection[];
+    for (const member of members) member.closeTransport();
+    return members.length;
+  }
+
+  /** Rooms with at least one connection on this node. */
+  rooms(): Iterable<string> {
+    return this.byRoom.keys();
+  }
+
+  /** The users of the room's connections (one entry per connection). */
+  *users(room: string): Iterable<string | undefined> {
+    const entry = this.byRoom.get(room);
+    if (entry) for (const member of entry.members) yield member.userId;
+  }
+
+  private deliver(members: Set<HubMember>, message: ChannelMessage): void {
+    // Rooms hold one protocol, most of the time: the first encoding is kept in locals.
+    let encode: MessageEncoder | undefined;
+    let frame: Buffer | undefined;
+    let others: Map<MessageEncoder, Buffer> | undefined;
+    for (const member of members) {
+      if (member.encode === encode) {
+        member.write(frame!);
+      } else if (encode === undefined) {
+        encode = member.encode;
+        frame = encode(message);
+        member.write(frame);
+      } else {
+        others ??= new Map();
+        let other = others.get(member.encode);
+        if (other === undefined) {
+          other = member.encode(message);
+          others.set(member.encode, other);
+        }
+        member.write(other);
+      }
+    }
+  }
+}

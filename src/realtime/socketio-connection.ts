@@ -1,0 +1,382 @@
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import { WebSocket, type RawData } from 'ws';
+import type { HandshakeInfo } from '../auth/hooks.js';
+import type { ChannelMessage } from '../delivery/message.js';
+import { errorCatalogue } from '../errors.js';
+import {
+  isRefusal,
+  type Admission,
+  type AdmissionTicket,
+  type CapacityRefusal,
+} from './admission.js';
+import { ChannelSession, type SessionDeps } from './channel-session.js';
+import type { ConnectionHub, HubConnection } from './connection-hub.js';
+import type { LeftEvent } from './schemas.js';
+import type { CloseReason, SessionIdentity, SessionTransport } from './session-transport.js';
+import { authenticateSocket, refusalCode, sessionIdentity } from './socket-auth.js';
+import { answerEvent } from './socketio-transport.js';
+import {
+  ackFrame,
+  connectedFrame,
+  connectErrorFrame,
+  decodeClientFrame,
+  DISCONNECT_FRAME,
+  eventFrame,
+  isPlainObject,
+  messageText,
+  PING_FRAME,
+  SIO,
+  type SioPacket,
+  withAttachments,
+} from './socketio-wire.js';
+import { framePayload, textFrame, writeBuiltFrame } from './ws-frames.js';
+
+/** What every Socket.IO WebSocket connection of an endpoint shares (one object per endpoint). */
+export interface SocketIoShared {
+  sessions: SessionDeps;
+  hub: ConnectionHub;
+  admission: Admission;
+  log: Logger;
+  /** Told when a connection ends, to forget it (the endpoint's ping wheel). */
+  forget(connection: SocketIoConnection): void;
+}
+
+/** Where a connection is in its life. */
+const enum State {
+  /** The WebSocket is open; namespace `/` is not connected (none asked yet, or refused). */
+  Open,
+  /** A connect is being checked (admission, authentication). */
+  Connecting,
+  /** Connected: a channel session serves it. */
+  Connected,
+  Ended,
+}
+
+/** A channel message as one whole WebSocket frame: built once per message and node. */
+export function socketIoMessageFrame(message: ChannelMessage): Buffer {
+  return textFrame(messageText(message));
+}
+
+/**
+ * A Socket.IO socket id or Engine.IO session id: 20 URL-safe characters, like engine.io's own, from
+ * pooled entropy (`randomUUID`; `randomBytes` per id costs a call into OpenSSL each).
+ */
+export function newSocketId(): string {
+  return Buffer.from(randomUUID().replace(/-/g, ''), 'hex').toString('base64url').slice(0, 20);
+}
+
+const connectionOf = Symbol('pushcast.socketio');
+type TaggedWebSocket = WebSocket & { [connectionOf]?: SocketIoConnection };
+
+// One listener function of each kind for every connection (not three closures per connection):
+// the connection is found on the WebSocket itself.
+function onWsMessage(this: TaggedWebSocket, data: RawData, isBinary: boolean): void {
+  this[connectionOf]?.onFrame(data, isBinary);
+}
+function onWsClose(this: TaggedWebSocket): void {
+  this[connectionOf]?.end('transport close');
+}
+function onWsError(this: TaggedWebSocket, err: Error): void {
+  const connection = this[connectionOf];
+  connection?.shared.log.debug({ err, conn: connection.id }, 'socket error');
+}
+
+/**
+ * A socket.io-client on a plain WebSocket (`transports: ['websocket']`): Engine.IO and Socket.IO
+ * spoken here, in one object per connection on top of `ws`, instead of engine.io's socket and
+ * transport and Socket.IO's client and socket (idle memory per connection and connect cost are
+ * benchmarked figures, BENCHMARKS.md). To the client it is the same server: the same handshake,
+ * acknowledgements, `connect_error` shapes, disconnect reasons and messages, byte for byte.
+ *
+ * A session transport like the others: rooms are the node's connection hub, which writes each
+ * channel message as one pre-built frame; join, leave, refresh, recovery and expiry are the
+ * channel session's.
+ */
+export class SocketIoConnection implements SessionTransport, HubConnection {
+  /** The Socket.IO socket id once connected (a new one per connect attempt, as Socket.IO does). */
+  id = '';
+  handshake: HandshakeInfo;
+  identity: SessionIdentity = NO_IDENTITY;
+  /** When the WebSocket opened (ms): a namespace not connected within the connect timeout closes it. */
+  readonly openedAt = Date.now();
+  /** A ping was sent and nothing came back since. */
+  awaitingPong = false;
+  /** The ping wheel's slot (the endpoint's bookkeeping). */
+  slot = 0;
+  private state = State.Open;
+  private inRooms: Set<string> | undefined;
+  private session: ChannelSession | undefined;
+  private ticket: AdmissionTicket | undefined;
+  /** A binary packet waiting for its attachments (the binary frames that follow it). */
+  private binary: { packet: SioPacket; buffers: Buffer[] } | undefined;
+
+  constructor(
+    private readonly ws: WebSocket,
+    /** The handshake without `auth` (it comes with the connect). */
+    handshake: HandshakeInfo,
+    readonly shared: SocketIoShared,
+  ) {
+    this.handshake = handshake;
+    (ws as TaggedWebSocket)[connectionOf] = this;
+    ws.on('message', onWsMessage);
+    ws.on('close', onWsClose);
+    // ws reports protocol errors (an oversized frame, bad UTF-8) here and closes on its own.
+    ws.on('error', onWsError);
+  }
+
+  get userId(): string | undefined {
+    return this.identity.userId;
+  }
+  get transport(): string {
+    return 'websocket';
+  }
+  get encode(): (message: ChannelMessage) => Buffer {
+    return socketIoMessageFrame;
+  }
+  get closed(): boolean {
+    return this.state !== State.Connected || this.ws.readyState !== WebSocket.OPEN;
+  }
+  /** Whether namespace `/` is connected (a channel session serves it). */
+  get connected(): boolean {
+    return this.state === State.Connected;
+  }
+
+  rooms(): Iterable<string> {
+    return this.inRooms ?? NO_ROOMS;
+  }
+  inRoom(room: string): boolean {
+    return this.inRooms?.has(room) ?? false;
+  }
+  joinRoom(room: string): void {
+    // Late work of a connection that is gone must not leave it in a room.
+    if (this.state !== State.Connected) return;
+    this.inRooms ??= new Set();
+    if (this.inRooms.has(room)) return;
+    this.inRooms.add(room);
+    this.shared.hub.add(room, this);
+  }
+  leaveRoom(room: string): void {
+    if (!this.inRooms?.delete(room)) return;
+    this.shared.hub.remove(room, this);
+  }
+
+  send(message: ChannelMessage): void {
+    this.sendText(messageText(message));
+  }
+  left(event: LeftEvent): void {
+    this.sendText(eventFrame('left', event));
+  }
+
+  /** Says why (`error`), then disconnects the namespace (clients do not reconnect), then closes. */
+  close(reason: CloseReason): void {
+    this.sendText(eventFrame('error', { code: reason, message: errorCatalogue[reason].message }));
+    this.sendText(DISCONNECT_FRAME);
+    this.closeTransportFor('server namespace disconnect');
+  }
+
+  /** Drain: a transport close, so that the client's own reconnect takes it to another node. */
+  closeTransport(): void {
+    this.closeTransportFor('server shutting down');
+  }
+
+  /** Slow consumer or end of drain: drops the TCP connection without waiting for anything. */
+  terminate(): void {
+    this.ws.terminate();
+    this.end('forced close');
+  }
+
+  /** Output the socket holds and the kernel has not taken yet. */
+  get unsentBytes(): number {
+    return this.ws.bufferedAmount;
+  }
+
+  /** A frame from {@link socketIoMessageFrame}, as it is. */
+  write(frame: Buffer): void {
+    if (this.state === State.Ended) return;
+    if (!writeBuiltFrame(this.ws, frame) && this.ws.readyState === WebSocket.OPEN)
+      this.ws.send(framePayload(frame), { binary: false });
+  }
+
+  /** Sends a ping; the next one finds out whether it was answered. */
+  ping(): void {
+    this.awaitingPong = true;
+    this.sendText(PING_FRAME);
+  }
+
+  /** Ends the connection: out of its rooms and counts, its session over, its slot given back. */
+  end(reason: string): void {
+    if (this.state === State.Ended) return;
+    const wasConnected = this.state === State.Connected;
+    this.state = State.Ended;
+    this.shared.forget(this);
+    this.leaveNamespace();
+    this.ticket?.release();
+    this.ticket = undefined;
+    if (wasConnected) this.shared.log.info({ conn: this.id, reason }, 'socket disconnected');
+  }
+
+  /** A frame from the client. */
+  onFrame(data: RawData, isBinary: boolean): void {
+    if (this.state === State.Ended) return;
+    // Anything from the client shows it is there.
+    this.awaitingPong = false;
+    if (isBinary) return this.onAttachment(bufferOf(data));
+    if (this.binary) return this.refuse('got plaintext data when reconstructing a packet');
+    const frame = decodeClientFrame(textOf(data));
+    switch (frame.kind) {
+      case 'pong':
+      case 'noop':
+        return;
+      case 'close':
+        return this.closeTransportFor('transport close');
+      case 'invalid':
+        return this.refuse(frame.reason);
+      case 'packet':
+        if (frame.packet.attachments > 0) {
+          this.binary = { packet: frame.packet, buffers: [] };
+          return;
+        }
+        return this.onPacket(frame.packet);
+    }
+  }
+
+  /** One binary frame: the next attachment of the packet being put together. */
+  private onAttachment(buffer: Buffer): void {
+    const pending = this.binary;
+    if (!pending) return this.refuse('got binary data when not reconstructing a packet');
+    pending.buffers.push(buffer);
+    if (pending.buffers.length < pending.packet.attachments) return;
+    this.binary = undefined;
+    const data = withAttachments(pending.packet.data, pending.buffers);
+    if (data === undefined) return this.refuse('illegal attachments');
+    this.onPacket({ ...pending.packet, data, attachments: 0 });
+  }
+
+  private onPacket(packet: SioPacket): void {
+    if (packet.type === SIO.connect) {
+      if (packet.nsp !== '/')
+        return this.sendText(connectErrorFrame(packet.nsp, 'Invalid namespace'));
+      // A second connect while one is checked or connected: Socket.IO closes the connection.
+      if (this.state !== State.Open) return this.refuse('invalid state');
+      return void this.connect(packet.data);
+    }
+    // Anything else needs the namespace connected (socket.io-client buffers until then).
+    if (packet.nsp !== '/' || this.state !== State.Connected) return this.refuse('invalid state');
+    if (packet.type === SIO.disconnect) {
+      this.leaveNamespace();
+      this.shared.log.info(
+        { conn: this.id, reason: 'client namespace disconnect' },
+        'socket disconnected',
+      );
+      return;
+    }
+    // An ack: the server asks for none.
+    if (packet.type !== SIO.event && packet.type !== SIO.binaryEvent) return;
+    const [event, payload] = packet.data as [string, unknown];
+    const id = packet.id;
+    answerEvent(
+      this.session!,
+      event,
+      payload,
+      id === undefined ? undefined : (answer) => this.sendText(ackFrame(id, answer)),
+      (err) => this.shared.log.warn({ err, conn: this.id, event }, 'socket event failed'),
+    );
+  }
+
+  /**
+   * Namespace `/` asked for: capacity (before any token is verified), authentication, the user's
+   * connections, as engine.io sockets go through them (src/realtime/socket-server.ts); a refusal
+   * is a `connect_error` and leaves the WebSocket open for the client's next try, as Socket.IO does.
+   */
+  private async connect(auth: unknown): Promise<void> {
+    const { admission, sessions, log } = this.shared;
+    this.state = State.Connecting;
+    this.id = newSocketId();
+    const answer = admission.admitNode(this.id);
+    if (isRefusal(answer)) return this.refuseConnect('unavailable', capacityData(answer));
+    this.ticket = answer;
+    const handshake: HandshakeInfo = { ...this.handshake, auth: isPlainObject(auth) ? auth : {} };
+    let identity;
+    try {
+      identity = await authenticateSocket(handshake, sessions.hooks, sessions.defaults);
+    } catch (err) {
+      if (this.state !== State.Connecting) return;
+      const code = refusalCode(err);
+      log.debug({ conn: this.id, code }, 'socket refused');
+      return this.refuseConnect('unauthorized', { code });
+    }
+    // Gone while authenticating: end() gave the ticket back.
+    if (this.state !== State.Connecting) return;
+    const userRefusal = answer.admitUser(identity.userId);
+    if (userRefusal) return this.refuseConnect('unavailable', capacityData(userRefusal));
+    this.handshake = handshake;
+    this.identity = sessionIdentity(identity);
+    this.state = State.Connected;
+    this.shared.hub.register(this);
+    log.info(
+      { conn: this.id, userId: identity.userId, transport: 'websocket' },
+      'socket connected',
+    );
+    this.session = new ChannelSession(this, sessions);
+    this.sendText(connectedFrame(this.id));
+  }
+
+  private refuseConnect(message: string, data: unknown): void {
+    this.ticket?.release();
+    this.ticket = undefined;
+    this.state = State.Open;
+    this.sendText(connectErrorFrame('/', message, data));
+  }
+
+  /** Out of the namespace: rooms, counts and session; the WebSocket may stay (a new connect). */
+  private leaveNamespace(): void {
+    if (this.session === undefined) return;
+    const session = this.session;
+    this.session = undefined;
+    if (this.state === State.Connected) this.state = State.Open;
+    this.shared.hub.unregister(this, this.inRooms ?? NO_ROOMS);
+    this.inRooms = undefined;
+    session.end();
+    this.ticket?.release();
+    this.ticket = undefined;
+  }
+
+  private sendText(text: string): void {
+    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(text);
+  }
+
+  /** Closes the WebSocket (the client reconnects by itself) and ends the connection at once. */
+  closeTransportFor(reason: string): void {
+    if (this.ws.readyState === WebSocket.OPEN || this.ws.readyState === WebSocket.CONNECTING)
+      this.ws.close(1000);
+    // Out of its rooms and counts at once; the close handshake (bounded by ws) finishes alone.
+    this.end(reason);
+  }
+
+  /** A frame Socket.IO would not read: the connection is closed ("parse error"). */
+  private refuse(reason: string): void {
+    this.shared.log.debug({ conn: this.id, reason }, 'socket.io frame refused');
+    this.closeTransportFor('parse error');
+  }
+}
+
+const NO_ROOMS: ReadonlySet<string> = new Set();
+const NO_IDENTITY: SessionIdentity = { userId: undefined, channels: [], data: {}, exp: undefined };
+
+/** The `data` of a capacity `connect_error`, as engine.io sockets get it. */
+function capacityData(refusal: CapacityRefusal): Record<string, unknown> {
+  return refusal.retryAfterMs === undefined
+    ? { code: refusal.code }
+    : { code: refusal.code, retryAfterMs: refusal.retryAfterMs };
+}
+
+function bufferOf(data: RawData): Buffer {
+  if (Buffer.isBuffer(data)) return data;
+  if (Array.isArray(data)) return Buffer.concat(data);
+  return Buffer.from(data);
+}
+
+function textOf(data: RawData): string {
+  return bufferOf(data).toString('utf8');
+}

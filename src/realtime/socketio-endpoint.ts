@@ -1,0 +1,189 @@
+import type { IncomingMessage } from 'node:http';
+import type { Socket as NetSocket } from 'node:net';
+import { WebSocketServer } from 'ws';
+import type { HandshakeInfo } from '../auth/hooks.js';
+import type { Admission } from './admission.js';
+import type { SessionDeps } from './channel-session.js';
+import type { ConnectionHub } from './connection-hub.js';
+import { newSocketId, SocketIoConnection, type SocketIoShared } from './socketio-connection.js';
+import { openFrame } from './socketio-wire.js';
+
+/**
+ * Timings and bounds of Socket.IO connections on a plain WebSocket: engine.io's and Socket.IO's
+ * defaults, which pushcast does not change for its engine.io sockets either. Read when an
+ * endpoint is created, so a test may lower them before it starts a node (and put them back after).
+ */
+export const socketIoEndpointDefaults = {
+  /** The server pings every connection this often; the client closes after interval + timeout without one. */
+  pingIntervalMs: 25_000,
+  /** Told to the client; here a ping not answered by the next one closes the connection. */
+  pingTimeoutMs: 20_000,
+  /** A WebSocket whose namespace `/` is not connected after this long is closed. */
+  connectTimeoutMs: 45_000,
+  /** Larger frames close the connection (1009): engine.io's `maxHttpBufferSize`. */
+  maxPayloadBytes: 1_000_000,
+  /** On stop: how long closing connections get to finish the close handshake before being cut. */
+  closeGraceMs: 1000,
+};
+
+/** Slots of the ping wheel: each connection is visited once per ping interval, spread over them. */
+const WHEEL_SLOTS = 25;
+
+/** What the endpoint is built from. */
+export interface SocketIoEndpointOptions {
+  /** The `socketPath` setting. */
+  path: string;
+  sessions: SessionDeps;
+  hub: ConnectionHub;
+  /** The node's admission, shared with every transport. */
+  admission: Admission;
+  /** False once a draining node stops taking connections. */
+  accepting: () => boolean;
+}
+
+/**
+ * Socket.IO clients that open a WebSocket directly (`transports: ['websocket']`, what the pushcast
+ * SDK tries first): `GET <socketPath>/?EIO=4&transport=websocket` without a session id. Served
+ * here, one {@link SocketIoConnection} per WebSocket, instead of through engine.io; long-polling,
+ * and a long-polling session upgrading to WebSocket, stay with engine.io (src/realtime/socket-server.ts).
+ *
+ * Refusals before the WebSocket exists are engine.io's: a draining node, or a browser origin not
+ * in `corsOrigins`, gets HTTP 400 with the reason, and the client's own reconnect goes on.
+ *
+ * Pings: one timer for the endpoint, not two per connection. The wheel visits a slot of the
+ * connections at each tick; a visited connection that has not answered the last ping is closed
+ * ("ping timeout"), one still not connected after the connect timeout too, the others are pinged.
+ */
+export class SocketIoEndpoint {
+  private readonly enginePath: string;
+  private readonly wss: WebSocketServer;
+  private readonly shared: SocketIoShared;
+  private readonly wheel: Array<Set<SocketIoConnection>> = [];
+  private cursor = 0;
+  private readonly timer: NodeJS.Timeout;
+  private readonly allowedOrigins: ReadonlySet<string> | undefined;
+  private readonly values = { ...socketIoEndpointDefaults };
+
+  constructor(private readonly options: SocketIoEndpointOptions) {
+    // engine.io's own check: the request URL starts with its path and a slash.
+    this.enginePath = `${options.path.replace(/\/$/, '')}/`;
+    this.wss = new WebSocketServer({
+      noServer: true,
+      clientTracking: false,
+      perMessageDeflate: false,
+      maxPayload: this.values.maxPayloadBytes,
+    });
+    const origins = options.sessions.config.corsOrigins;
+    this.allowedOrigins = origins === '*' ? undefined : new Set(origins);
+    for (let i = 0; i < WHEEL_SLOTS; i++) this.wheel.push(new Set());
+    this.shared = {
+      sessions: options.sessions,
+      hub: options.hub,
+      admission: options.admission,
+      log: options.sessions.log,
+      forget: (connection) => this.wheel[connection.slot]!.delete(connection),
+    };
+    this.timer = setInterval(() => this.tick(), this.values.pingIntervalMs / WHEEL_SLOTS);
+    this.timer.unref();
+  }
+
+  /**
+   * Whether an upgrade request opens a new Socket.IO WebSocket (protocol 4, no session id):
+   * everything else under the path is engine.io's.
+   */
+  matches(req: IncomingMessage): boolean {
+    const url = req.url ?? '';
+    if (!url.startsWith(this.enginePath)) return false;
+    const query = queryOf(url);
+    return (
+      query !== undefined &&
+      query.get('EIO') === '4' &&
+      query.get('transport') === 'websocket' &&
+      !query.has('sid')
+    );
+  }
+
+  /** Answers an upgrade request {@link matches} took: a WebSocket, or engine.io's refusal. */
+  handleUpgrade(req: IncomingMessage, socket: NetSocket, head: Buffer): void {
+    // A reset while the upgrade is pending must not become an uncaught error.
+    socket.on('error', (err) => this.shared.log.debug({ err }, 'socket.io upgrade socket error'));
+    if (!this.options.accepting()) return refuse(socket, 'draining');
+    // CORS headers only guard long-polling; a browser's WebSocket carries its Origin too, so the
+    // same origin list is enforced here. Clients that send no Origin (servers) pass.
+    const origin = req.headers.origin;
+    if (this.allowedOrigins && origin !== undefined && !this.allowedOrigins.has(origin))
+      return refuse(socket, 'origin not allowed');
+    const handshake = handshakeOf(req);
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      const connection = new SocketIoConnection(ws, handshake, this.shared);
+      // Visited last in the wheel's round: about one ping interval from now.
+      connection.slot = (this.cursor + WHEEL_SLOTS - 1) % WHEEL_SLOTS;
+      this.wheel[connection.slot]!.add(connection);
+      ws.send(
+        openFrame(newSocketId(), {
+          pingInterval: this.values.pingIntervalMs,
+          pingTimeout: this.values.pingTimeoutMs,
+          maxPayload: this.values.maxPayloadBytes,
+        }),
+      );
+    });
+  }
+
+  /** Every open WebSocket of the endpoint, connected or not (drain closes them). */
+  connections(): SocketIoConnection[] {
+    const out: SocketIoConnection[] = [];
+    for (const slot of this.wheel) for (const connection of slot) out.push(connection);
+    return out;
+  }
+
+  /**
+   * Ends everything that is left: open connections get a close frame and
+   * {@link socketIoEndpointDefaults.closeGraceMs} to finish the close handshake, then are cut.
+   */
+  async close(): Promise<void> {
+    clearInterval(this.timer);
+    const left = this.connections();
+    for (const connection of left) connection.closeTransport();
+    if (left.length > 0) await new Promise((r) => setTimeout(r, this.values.closeGraceMs));
+    for (const connection of left) connection.terminate();
+    this.wss.close();
+  }
+
+  private tick(): void {
+    const slot = this.wheel[this.cursor]!;
+    this.cursor = (this.cursor + 1) % WHEEL_SLOTS;
+    const now = Date.now();
+    for (const connection of [...slot]) {
+      if (connection.awaitingPong) connection.closeTransportFor('ping timeout');
+      else if (!connection.connected && now - connection.openedAt > this.values.connectTimeoutMs)
+        connection.closeTransportFor('connect timeout');
+      else connection.ping();
+    }
+  }
+}
+
+/** The handshake as authentication sees it, before the connect brings `auth`. */
+function handshakeOf(req: IncomingMessage): HandshakeInfo {
+  const query: Record<string, string> = {};
+  for (const [key, value] of queryOf(req.url ?? '') ?? []) query[key] = value;
+  return { auth: {}, headers: req.headers, query, address: req.socket.remoteAddress ?? '' };
+}
+
+function queryOf(url: string): URLSearchParams | undefined {
+  const mark = url.indexOf('?');
+  if (mark === -1) return new URLSearchParams();
+  try {
+    return new URLSearchParams(url.slice(mark + 1));
+  } catch {
+    return undefined;
+  }
+}
+
+/** engine.io's answer to an upgrade it refuses: 400 with the reason as the body. */
+function refuse(socket: NetSocket, message: string): void {
+  if (socket.writable)
+    socket.write(
+      `HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-type: text/html\r\nContent-Length: ${Buffer.byteLength(message)}\r\n\r\n${message}`,
+    );
+  socket.destroy();
+}

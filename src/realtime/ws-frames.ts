@@ -1,0 +1,92 @@
+import type { WebSocket } from 'ws';
+
+/*
+ * The parts of `ws` read here are private in its typings; the version is pinned in package.json
+ * (ws 8), and test/integration/hot-path.test.ts and test/integration/socketio-direct.test.ts fail
+ * if they stop being there. A socket where one of them is missing takes `ws.send`.
+ */
+interface WsSender {
+  /** 0 (DEFAULT) while the sender queues nothing (no compression, no Blob being read). */
+  _state?: number;
+  sendFrame?(list: Buffer[], cb?: () => void): void;
+}
+/** The TCP socket under a `ws` socket (`net.Socket`: cork and uncork are public). */
+export interface NetSocket {
+  cork(): void;
+  uncork(): void;
+}
+/** A `ws` socket as read here. */
+export interface WsInsides {
+  readyState: number;
+  _sender?: WsSender;
+  _socket?: NetSocket;
+}
+
+/**
+ * A whole WebSocket text frame as a server sends it (FIN, opcode 1, unmasked: RFC 6455 5.2), built
+ * once and written as it is to every socket that gets the same message.
+ */
+export function textFrame(payload: string): Buffer {
+  const length = Buffer.byteLength(payload);
+  const head = length < 126 ? 2 : length < 65_536 ? 4 : 10;
+  const frame = Buffer.allocUnsafe(head + length);
+  frame[0] = 0x81;
+  if (head === 2) frame[1] = length;
+  else if (head === 4) {
+    frame[1] = 126;
+    frame.writeUInt16BE(length, 2);
+  } else {
+    frame[1] = 127;
+    frame.writeUInt32BE(0, 2);
+    frame.writeUInt32BE(length, 6);
+  }
+  frame.write(payload, head, 'utf8');
+  return frame;
+}
+
+/** The TCP sockets corked in this turn of the event loop, uncorked together at its end. */
+export class Corked {
+  private readonly sockets = new Set<NetSocket>();
+  private readonly flush = (): void => {
+    for (const socket of this.sockets) {
+      try {
+        socket.uncork();
+      } catch {
+        // Destroyed meanwhile: nothing left to write; the others must still go out.
+      }
+    }
+    this.sockets.clear();
+  };
+
+  /** Corks `socket` until the end of this turn (once per turn). */
+  hold(socket: NetSocket): void {
+    if (this.sockets.has(socket)) return;
+    if (this.sockets.size === 0) setImmediate(this.flush);
+    socket.cork();
+    this.sockets.add(socket);
+  }
+}
+
+/** The node's one set of corked sockets: frames of one turn leave each socket in one write. */
+export const corked = new Corked();
+
+/**
+ * Writes a frame built by {@link textFrame} to an open `ws` socket, corking its TCP stream until
+ * the end of this turn. Returns false (nothing written) when the socket is not open or its sender
+ * holds something (then the caller sends the payload through `ws.send`, behind it).
+ */
+export function writeBuiltFrame(ws: WebSocket | WsInsides, frame: Buffer): boolean {
+  const socket = ws as WsInsides;
+  const sender = socket._sender;
+  if (socket.readyState !== 1 || typeof sender?.sendFrame !== 'function' || sender._state !== 0)
+    return false;
+  if (socket._socket) corked.hold(socket._socket);
+  sender.sendFrame([frame]);
+  return true;
+}
+
+/** The payload of a frame built by {@link textFrame} (its header skipped). */
+export function framePayload(frame: Buffer): Buffer {
+  const length = frame[1]! & 0x7f;
+  return frame.subarray(length < 126 ? 2 : length === 126 ? 4 : 10);
+}
