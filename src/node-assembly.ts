@@ -202,6 +202,7 @@ export async function assembleNode(context: AssemblyContext): Promise<NodeParts>
   observeBroadcasts(io.of('/').adapter, (room, members, message) => {
     const count = taps.sockets(room, members) + hub.count(room);
     taps.onMessage(room, message);
+    hub.deliver(room, message);
     instrumentation.delivered(message, count);
   });
   // Per socket only the write: one merged WebSocket frame per broadcast.

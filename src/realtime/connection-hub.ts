@@ -1,5 +1,5 @@
 import type { ChannelMessage } from '../delivery/message.js';
-import type { OpeningTap, RoomTaps } from './room-taps.js';
+import type { RoomHolder } from './room-taps.js';
 
 /** Builds what {@link HubMember.write} takes for one message (once per message and node). */
 export type MessageEncoder = (message: ChannelMessage) => Buffer;
@@ -34,32 +34,27 @@ export interface RoomMembership {
   left(room: string, userId: string | undefined): void;
 }
 
-interface HubRoom {
-  members: Set<HubMember>;
-  tap: OpeningTap;
-}
-
 /**
  * The connections of this node that are not engine.io sockets (Phoenix-protocol WebSockets, and
  * Socket.IO clients on a plain WebSocket, src/realtime/socketio-endpoint.ts) and the channel rooms
  * they are in.
  *
- * The adapter cannot deliver to them: the hub holds one room tap per room that has members (the
- * tap keeps the node subscribed to the channel, as a socket would) and, for each message the tap
- * hands it, encodes it once per protocol present and writes that same buffer to every member of
- * that protocol. Messages come from the same per-node pipeline and in the same order as the room's
- * engine.io sockets get them (observeBroadcasts).
+ * The adapter cannot deliver to them: the hub holds each room that has members (the holder keeps
+ * the node subscribed to the channel, as a socket would) and, for each message of the room the
+ * node sees ({@link deliver}, called once per broadcast by observeBroadcasts), encodes it once per
+ * protocol present and writes that same buffer to every member of that protocol. Messages come
+ * from the same per-node pipeline and in the same order as the room's engine.io sockets get them.
  *
  * It also answers for these connections wherever the node counts its sockets (stats, subscriber
  * counts, presence, metrics, drain).
  */
 export class ConnectionHub<M extends HubMember = HubConnection> {
   private readonly members = new Set<M>();
-  private readonly byRoom = new Map<string, HubRoom>();
+  private readonly byRoom = new Map<string, Set<HubMember>>();
   private readonly byTransport = new Map<string, number>();
 
   constructor(
-    private readonly taps: Pick<RoomTaps, 'open'>,
+    private readonly holder: RoomHolder,
     /** Told of every member entering and leaving a room (webhook occupancy). */
     private readonly membership?: RoomMembership,
   ) {}
@@ -80,26 +75,24 @@ export class ConnectionHub<M extends HubMember = HubConnection> {
 
   /** From now on the room's live messages reach `member`. */
   add(room: string, member: M): void {
-    let entry = this.byRoom.get(room);
-    if (!entry) {
-      const members = new Set<HubMember>();
-      // The tap is opened before anything else can happen: a message from here on is seen.
-      const tap = this.taps.open(room, (message) => this.deliver(members, message));
-      entry = { members, tap };
-      this.byRoom.set(room, entry);
+    let members = this.byRoom.get(room);
+    if (!members) {
+      members = new Set();
+      this.byRoom.set(room, members);
+      this.holder.hold(room);
     }
-    if (entry.members.has(member)) return;
-    entry.members.add(member);
+    if (members.has(member)) return;
+    members.add(member);
     this.membership?.joined(room, member.userId);
   }
 
   remove(room: string, member: M): void {
-    const entry = this.byRoom.get(room);
-    if (!entry || !entry.members.delete(member)) return;
+    const members = this.byRoom.get(room);
+    if (!members || !members.delete(member)) return;
     this.membership?.left(room, member.userId);
-    if (entry.members.size > 0) return;
+    if (members.size > 0) return;
     this.byRoom.delete(room);
-    entry.tap.close();
+    this.holder.release(room);
   }
 
   /** Connections on this node. */
@@ -119,7 +112,7 @@ export class ConnectionHub<M extends HubMember = HubConnection> {
 
   /** Connections in the room on this node. */
   count(room: string): number {
-    return this.byRoom.get(room)?.members.size ?? 0;
+    return this.byRoom.get(room)?.size ?? 0;
   }
 
   /**
@@ -127,9 +120,7 @@ export class ConnectionHub<M extends HubMember = HubConnection> {
    * `since`); returns how many.
    */
   closeTransports(this: ConnectionHub<HubConnection>, room: string): number {
-    const entry = this.byRoom.get(room);
-    if (!entry) return 0;
-    const members = [...entry.members] as HubConnection[];
+    const members = [...(this.byRoom.get(room) ?? [])] as HubConnection[];
     for (const member of members) member.closeTransport();
     return members.length;
   }
@@ -141,11 +132,14 @@ export class ConnectionHub<M extends HubMember = HubConnection> {
 
   /** The users of the room's connections (one entry per connection). */
   *users(room: string): Iterable<string | undefined> {
-    const entry = this.byRoom.get(room);
-    if (entry) for (const member of entry.members) yield member.userId;
+    const members = this.byRoom.get(room);
+    if (members) for (const member of members) yield member.userId;
   }
 
-  private deliver(members: Set<HubMember>, message: ChannelMessage): void {
+  /** A live message of the room reached this node: to every member, once per protocol encoded. */
+  deliver(room: string, message: ChannelMessage): void {
+    const members = this.byRoom.get(room);
+    if (!members) return;
     // Rooms hold one protocol, most of the time: the first encoding is kept in locals.
     let encode: MessageEncoder | undefined;
     let frame: Buffer | undefined;

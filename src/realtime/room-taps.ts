@@ -18,6 +18,15 @@ export interface OpeningTap {
   close: () => void;
 }
 
+/** What keeps the node subscribed to a room without a socket in it. */
+export interface RoomHolder {
+  hold(room: string): void;
+  release(room: string): void;
+}
+
+/** The adapter member that holds the connection hub's rooms (no socket has this id). */
+const HUB_PLACEHOLDER = 'hub:rooms';
+
 /**
  * Listeners on a room's live messages that are not sockets of the room: a socket catching up on
  * a channel (join with `since`) buffers here until it is handed the room; the admin console's
@@ -27,8 +36,10 @@ export interface OpeningTap {
  * the channel even when no socket has joined it; the placeholder is no socket, so broadcasts skip
  * it, and {@link sockets} takes it out of the room's member count.
  */
-export class RoomTaps {
+export class RoomTaps implements RoomHolder {
   private readonly byRoom = new Map<string, Set<(message: ChannelMessage) => void>>();
+  /** Rooms held for the connection hub, all under one placeholder member. */
+  private readonly held = new Set<string>();
   private next = 0;
 
   constructor(
@@ -72,9 +83,27 @@ export class RoomTaps {
     return { subscribed, close };
   }
 
+  /**
+   * Keeps the node subscribed to the room until {@link release}: what a tap does, for the
+   * connection hub, which delivers to its members itself. One placeholder member holds every
+   * such room, so a held room costs the adapter's own room entry and no more.
+   */
+  hold(room: string): void {
+    if (this.held.has(room)) return;
+    this.held.add(room);
+    void this.adapter().addAll(HUB_PLACEHOLDER, new Set([room]));
+    // The subscription (and its gap tracking, on Redis) confirmed in the background, as a tap's.
+    this.ensureSubscribed(room).catch(() => {});
+  }
+
+  release(room: string): void {
+    if (!this.held.delete(room)) return;
+    void this.adapter().del(HUB_PLACEHOLDER, room);
+  }
+
   /** Sockets among a room's `members` (the adapter's count, placeholders included). */
   sockets(room: string, members: number): number {
-    return members - (this.byRoom.get(room)?.size ?? 0);
+    return members - (this.byRoom.get(room)?.size ?? 0) - (this.held.has(room) ? 1 : 0);
   }
 
   /** A live message reached this node for the room. */

@@ -105,7 +105,8 @@ export class SocketIoConnection implements SessionTransport, HubConnection {
   /** The ping wheel's slot (the endpoint's bookkeeping). */
   slot = 0;
   private state = State.Open;
-  private inRooms: Set<string> | undefined;
+  /** The rooms it is in: an array, not a Set (most connections hold a few channels). */
+  private readonly inRooms: string[] = [];
   private session: ChannelSession | undefined;
   private ticket: AdmissionTicket | undefined;
   /** A binary packet waiting for its attachments (the binary frames that follow it). */
@@ -143,21 +144,21 @@ export class SocketIoConnection implements SessionTransport, HubConnection {
   }
 
   rooms(): Iterable<string> {
-    return this.inRooms ?? NO_ROOMS;
+    return this.inRooms;
   }
   inRoom(room: string): boolean {
-    return this.inRooms?.has(room) ?? false;
+    return this.inRooms.includes(room);
   }
   joinRoom(room: string): void {
     // Late work of a connection that is gone must not leave it in a room.
-    if (this.state !== State.Connected) return;
-    this.inRooms ??= new Set();
-    if (this.inRooms.has(room)) return;
-    this.inRooms.add(room);
+    if (this.state !== State.Connected || this.inRooms.includes(room)) return;
+    this.inRooms.push(room);
     this.shared.hub.add(room, this);
   }
   leaveRoom(room: string): void {
-    if (!this.inRooms?.delete(room)) return;
+    const at = this.inRooms.indexOf(room);
+    if (at === -1) return;
+    this.inRooms.splice(at, 1);
     this.shared.hub.remove(room, this);
   }
 
@@ -335,8 +336,7 @@ export class SocketIoConnection implements SessionTransport, HubConnection {
     const session = this.session;
     this.session = undefined;
     if (this.state === State.Connected) this.state = State.Open;
-    this.shared.hub.unregister(this, this.inRooms ?? NO_ROOMS);
-    this.inRooms = undefined;
+    this.shared.hub.unregister(this, this.inRooms.splice(0));
     session.end();
     this.ticket?.release();
     this.ticket = undefined;
@@ -361,7 +361,6 @@ export class SocketIoConnection implements SessionTransport, HubConnection {
   }
 }
 
-const NO_ROOMS: ReadonlySet<string> = new Set();
 const NO_IDENTITY: SessionIdentity = { userId: undefined, channels: [], data: {}, exp: undefined };
 
 /** The `data` of a capacity `connect_error`, as engine.io sockets get it. */

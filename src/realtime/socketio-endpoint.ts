@@ -105,8 +105,10 @@ export class SocketIoEndpoint {
 
   /** Answers an upgrade request {@link matches} took: a WebSocket, or engine.io's refusal. */
   handleUpgrade(req: IncomingMessage, socket: NetSocket, head: Buffer): void {
-    // A reset while the upgrade is pending must not become an uncaught error.
-    socket.on('error', (err) => this.shared.log.debug({ err }, 'socket.io upgrade socket error'));
+    // A reset while the upgrade is pending must not become an uncaught error (a module function:
+    // a closure here would keep this call's scope, the first handshake with it, for the
+    // connection's life).
+    socket.on('error', ignoreError);
     if (!this.options.accepting()) return refuse(socket, 'draining');
     // CORS headers only guard long-polling; a browser's WebSocket carries its Origin too, so the
     // same origin list is enforced here. Clients that send no Origin (servers) pass.
@@ -115,6 +117,8 @@ export class SocketIoEndpoint {
       return refuse(socket, 'origin not allowed');
     const handshake = handshakeOf(req);
     this.wss.handleUpgrade(req, socket, head, (ws) => {
+      // ws listens for errors from here on.
+      socket.off('error', ignoreError);
       const connection = new SocketIoConnection(ws, handshake, this.shared);
       // Visited last in the wheel's round: about one ping interval from now.
       connection.slot = (this.cursor + WHEEL_SLOTS - 1) % WHEEL_SLOTS;
@@ -161,6 +165,8 @@ export class SocketIoEndpoint {
     }
   }
 }
+
+function ignoreError(): void {}
 
 /** The handshake as authentication sees it, before the connect brings `auth`. */
 function handshakeOf(req: IncomingMessage): HandshakeInfo {

@@ -25,6 +25,8 @@ describe('the upgrade request of a connection', () => {
       void requests.push(new WeakRef(req));
     node.server.io.engine.on('initial_headers', watch);
     node.server.io.engine.on('headers', watch);
+    // And every WebSocket upgrade, the direct endpoint's (src/realtime/socketio-endpoint.ts) too.
+    node.server.http.on('upgrade', (req: IncomingMessage) => watch(undefined, req));
   });
   afterAll(async () => node?.stop());
 
@@ -36,7 +38,7 @@ describe('the upgrade request of a connection', () => {
     return requests.filter((r) => r.deref() !== undefined).length;
   }
 
-  it('is let go once a WebSocket connection is up, and after a long-polling one upgrades', async () => {
+  it('is let go once a WebSocket connection is up (direct or engine.io), and after a long-polling one upgrades', async () => {
     const jwt = await token({ sub: 'u', channels: ['up:a'] });
     const ws = await connectClient(node.url, { token: jwt });
     const upgraded = await connectClient(
@@ -48,8 +50,8 @@ describe('the upgrade request of a connection', () => {
       await ws.join('up:a');
       await until(() => upgraded.socket.io.engine.transport.name === 'websocket', 5000, 'upgraded');
       await upgraded.join('up:a');
-      // The WebSocket's handshake, and the upgraded one's handshake, polls and upgrade.
-      expect(requests.length).toBeGreaterThanOrEqual(3);
+      // The direct WebSocket's upgrade, and the upgraded one's handshake, polls and upgrade.
+      expect(requests.length).toBeGreaterThanOrEqual(4);
       expect(await heldAfterGc()).toBe(0);
     } finally {
       ws.close();

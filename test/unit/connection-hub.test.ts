@@ -2,16 +2,21 @@ import { describe, expect, it } from 'vitest';
 import type { ChannelMessage } from '../../src/delivery/message.js';
 import { ConnectionHub, type HubMember } from '../../src/realtime/connection-hub.js';
 
-/** Taps that hand the test the room's listener and count closes. */
-function fakeTaps() {
-  const state = { listener: undefined as ((m: ChannelMessage) => void) | undefined, closed: 0 };
-  const taps = {
-    open: (_room: string, fn: (message: ChannelMessage) => void) => {
-      state.listener = fn;
-      return { subscribed: Promise.resolve(true), close: () => void (state.closed += 1) };
+/** A room holder that records which rooms are held. */
+function fakeHolder() {
+  const held = new Set<string>();
+  const calls: string[] = [];
+  const holder = {
+    hold: (room: string) => {
+      calls.push(`hold ${room}`);
+      held.add(room);
+    },
+    release: (room: string) => {
+      calls.push(`release ${room}`);
+      held.delete(room);
     },
   };
-  return { taps, state };
+  return { holder, held, calls };
 }
 
 /** An encoder that counts its calls. */
@@ -26,8 +31,8 @@ function countingEncoder(tag: string) {
 
 describe('Connection hub', () => {
   it('encodes a message once per protocol and writes the same buffer to each member of it', () => {
-    const { taps, state } = fakeTaps();
-    const hub = new ConnectionHub<HubMember>(taps);
+    const { holder, held, calls } = fakeHolder();
+    const hub = new ConnectionHub<HubMember>(holder);
     const phx = countingEncoder('phx');
     const sio = countingEncoder('sio');
     const writes = new Map<string, Buffer[]>();
@@ -43,7 +48,12 @@ describe('Connection hub', () => {
     }
     expect(hub.sizeOf('phoenix')).toBe(3);
     expect(hub.sizeOf('websocket')).toBe(2);
-    state.listener!({ channel: 'c', event: 'e', data: 1, id: 'x', ts: 1 });
+    // Held once, however many members.
+    expect(calls).toEqual(['hold {c}']);
+    const message: ChannelMessage = { channel: 'c', event: 'e', data: 1, id: 'x', ts: 1 };
+    hub.deliver('{c}', message);
+    // Another room's message reaches nobody here.
+    hub.deliver('{other}', message);
     expect(phx.counter.calls).toBe(1);
     expect(sio.counter.calls).toBe(1);
     const frames = [...writes.values()].map((w) => {
@@ -57,15 +67,15 @@ describe('Connection hub', () => {
     expect(hub.count('{c}')).toBe(5);
     expect([...hub.users('{c}')]).toEqual(['u0', 'u1', 'u2', 'u3', 'u4']);
     for (const m of members) hub.unregister(m, ['{c}']);
-    expect(state.closed).toBe(1);
+    expect(calls).toEqual(['hold {c}', 'release {c}']);
+    expect(held.size).toBe(0);
     expect(hub.size).toBe(0);
     expect(hub.sizeOf('phoenix')).toBe(0);
     expect(hub.sizeOf('websocket')).toBe(0);
   });
 
   it('counts a member once however often it is registered or unregistered', () => {
-    const { taps } = fakeTaps();
-    const hub = new ConnectionHub<HubMember>(taps);
+    const hub = new ConnectionHub<HubMember>(fakeHolder().holder);
     const member: HubMember = {
       userId: undefined,
       transport: 'websocket',
