@@ -11,6 +11,7 @@ import {
   type TestClient,
   type TestNode,
 } from '../support/nodes.js';
+import { rawConnect, wsUrl } from '../support/phoenix.js';
 import { startRedis, type RedisFixture } from '../support/redis.js';
 
 /**
@@ -141,7 +142,7 @@ for (const mode of ['sharded', 'classic'] as const) {
       }
     });
 
-    it('sends the sockets to rejoin with since when history no longer holds the gap: the SDK reports the loss', async () => {
+    it('sends the sockets to rejoin with since when history no longer holds the gap: the SDK reports the loss, a Phoenix client is closed too', async () => {
       const channel = `small:${mode}`;
       const lost: Array<{ channel: string; since?: string }> = [];
       const received: unknown[] = [];
@@ -158,7 +159,13 @@ for (const mode of ['sharded', 'classic'] as const) {
         onLost: (info) => lost.push(info),
         onJoin: (info) => joined.push(info),
       });
+      // A PushEx client in the same channel on the same node.
+      const phx = await rawConnect(
+        `${wsUrl(receiver)}/websocket?vsn=2.0.0&token=${await token({ sub: 'p', channels: [channel] })}`,
+      );
       try {
+        phx.send(['1', '1', channel, 'phx_join', {}]);
+        expect((await phx.reply('1')).status).toBe('ok');
         await until(() => joined.length === 1, 5000, 'the first join');
         await postJson(`${publisher.url}/api/push`, { channel, event: 'e', data: 'before' });
         await until(() => received.length === 1, 5000, 'a first message');
@@ -176,6 +183,8 @@ for (const mode of ['sharded', 'classic'] as const) {
         await release();
         await until(() => lost.length === 1, 10_000, 'the SDK to report the loss');
         expect(lost[0]!.channel).toBe(channel);
+        // Its transport closed (going away), so that phoenix.js rejoins; not left silently behind.
+        expect((await phx.closed).code).toBe(1001);
         // It reconnected (a transport close, not a refusal) and rejoined; live again.
         expect(states).toContain('disconnected');
         const live = await postJson(`${publisher.url}/api/push`, {
@@ -187,6 +196,7 @@ for (const mode of ['sharded', 'classic'] as const) {
         await until(() => received.includes('after'), 5000, 'live messages after the rejoin');
       } finally {
         sdk.close();
+        phx.ws.terminate();
       }
     });
   });
