@@ -45,7 +45,11 @@ export interface PushServer {
   stop(): Promise<{ drained: boolean; inflightLeft: number }>;
   /** Publishes a push as the API would (without API-key auth). */
   push(input: PushInput): Promise<PushResult>;
-  /** The Socket.IO server (available after start). */
+  /**
+   * The Socket.IO server (available after start): engine.io's sockets (long-polling, and every
+   * socket when `socketDirect` is off). Clients on the direct WebSocket endpoint are not among its
+   * sockets; `GET /api/stats` counts every connection.
+   */
   readonly io: SocketServer;
   /** The HTTP server (available after start). */
   readonly http: HttpServer;

@@ -89,6 +89,8 @@ export class ChannelSession implements ControlledSession {
   private expiryTimer: NodeJS.Timeout | undefined;
   /** The last refresh, while one may still run (none yet: nothing held per idle connection). */
   private refreshing: Promise<unknown> | undefined;
+  /** Ended: late work must not act, even if its transport serves a new session since. */
+  private ended = false;
 
   constructor(
     private readonly transport: SessionTransport,
@@ -96,6 +98,11 @@ export class ChannelSession implements ControlledSession {
   ) {
     this.armExpiry();
     deps.users.add(this);
+  }
+
+  /** Ended, or its connection closed: late work must not act on it. */
+  private get gone(): boolean {
+    return this.ended || this.transport.closed;
   }
 
   /** The connection's user: fixed for its life (a refresh must keep it). */
@@ -174,6 +181,7 @@ export class ChannelSession implements ControlledSession {
 
   /** The connection is gone: timers and per-connection state go with it. */
   end(): void {
+    this.ended = true;
     if (this.expiryTimer) clearTimeout(this.expiryTimer);
     this.deps.eventLimiter.forget(this.transport.id);
     this.deps.users.remove(this);
@@ -185,7 +193,7 @@ export class ChannelSession implements ControlledSession {
    * True when the connection held the channel or was joining it.
    */
   unsubscribe(channel: string): boolean {
-    if (this.transport.closed) return false;
+    if (this.gone) return false;
     return this.takeOut(roomOf(channel), channel, 'unsubscribed');
   }
 
@@ -195,7 +203,7 @@ export class ChannelSession implements ControlledSession {
    * already closing.
    */
   disconnect(): boolean {
-    if (this.transport.closed) return false;
+    if (this.gone) return false;
     this.deps.log.info({ conn: this.transport.id }, 'socket disconnected by a backend');
     this.transport.close('disconnected');
     return true;
@@ -216,6 +224,8 @@ export class ChannelSession implements ControlledSession {
       );
       // A fresh token must be for the same user: refresh extends a session, it does not switch it.
       if (identity.userId !== current.userId) return { ok: false, error: 'unauthorized' };
+      // Ended meanwhile: the identity is no longer this session's to change.
+      if (this.ended) return { ok: false, error: 'unauthorized' };
       transport.identity = sessionIdentity(identity, current.data);
       this.armExpiry();
     } catch {
@@ -240,6 +250,8 @@ export class ChannelSession implements ControlledSession {
   }
 
   private rateLimited(): boolean {
+    // Ended: no bucket is made again for an id end() forgot (the event is refused anyway).
+    if (this.ended) return false;
     return this.deps.eventLimiter.take(this.transport.id) > 0;
   }
 
@@ -279,7 +291,7 @@ export class ChannelSession implements ControlledSession {
   /** Why a join must stop here, or undefined while it may go on. */
   private stopped(m: Membership): JoinAnswer | undefined {
     if (m.cancelled) return { ok: false, error: m.cancelled };
-    return this.transport.closed ? { ok: false, error: 'invalid_request' } : undefined;
+    return this.gone ? { ok: false, error: 'invalid_request' } : undefined;
   }
 
   /** The answer of `m`'s join as it goes out: a cancellation wins; ok marks it answered. */
@@ -414,7 +426,7 @@ export class ChannelSession implements ControlledSession {
         return { room, m, channel, ok: await this.allowed(ctx, channel, m?.params) };
       }),
     );
-    if (this.transport.closed) return;
+    if (this.gone) return;
     for (const v of verdicts) if (!v.ok) this.revoke(v.room, v.channel, v.m);
   }
 

@@ -38,7 +38,7 @@ export interface SocketIoShared {
   hub: ConnectionHub;
   admission: Admission;
   log: Logger;
-  /** Told when a connection ends, to forget it (the endpoint's ping wheel). */
+  /** Told when a connection's WebSocket has closed, to forget it (the endpoint's ping wheel). */
   forget(connection: SocketIoConnection): void;
 }
 
@@ -72,10 +72,23 @@ type TaggedWebSocket = WebSocket & { [connectionOf]?: SocketIoConnection };
 // One listener function of each kind for every connection (not three closures per connection):
 // the connection is found on the WebSocket itself.
 function onWsMessage(this: TaggedWebSocket, data: RawData, isBinary: boolean): void {
-  this[connectionOf]?.onFrame(data, isBinary);
+  const connection = this[connectionOf];
+  if (!connection) return;
+  try {
+    connection.onFrame(data, isBinary);
+  } catch (err) {
+    // Nothing a client sends may throw out of here (it would end the process): whatever did,
+    // this connection is closed, as Socket.IO closes one whose packet it cannot read.
+    connection.shared.log.warn({ err, conn: connection.id }, 'socket.io frame failed');
+    connection.closeTransportFor('parse error');
+  }
 }
 function onWsClose(this: TaggedWebSocket): void {
-  this[connectionOf]?.end('transport close');
+  const connection = this[connectionOf];
+  if (!connection) return;
+  connection.end('transport close');
+  // Only now out of the endpoint's list: a stop waits for (or cuts) what is still closing.
+  connection.shared.forget(connection);
 }
 function onWsError(this: TaggedWebSocket, err: Error): void {
   const connection = this[connectionOf];
@@ -142,6 +155,10 @@ export class SocketIoConnection implements SessionTransport, HubConnection {
   get connected(): boolean {
     return this.state === State.Connected;
   }
+  /** Whether it has ended (its WebSocket closing or closed). */
+  get ended(): boolean {
+    return this.state === State.Ended;
+  }
 
   rooms(): Iterable<string> {
     return this.inRooms;
@@ -176,9 +193,9 @@ export class SocketIoConnection implements SessionTransport, HubConnection {
     this.closeTransportFor('server namespace disconnect');
   }
 
-  /** Drain: a transport close, so that the client's own reconnect takes it to another node. */
+  /** Drain, or a gap to rejoin: a transport close, so that the client reconnects by itself. */
   closeTransport(): void {
-    this.closeTransportFor('server shutting down');
+    this.closeTransportFor('transport closed by the server');
   }
 
   /** Slow consumer or end of drain: drops the TCP connection without waiting for anything. */
@@ -210,7 +227,6 @@ export class SocketIoConnection implements SessionTransport, HubConnection {
     if (this.state === State.Ended) return;
     const wasConnected = this.state === State.Connected;
     this.state = State.Ended;
-    this.shared.forget(this);
     this.leaveNamespace();
     this.ticket?.release();
     this.ticket = undefined;
@@ -235,6 +251,8 @@ export class SocketIoConnection implements SessionTransport, HubConnection {
         return this.refuse(frame.reason);
       case 'packet':
         if (frame.packet.attachments > 0) {
+          // Only a connected socket's events carry attachments: nothing is held for anyone else.
+          if (this.state !== State.Connected) return this.refuse('invalid state');
           this.binary = { packet: frame.packet, buffers: [] };
           return;
         }
@@ -260,7 +278,11 @@ export class SocketIoConnection implements SessionTransport, HubConnection {
         return this.sendText(connectErrorFrame(packet.nsp, 'Invalid namespace'));
       // A second connect while one is checked or connected: Socket.IO closes the connection.
       if (this.state !== State.Open) return this.refuse('invalid state');
-      return void this.connect(packet.data);
+      this.connect(packet.data).catch((err: unknown) => {
+        this.shared.log.warn({ err, conn: this.id }, 'socket.io connect failed');
+        this.closeTransportFor('connect failed');
+      });
+      return;
     }
     // Anything else needs the namespace connected (socket.io-client buffers until then).
     if (packet.nsp !== '/' || this.state !== State.Connected) return this.refuse('invalid state');
@@ -314,12 +336,12 @@ export class SocketIoConnection implements SessionTransport, HubConnection {
     this.handshake = handshake;
     this.identity = sessionIdentity(identity);
     this.state = State.Connected;
+    this.session = new ChannelSession(this, sessions);
     this.shared.hub.register(this);
     log.info(
       { conn: this.id, userId: identity.userId, transport: 'websocket' },
       'socket connected',
     );
-    this.session = new ChannelSession(this, sessions);
     this.sendText(connectedFrame(this.id));
   }
 

@@ -158,6 +158,8 @@ export class SocketIoEndpoint {
     this.cursor = (this.cursor + 1) % WHEEL_SLOTS;
     const now = Date.now();
     for (const connection of [...slot]) {
+      // Ended, its WebSocket still closing: nothing to ping.
+      if (connection.ended) continue;
       if (connection.awaitingPong) connection.closeTransportFor('ping timeout');
       else if (!connection.connected && now - connection.openedAt > this.values.connectTimeoutMs)
         connection.closeTransportFor('connect timeout');

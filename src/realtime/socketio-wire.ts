@@ -103,8 +103,10 @@ const NOOP: ClientFrame = { kind: 'noop' };
 // Namespaces and ack ids are short in every client; anything longer is not one.
 const MAX_NSP_CHARS = 300;
 const MAX_ACK_DIGITS = 15;
-/** Binary attachments of one packet at most (each is a frame of up to maxPayload bytes). */
-export const MAX_ATTACHMENTS = 64;
+/** Binary attachments of one packet at most (socket.io-parser's own default bound). */
+export const MAX_ATTACHMENTS = 10;
+/** Nesting of a binary packet's payload at most, where placeholders are looked for. */
+const MAX_ATTACHMENT_DEPTH = 32;
 
 /** Reads one text frame from a client; never throws. */
 export function decodeClientFrame(text: string): ClientFrame {
@@ -134,7 +136,7 @@ function decodePacket(text: string): ClientFrame {
   if (type === SIO.binaryEvent || type === SIO.binaryAck) {
     const dash = text.indexOf('-', i);
     const count = dash === -1 ? NaN : Number(text.slice(i, dash));
-    if (dash === i || !Number.isInteger(count) || count < 0 || count > MAX_ATTACHMENTS)
+    if (dash === i || !Number.isInteger(count) || count < 1 || count > MAX_ATTACHMENTS)
       return { kind: 'invalid', reason: 'illegal attachments' };
     attachments = count;
     i = dash + 1;
@@ -190,13 +192,15 @@ function validPacket(packet: SioPacket): boolean {
 
 /**
  * Puts a binary packet's attachments in the places its placeholders (`{ _placeholder: true,
- * num }`) hold; undefined when one names an attachment that is not there.
+ * num }`) hold; undefined when one names an attachment that is not there, or the payload nests
+ * deeper than any event of this server needs (a bound: the walk must not exhaust the stack).
  */
-export function withAttachments(data: unknown, buffers: readonly Buffer[]): unknown {
+export function withAttachments(data: unknown, buffers: readonly Buffer[], depth = 0): unknown {
+  if (depth > MAX_ATTACHMENT_DEPTH) return undefined;
   if (Array.isArray(data)) {
     const out: unknown[] = [];
     for (const item of data) {
-      const value = withAttachments(item, buffers);
+      const value = withAttachments(item, buffers, depth + 1);
       if (value === undefined && item !== undefined) return undefined;
       out.push(value);
     }
@@ -211,7 +215,7 @@ export function withAttachments(data: unknown, buffers: readonly Buffer[]): unkn
   }
   const out: Record<string, unknown> = {};
   for (const [key, item] of Object.entries(data)) {
-    const value = withAttachments(item, buffers);
+    const value = withAttachments(item, buffers, depth + 1);
     if (value === undefined) return undefined;
     // Defined, not assigned: a `__proto__` key stays a key.
     Object.defineProperty(out, key, {

@@ -225,6 +225,84 @@ describe('Socket.IO on a plain WebSocket', () => {
   });
 });
 
+describe('Socket.IO on a plain WebSocket: what a client cannot do', () => {
+  let node: TestNode;
+  beforeAll(async () => {
+    node = await startNode();
+  });
+  afterAll(async () => node?.stop());
+
+  /** A raw socket with namespace `/` connected. */
+  async function connected(sub = 'hostile', channels: string[] = []): Promise<Raw> {
+    const raw = await openRaw(node);
+    await raw.next((f) => f.startsWith('0'), 'open');
+    raw.send(`40${JSON.stringify({ token: await token({ sub, channels }) })}`);
+    await raw.next((f) => f.startsWith('40'), 'connected');
+    return raw;
+  }
+
+  it('a binary packet nested past any event: the connection is closed, the node keeps serving', async () => {
+    const raw = await connected();
+    const depth = 100_000;
+    raw.send(`451-9["join",${'['.repeat(depth)}{"_placeholder":true,"num":0}${']'.repeat(depth)}]`);
+    raw.send(Buffer.from('x'));
+    expect(await raw.closed).toBeGreaterThan(0);
+    expect((await fetch(`${node.url}/healthz`)).status).toBe(200);
+    const after = await connected();
+    after.send('421["join",{"channel":"pub:x"}]');
+    expect(await after.next((f) => f.startsWith('431'), 'an answer')).toContain('"ok":false');
+    after.ws.close();
+  });
+
+  it('attachments: none, more than ten, or before the connect close the connection', async () => {
+    for (const frame of ['450-["join",{}]', '4511-["join",{"_placeholder":true,"num":0}]']) {
+      const raw = await connected();
+      raw.send(frame);
+      expect(await raw.closed, frame).toBeGreaterThan(0);
+    }
+    // Before namespace `/` is connected nothing is held for a binary packet.
+    const early = await openRaw(node);
+    await early.next((f) => f.startsWith('0'), 'open');
+    early.send('451-["join",{"_placeholder":true,"num":0}]');
+    expect(await early.closed).toBeGreaterThan(0);
+  });
+
+  it('a refresh still running when the client reconnects the namespace does not touch the new session', async () => {
+    const raw = await connected('again', []);
+    // The refresh's token expires in 2 s; the new session's in an hour.
+    const short = await token({ sub: 'again', channels: [] }, { exp: '2s' });
+    const long = await token({ sub: 'again', channels: [] });
+    // One write: refresh, disconnect, connect again, handled in that order.
+    raw.send(`421["refresh",${JSON.stringify({ token: short })}]`);
+    raw.send('41');
+    raw.send(`40${JSON.stringify({ token: long })}`);
+    await raw.next((f) => f.startsWith('40'), 'connected again');
+    await new Promise((r) => setTimeout(r, 3000));
+    expect(raw.frames.filter((f) => f.includes('token_expired'))).toEqual([]);
+    expect(raw.ws.readyState).toBe(WebSocket.OPEN);
+    raw.send('422["join",{"channel":"x"}]');
+    await raw.next((f) => f.startsWith('432'), 'still served');
+    raw.ws.close();
+  });
+});
+
+describe('Socket.IO on a plain WebSocket: stopping', () => {
+  it('a client that never answers the close is cut after the grace period, not waited for', async () => {
+    const node = await startNode({ shutdown: { disconnect: true, disconnectSpreadMs: 0 } });
+    const raw = await openRaw(node);
+    await raw.next((f) => f.startsWith('0'), 'open');
+    raw.send(`40${JSON.stringify({ token: await token({ sub: 'mute', channels: [] }) })}`);
+    await raw.next((f) => f.startsWith('40'), 'connected');
+    // It stops reading: the close frame is never read, never answered.
+    (raw.ws as unknown as { _socket: { pause(): void } })._socket.pause();
+    const started = Date.now();
+    await node.stop();
+    // ws itself would wait 30 s for the close handshake.
+    expect(Date.now() - started).toBeLessThan(15_000);
+    raw.ws.terminate();
+  }, 40_000);
+});
+
 describe('Socket.IO on a plain WebSocket: heartbeat and connect timeout', () => {
   const saved = { ...socketIoEndpointDefaults };
   let node: TestNode | undefined;
