@@ -204,6 +204,12 @@ export class SocketIoConnection implements SessionTransport, HubConnection {
     this.end('forced close');
   }
 
+  /** Resolves once the WebSocket has closed (at once if it has). */
+  get closedSocket(): Promise<void> {
+    if (this.ws.readyState === WebSocket.CLOSED) return Promise.resolve();
+    return new Promise((resolve) => this.ws.once('close', () => resolve()));
+  }
+
   /** Output the socket holds and the kernel has not taken yet. */
   get unsentBytes(): number {
     return this.ws.bufferedAmount;

@@ -148,7 +148,13 @@ export class SocketIoEndpoint {
     clearInterval(this.timer);
     const left = this.connections();
     for (const connection of left) connection.closeTransport();
-    if (left.length > 0) await new Promise((r) => setTimeout(r, this.values.closeGraceMs));
+    // Until the last WebSocket has closed, or the grace period is over.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all(left.map((connection) => connection.closedSocket)),
+      new Promise((r) => (timer = setTimeout(r, this.values.closeGraceMs))),
+    ]);
+    clearTimeout(timer);
     for (const connection of left) connection.terminate();
     this.wss.close();
   }
