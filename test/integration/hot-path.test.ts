@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as wsModule from 'ws';
 import { captureLog } from '../support/log-capture.js';
 import { metricValue } from '../support/probes.js';
 import { startRedis, type RedisFixture } from '../support/redis.js';
@@ -146,5 +147,85 @@ describe('broadcast hot path', () => {
     } finally {
       for (const c of clients) c.close();
     }
+  });
+});
+
+/**
+ * The same promise on the direct WebSocket endpoint (src/realtime/socketio-endpoint.ts), where
+ * the connection hub encodes each message once per node (one whole WebSocket frame) and hands that
+ * very buffer to every connection's `ws` sender (src/realtime/ws-frames.ts).
+ */
+describe('broadcast hot path, direct WebSocket endpoint', () => {
+  const N = 50;
+  let redis: RedisFixture;
+  const nodes: TestNode[] = [];
+  beforeAll(async () => {
+    redis = await startRedis();
+    nodes.push(await startNode());
+    nodes.push(await startNode({ redisUrl: redis.url }), await startNode({ redisUrl: redis.url }));
+  });
+  afterAll(async () => {
+    await Promise.allSettled(nodes.map((n) => n.stop()));
+    await redis?.stop();
+  });
+
+  /** Every frame any `ws` sender in this process writes while `during` runs. */
+  async function framesWritten(during: () => Promise<void>) {
+    // `ws` exports its Sender at run time (its typings do not declare it): the one every
+    // WebSocket of this process, the node's included, writes through.
+    type SendFrame = (this: unknown, list: Buffer[], cb?: () => void) => void;
+    const proto = (wsModule as unknown as { Sender: { prototype: { sendFrame: SendFrame } } })
+      .Sender.prototype;
+    const sendFrame: SendFrame = proto.sendFrame;
+    const written: Buffer[] = [];
+    proto.sendFrame = function (this: unknown, list: Buffer[], cb?: () => void) {
+      written.push(list[0]!);
+      sendFrame.call(this, list, cb);
+    };
+    try {
+      await during();
+    } finally {
+      proto.sendFrame = sendFrame;
+    }
+    return written;
+  }
+
+  async function pushTo(node: TestNode, publisher: TestNode, channel: string) {
+    const jwt = await token({ sub: 'u', channels: [channel] });
+    const clients = await Promise.all(
+      [...Array(N).keys()].map(() => connectClient(node.url, { token: jwt })),
+    );
+    try {
+      await Promise.all(clients.map((c) => c.join(channel)));
+      // Every client is on the direct endpoint, none on engine.io.
+      expect(node.server.io.of('/').sockets.size).toBe(0);
+      const written = await framesWritten(async () => {
+        const res = await postJson(`${publisher.url}/api/push`, {
+          channel,
+          event: 'e',
+          data: { big: 'x'.repeat(1000) },
+        });
+        expect(res.status).toBe(200);
+        await Promise.all(clients.map((c) => c.waitFor(1)));
+      });
+      // One write per socket, all of the same buffer: encoded and framed once.
+      return { frameWrites: written.length, distinctFrames: new Set(written).size };
+    } finally {
+      for (const c of clients) c.close();
+    }
+  }
+
+  it('memory: the same frame buffer written to every socket', async () => {
+    expect(await pushTo(nodes[0]!, nodes[0]!, 'hot:direct')).toEqual({
+      frameWrites: N,
+      distinctFrames: 1,
+    });
+  });
+
+  it('redis: the same frame buffer written to every socket of the receiving node', async () => {
+    expect(await pushTo(nodes[1]!, nodes[2]!, 'hot:direct-redis')).toEqual({
+      frameWrites: N,
+      distinctFrames: 1,
+    });
   });
 });
