@@ -6,7 +6,7 @@ import type { Admission } from './admission.js';
 import type { SessionDeps } from './channel-session.js';
 import type { ConnectionHub } from './connection-hub.js';
 import { newSocketId, SocketIoConnection, type SocketIoShared } from './socketio-connection.js';
-import { openFrame } from './socketio-wire.js';
+import { openFrames } from './socketio-wire.js';
 
 /**
  * Timings and bounds of Socket.IO connections on a plain WebSocket: engine.io's and Socket.IO's
@@ -63,6 +63,8 @@ export class SocketIoEndpoint {
   private readonly timer: NodeJS.Timeout;
   private readonly allowedOrigins: ReadonlySet<string> | undefined;
   private readonly values = { ...socketIoEndpointDefaults };
+  /** The open packet of a connection, from its session id. */
+  private readonly open: (sid: string) => string;
 
   constructor(private readonly options: SocketIoEndpointOptions) {
     // engine.io's own check: the request URL starts with its path and a slash.
@@ -76,6 +78,11 @@ export class SocketIoEndpoint {
     const origins = options.sessions.config.corsOrigins;
     this.allowedOrigins = origins === '*' ? undefined : new Set(origins);
     for (let i = 0; i < WHEEL_SLOTS; i++) this.wheel.push(new Set());
+    this.open = openFrames({
+      pingInterval: this.values.pingIntervalMs,
+      pingTimeout: this.values.pingTimeoutMs,
+      maxPayload: this.values.maxPayloadBytes,
+    });
     this.shared = {
       sessions: options.sessions,
       hub: options.hub,
@@ -116,6 +123,8 @@ export class SocketIoEndpoint {
     if (this.allowedOrigins && origin !== undefined && !this.allowedOrigins.has(origin))
       return refuse(socket, 'origin not allowed');
     const handshake = handshakeOf(req);
+    // The 101 answer and the open packet leave in one write (ws answers and calls back at once).
+    socket.cork();
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       // ws listens for errors from here on.
       socket.off('error', ignoreError);
@@ -123,14 +132,9 @@ export class SocketIoEndpoint {
       // Visited last in the wheel's round: about one ping interval from now.
       connection.slot = (this.cursor + WHEEL_SLOTS - 1) % WHEEL_SLOTS;
       this.wheel[connection.slot]!.add(connection);
-      ws.send(
-        openFrame(newSocketId(), {
-          pingInterval: this.values.pingIntervalMs,
-          pingTimeout: this.values.pingTimeoutMs,
-          maxPayload: this.values.maxPayloadBytes,
-        }),
-      );
+      ws.send(this.open(newSocketId()));
     });
+    socket.uncork();
   }
 
   /** Every open WebSocket of the endpoint, connected or not (drain closes them). */

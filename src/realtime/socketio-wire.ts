@@ -40,9 +40,17 @@ export interface OpenValues {
   maxPayload: number;
 }
 
-/** The first frame of a connection: its Engine.IO session id and timings. */
-export function openFrame(sid: string, values: OpenValues): string {
-  return ENGINE.open + JSON.stringify({ sid, upgrades: [], ...values });
+/**
+ * The first frame of a connection, its Engine.IO session id and timings, as engine.io writes it:
+ * the text around the id is built once (ids are URL-safe base64, nothing to escape).
+ */
+export function openFrames(values: OpenValues): (sid: string) => string {
+  // `{"sid":"","upgrades":[],...}`: the id goes between the first two quotes after `"sid":`.
+  const json = JSON.stringify({ sid: '', upgrades: [], ...values });
+  const at = json.indexOf('""') + 1;
+  const before = ENGINE.open + json.slice(0, at);
+  const after = json.slice(at);
+  return (sid) => before + sid + after;
 }
 
 export const PING_FRAME = ENGINE.ping;
