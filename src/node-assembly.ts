@@ -104,8 +104,8 @@ export async function assembleNode(context: AssemblyContext): Promise<NodeParts>
   });
   const pipeline = new PushPipeline(backend.bus, new PushIdGenerator(), config.maxInflight);
 
-  // The taps that let a catching-up socket (and the admin watch, and Phoenix connections) see a
-  // room's live messages without being a socket in it.
+  // The taps that let a catching-up connection (and the admin watch) see a room's live messages
+  // without being a socket in it; they also hold the connection hub's rooms in the adapter.
   const taps = new RoomTaps(
     () => io.of('/').adapter,
     (room) => backend.ensureSubscribed(room),
@@ -197,8 +197,8 @@ export async function assembleNode(context: AssemblyContext): Promise<NodeParts>
     : undefined;
   routeUpgrades(http, { socketPath: config.socketPath, phoenix, socketIo: socketIoDirect });
 
-  // Once per broadcast on this node: taps (Phoenix connections among them), delivery counts and
-  // the `delivered` event.
+  // Once per broadcast on this node: taps, the connection hub (direct Socket.IO and Phoenix
+  // connections), delivery counts and the `delivered` event.
   observeBroadcasts(io.of('/').adapter, (room, members, message) => {
     const count = taps.sockets(room, members) + hub.count(room);
     taps.onMessage(room, message);

@@ -17,8 +17,9 @@ export interface NodeStats {
 }
 
 /**
- * Connections of this node that are not Socket.IO sockets (the Phoenix endpoint's): counted with
- * the sockets everywhere the view counts (stats, subscribers, occupied channels, presence).
+ * Connections of this node that are not engine.io sockets (the connection hub's: direct Socket.IO
+ * WebSockets and Phoenix connections): counted with the sockets everywhere the view counts
+ * (stats, subscribers, occupied channels, presence).
  */
 export interface LocalConnections {
   /** Connections on this node. */
@@ -45,7 +46,7 @@ export class ClusterView {
     private readonly basics: () => NodeBasics,
     /** Single node: undefined. Otherwise whether the cluster bus can carry requests now. */
     private readonly clusterReady: (() => boolean) | undefined,
-    /** Connections of other transports (Phoenix), counted with the sockets. */
+    /** The connection hub's connections (direct Socket.IO, Phoenix), counted with the sockets. */
     private readonly others?: LocalConnections,
   ) {
     answerRequests(io, 'pushcast:stats', () => this.localStats());
@@ -159,7 +160,7 @@ function localRooms(io: Server, prefix: string, others?: LocalConnections): Reco
   };
   const rooms = io.of('/').adapter.rooms;
   for (const room of rooms.keys()) count(room);
-  // Rooms of the other transport are adapter rooms too (their tap's placeholder), unless not yet.
+  // The hub's rooms are adapter rooms too (held by its placeholder member), unless not yet.
   if (others) for (const room of others.rooms()) if (!rooms.has(room)) count(room);
   return out;
 }

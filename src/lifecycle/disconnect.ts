@@ -1,6 +1,6 @@
 import type { Server } from 'socket.io';
 
-/** A connection of another transport (Phoenix) that drain closes with the sockets. */
+/** A connection that is not an engine.io socket (direct Socket.IO, Phoenix): drain closes it too. */
 export interface TransportConnection {
   /** Closes it at the transport level, so that the client reconnects by itself. */
   closeTransport(): void;
@@ -10,7 +10,8 @@ export interface TransportConnection {
  * Closes every socket at the transport level (`socket.conn.close()`), spread evenly over
  * `spreadMs` so the other nodes do not take every reconnect at once. A transport close, unlike a
  * server-side `socket.disconnect()`, leaves standard Socket.IO clients reconnecting by themselves.
- * Connections of other transports (`others`: Phoenix) are closed in the same spread.
+ * The connection hub's connections (`others`: direct Socket.IO, Phoenix) are closed in the same
+ * spread.
  */
 export async function closeSocketsSpread(
   io: Server,

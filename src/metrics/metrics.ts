@@ -3,7 +3,7 @@ import { RateMeter } from './rate-meter.js';
 
 /** Live values the gauges read at scrape time (nothing is counted per socket). */
 export interface MetricSources {
-  /** Every socket of the node, Phoenix-protocol connections included. */
+  /** Every socket of the node, direct Socket.IO and Phoenix-protocol connections included. */
   sockets(): number;
   /** Phoenix-protocol (PushEx client) connections alone, when the endpoint is on. */
   phoenixSockets?(): number;

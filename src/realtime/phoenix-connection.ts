@@ -14,10 +14,9 @@ import {
   type PhoenixFrame,
   type PhoenixRef,
 } from './phoenix-frames.js';
-import type { ConnectionHub, HubMember } from './connection-hub.js';
+import type { ConnectionHub, HubConnection } from './connection-hub.js';
 import type { LeftEvent } from './schemas.js';
 import type { CloseReason, SessionIdentity, SessionTransport } from './session-transport.js';
-import type { HubConnection } from './connection-hub.js';
 
 /** WebSocket close codes the server uses (RFC 6455 section 7.4.1). */
 export const PHOENIX_CLOSE = {
@@ -56,7 +55,7 @@ export interface PhoenixConnectionOptions {
  * answered here. Every frame with a ref is answered; a frame that cannot be read closes the
  * connection with the reason, and nothing a client sends can throw out of here.
  */
-export class PhoenixConnection implements SessionTransport, HubMember, HubConnection {
+export class PhoenixConnection implements SessionTransport, HubConnection {
   readonly id: string;
   readonly handshake: HandshakeInfo;
   identity: SessionIdentity;

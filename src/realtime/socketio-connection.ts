@@ -282,7 +282,8 @@ export class SocketIoConnection implements SessionTransport, HubConnection {
     if (packet.type === SIO.connect) {
       if (packet.nsp !== '/')
         return this.sendText(connectErrorFrame(packet.nsp, 'Invalid namespace'));
-      // A second connect while one is checked or connected: Socket.IO closes the connection.
+      // A second connect while connected: Socket.IO closes the connection (here also while one
+      // is still being checked, where Socket.IO would run two at once).
       if (this.state !== State.Open) return this.refuse('invalid state');
       this.connect(packet.data).catch((err: unknown) => {
         this.shared.log.warn({ err, conn: this.id }, 'socket.io connect failed');

@@ -2,8 +2,9 @@ import type { WebSocket } from 'ws';
 
 /*
  * The parts of `ws` read here are private in its typings; the version is pinned in package.json
- * (ws 8), and test/integration/hot-path.test.ts and test/integration/socketio-direct.test.ts fail
- * if they stop being there. A socket where one of them is missing takes `ws.send`.
+ * (ws 8), and test/integration/hot-path.test.ts fails if they stop being there (its direct
+ * endpoint section counts the frames written). A socket where one of them is missing takes
+ * `ws.send`.
  */
 interface WsSender {
   /** 0 (DEFAULT) while the sender queues nothing (no compression, no Blob being read). */

@@ -74,8 +74,11 @@ function normalized(frame: string): string {
     .replace(/"ts":\d+/g, '"ts":<ts>');
 }
 
-/** The same conversation, frame by frame, with any Socket.IO server. */
-async function conversation(node: TestNode): Promise<string[]> {
+/**
+ * The same conversation, frame by frame, with any Socket.IO server; `connected` runs once the
+ * namespace is connected.
+ */
+async function conversation(node: TestNode, connected?: () => void): Promise<string[]> {
   const good = await token({ sub: 'talker', channels: ['talk:a'] });
   const raw = await openRaw(node);
   const sent: string[] = [];
@@ -91,6 +94,7 @@ async function conversation(node: TestNode): Promise<string[]> {
   );
   await exchange('40/admin,', (f) => f.startsWith('44/admin'), 'invalid namespace');
   await exchange(`40${JSON.stringify({ token: good })}`, (f) => f.startsWith('40'), 'connected');
+  connected?.();
   await exchange('421["join",{"channel":"talk:a"}]', (f) => f.startsWith('431'), 'join answer');
   await exchange('422["join",{"channel":"talk:b"}]', (f) => f.startsWith('432'), 'forbidden');
   await exchange('423["no-such-event",1]', (f) => f.startsWith('433'), 'unknown event');
@@ -130,8 +134,13 @@ describe('Socket.IO on a plain WebSocket', () => {
   });
 
   it('speaks exactly as engine.io and Socket.IO do: the same frames for the same conversation', async () => {
-    const ours = await conversation(direct);
-    const theirs = await conversation(engine);
+    // Which server answered: the direct endpoint (no engine.io socket), then engine.io.
+    const ours = await conversation(direct, () =>
+      expect(direct.server.io.of('/').sockets.size).toBe(0),
+    );
+    const theirs = await conversation(engine, () =>
+      expect(engine.server.io.of('/').sockets.size).toBe(1),
+    );
     expect(ours).toEqual(theirs);
     // And what they are, for a reader.
     expect(ours[0]).toBe(
@@ -155,6 +164,8 @@ describe('Socket.IO on a plain WebSocket', () => {
       await a.join('sio:x');
       await b.join('sio:x');
       expect(await socketsOf(direct)).toBe(2);
+      // Both on the direct endpoint, none on engine.io.
+      expect(direct.server.io.of('/').sockets.size).toBe(0);
       const res = await postJson(`${direct.url}/api/push`, {
         channel: 'sio:x',
         event: 'e',
@@ -185,18 +196,18 @@ describe('Socket.IO on a plain WebSocket', () => {
       await raw.next((f) => f.startsWith('40'), 'connected');
       raw.send(frame);
       if (frame.startsWith('45')) raw.send('42["leave",{}]');
-      expect(await raw.closed, frame).toBeGreaterThan(0);
+      expect(await raw.closed, frame).toBe(1000);
     }
     // An event before namespace `/` is connected.
     const early = await openRaw(direct);
     await early.next((f) => f.startsWith('0'), 'open');
     early.send('421["join",{"channel":"x"}]');
-    expect(await early.closed).toBeGreaterThan(0);
+    expect(await early.closed).toBe(1000);
     // A binary frame nobody announced.
     const stray = await openRaw(direct);
     await stray.next((f) => f.startsWith('0'), 'open');
     stray.send(Buffer.from([1, 2, 3]));
-    expect(await stray.closed).toBeGreaterThan(0);
+    expect(await stray.closed).toBe(1000);
     expect(await socketsOf(direct)).toBe(0);
   });
 
@@ -246,7 +257,7 @@ describe('Socket.IO on a plain WebSocket: what a client cannot do', () => {
     const depth = 100_000;
     raw.send(`451-9["join",${'['.repeat(depth)}{"_placeholder":true,"num":0}${']'.repeat(depth)}]`);
     raw.send(Buffer.from('x'));
-    expect(await raw.closed).toBeGreaterThan(0);
+    expect(await raw.closed).toBe(1000);
     expect((await fetch(`${node.url}/healthz`)).status).toBe(200);
     const after = await connected();
     after.send('421["join",{"channel":"pub:x"}]');
@@ -258,13 +269,13 @@ describe('Socket.IO on a plain WebSocket: what a client cannot do', () => {
     for (const frame of ['450-["join",{}]', '4511-["join",{"_placeholder":true,"num":0}]']) {
       const raw = await connected();
       raw.send(frame);
-      expect(await raw.closed, frame).toBeGreaterThan(0);
+      expect(await raw.closed, frame).toBe(1000);
     }
     // Before namespace `/` is connected nothing is held for a binary packet.
     const early = await openRaw(node);
     await early.next((f) => f.startsWith('0'), 'open');
     early.send('451-["join",{"_placeholder":true,"num":0}]');
-    expect(await early.closed).toBeGreaterThan(0);
+    expect(await early.closed).toBe(1000);
   });
 
   it('a refresh still running when the client reconnects the namespace does not touch the new session', async () => {
@@ -301,6 +312,24 @@ describe('Socket.IO on a plain WebSocket: stopping', () => {
     expect(Date.now() - started).toBeLessThan(15_000);
     raw.ws.terminate();
   }, 40_000);
+
+  it('clients that answer the close are not waited for past it: the grace period is a bound, not a wait', async () => {
+    const saved = socketIoEndpointDefaults.closeGraceMs;
+    socketIoEndpointDefaults.closeGraceMs = 10_000;
+    try {
+      const node = await startNode({ shutdown: { disconnect: true, disconnectSpreadMs: 0 } });
+      const client = await connectClient(node.url, {
+        token: await token({ sub: 'k', channels: [] }),
+      });
+      const started = Date.now();
+      await node.stop();
+      // The client answered the close at once; a stop that sat out the grace period takes 10 s.
+      expect(Date.now() - started).toBeLessThan(5000);
+      client.close();
+    } finally {
+      socketIoEndpointDefaults.closeGraceMs = saved;
+    }
+  }, 40_000);
 });
 
 describe('Socket.IO on a plain WebSocket: heartbeat and connect timeout', () => {
@@ -329,7 +358,7 @@ describe('Socket.IO on a plain WebSocket: heartbeat and connect timeout', () => 
     });
     await silent.next((f) => f === '2', 'a ping');
     // Not answered by the next visit: closed ("ping timeout").
-    expect(await silent.closed).toBeGreaterThan(0);
+    expect(await silent.closed).toBe(1000);
     await until(() => answering.frames.filter((f) => f === '2').length >= 4, 5000, 'four pings');
     expect(answering.ws.readyState).toBe(WebSocket.OPEN);
     expect(await socketsOf(node)).toBe(1);
@@ -346,7 +375,7 @@ describe('Socket.IO on a plain WebSocket: heartbeat and connect timeout', () => 
       if (data.toString() === '2') raw.send('3');
     });
     const started = Date.now();
-    expect(await raw.closed).toBeGreaterThan(0);
+    expect(await raw.closed).toBe(1000);
     expect(Date.now() - started).toBeGreaterThanOrEqual(250);
   });
 });
