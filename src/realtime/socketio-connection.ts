@@ -303,7 +303,8 @@ export class SocketIoConnection implements SessionTransport, HubConnection {
     }
     // An ack: the server asks for none.
     if (packet.type !== SIO.event && packet.type !== SIO.binaryEvent) return;
-    const [event, payload] = packet.data as [string, unknown];
+    const [name, payload] = packet.data as [string | number, unknown];
+    const event = String(name);
     const id = packet.id;
     answerEvent(
       this.session!,

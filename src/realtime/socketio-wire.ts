@@ -178,6 +178,16 @@ function decodePacket(text: string): ClientFrame {
     : { kind: 'invalid', reason: 'invalid payload' };
 }
 
+/** Event names Socket.IO keeps for itself: a client's event by one of them is not read. */
+const RESERVED_EVENTS: ReadonlySet<string> = new Set([
+  'connect',
+  'connect_error',
+  'disconnect',
+  'disconnecting',
+  'newListener',
+  'removeListener',
+]);
+
 /** Socket.IO's own rules for what each packet type may carry. */
 function validPacket(packet: SioPacket): boolean {
   const { type, data, id } = packet;
@@ -188,7 +198,12 @@ function validPacket(packet: SioPacket): boolean {
       return data === undefined;
     case SIO.event:
     case SIO.binaryEvent:
-      return Array.isArray(data) && data.length > 0 && typeof data[0] === 'string';
+      // A name, not one of the names Socket.IO keeps for itself; or a number.
+      return (
+        Array.isArray(data) &&
+        (typeof data[0] === 'number' ||
+          (typeof data[0] === 'string' && !RESERVED_EVENTS.has(data[0])))
+      );
     case SIO.ack:
     case SIO.binaryAck:
       return Array.isArray(data) && id !== undefined;

@@ -101,6 +101,7 @@ async function conversation(node: TestNode, connected?: () => void): Promise<str
   await exchange('424["join"]', (f) => f.startsWith('434'), 'join without payload');
   await exchange('425["leave",{"channel":"talk:a"},"extra"]', (f) => f.startsWith('435'), 'leave');
   await exchange('426["join",{"channel":"talk:a"}]', (f) => f.startsWith('436'), 'join again');
+  await exchange('428[7,"seven"]', (f) => f.startsWith('438'), 'an event named by a number');
   // A binary event: one attachment in the payload's place, sent as a binary frame.
   raw.send('451-7["join",{"_placeholder":true,"num":0}]');
   raw.send(Buffer.from('talk:a'));
@@ -187,6 +188,8 @@ describe('Socket.IO on a plain WebSocket', () => {
       '42["join"', // not JSON
       '42{"join":1}', // not an array
       '421-["join",{}]', // attachments on a plain event are not read as such
+      '42["disconnect"]', // a name Socket.IO keeps for itself
+      '42[]', // no name
       '457-["join",{"_placeholder":true,"num":0}]', // a binary frame that never comes, then text
     ];
     for (const frame of cases) {
