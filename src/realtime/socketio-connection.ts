@@ -15,7 +15,7 @@ import type { ConnectionHub, HubConnection } from './connection-hub.js';
 import type { LeftEvent } from './schemas.js';
 import type { CloseReason, SessionIdentity, SessionTransport } from './session-transport.js';
 import { authenticateSocket, refusalCode, sessionIdentity } from './socket-auth.js';
-import { answerEvent } from './socketio-transport.js';
+import { answerEvent } from './socketio-events.js';
 import {
   ackFrame,
   connectedFrame,
