@@ -150,3 +150,10 @@ class Ticket implements AdmissionTicket {
 export function isRefusal(answer: AdmissionTicket | CapacityRefusal): answer is CapacityRefusal {
   return 'code' in answer;
 }
+
+/** What a client is told of a capacity refusal (`connect_error`'s `data`): the code, and the wait if known. */
+export function refusalData(refusal: CapacityRefusal): CapacityRefusal {
+  return refusal.retryAfterMs === undefined
+    ? { code: refusal.code }
+    : { code: refusal.code, retryAfterMs: refusal.retryAfterMs };
+}

@@ -51,7 +51,6 @@ export interface RoomMembership {
 export class ConnectionHub<M extends HubMember = HubConnection> {
   private readonly members = new Set<M>();
   private readonly byRoom = new Map<string, Set<HubMember>>();
-  private readonly byTransport = new Map<string, number>();
 
   constructor(
     private readonly holder: RoomHolder,
@@ -61,16 +60,13 @@ export class ConnectionHub<M extends HubMember = HubConnection> {
 
   /** A connection opened. */
   register(member: M): void {
-    if (this.members.has(member)) return;
     this.members.add(member);
-    this.byTransport.set(member.transport, this.sizeOf(member.transport) + 1);
   }
 
   /** A connection is gone: out of every room. */
   unregister(member: M, rooms: Iterable<string>): void {
     for (const room of rooms) this.remove(room, member);
-    if (!this.members.delete(member)) return;
-    this.byTransport.set(member.transport, this.sizeOf(member.transport) - 1);
+    this.members.delete(member);
   }
 
   /** From now on the room's live messages reach `member`. */
@@ -100,9 +96,11 @@ export class ConnectionHub<M extends HubMember = HubConnection> {
     return this.members.size;
   }
 
-  /** Connections of one transport on this node. */
+  /** Connections of one transport on this node (counted when asked: a metric's scrape). */
   sizeOf(transport: string): number {
-    return this.byTransport.get(transport) ?? 0;
+    let n = 0;
+    for (const member of this.members) if (member.transport === transport) n += 1;
+    return n;
   }
 
   /** Every connection on this node (drain, slow consumers); live: copy it to keep it. */
@@ -140,26 +138,17 @@ export class ConnectionHub<M extends HubMember = HubConnection> {
   deliver(room: string, message: ChannelMessage): void {
     const members = this.byRoom.get(room);
     if (!members) return;
-    // Rooms hold one protocol, most of the time: the first encoding is kept in locals.
+    // One encoding per protocol; per member only a comparison with the one before it.
+    const frames = new Map<MessageEncoder, Buffer>();
     let encode: MessageEncoder | undefined;
     let frame: Buffer | undefined;
-    let others: Map<MessageEncoder, Buffer> | undefined;
     for (const member of members) {
-      if (member.encode === encode) {
-        member.write(frame!);
-      } else if (encode === undefined) {
+      if (member.encode !== encode) {
         encode = member.encode;
-        frame = encode(message);
-        member.write(frame);
-      } else {
-        others ??= new Map();
-        let other = others.get(member.encode);
-        if (other === undefined) {
-          other = member.encode(message);
-          others.set(member.encode, other);
-        }
-        member.write(other);
+        frame = frames.get(encode);
+        if (frame === undefined) frames.set(encode, (frame = encode(message)));
       }
+      member.write(frame!);
     }
   }
 }

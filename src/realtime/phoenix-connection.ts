@@ -15,8 +15,9 @@ import {
   type PhoenixRef,
 } from './phoenix-frames.js';
 import type { ConnectionHub, HubConnection } from './connection-hub.js';
-import type { LeftEvent } from './schemas.js';
+import { isPlainObject, type LeftEvent } from './schemas.js';
 import type { CloseReason, SessionIdentity, SessionTransport } from './session-transport.js';
+import { textOf } from './ws-frames.js';
 
 /** WebSocket close codes the server uses (RFC 6455 section 7.4.1). */
 export const PHOENIX_CLOSE = {
@@ -294,13 +295,3 @@ export class PhoenixConnection implements SessionTransport, HubConnection {
 }
 
 const unmatched = { reason: 'unmatched topic' };
-
-function textOf(data: RawData): string {
-  if (Buffer.isBuffer(data)) return data.toString('utf8');
-  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
-  return Buffer.from(data).toString('utf8');
-}
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}

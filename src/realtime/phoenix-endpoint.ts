@@ -6,6 +6,8 @@ import type { HandshakeInfo } from '../auth/hooks.js';
 import { errorCatalogue, type ErrorCode } from '../errors.js';
 import { isRefusal, type Admission, type CapacityRefusal } from './admission.js';
 import { ChannelSession, type SessionDeps } from './channel-session.js';
+import { originGuard } from './origins.js';
+import { closedWithin } from './ws-frames.js';
 import { PhoenixConnection } from './phoenix-connection.js';
 import type { ConnectionHub } from './connection-hub.js';
 import { authenticateSocket, refusalCode, sessionIdentity } from './socket-auth.js';
@@ -68,7 +70,7 @@ export class PhoenixEndpoint {
   /** Upgrades not answered yet, and open WebSockets: what stop() must end. */
   private readonly handshakes = new Set<NetSocket>();
   private readonly sockets = new Set<WebSocket>();
-  private readonly allowedOrigins: ReadonlySet<string> | undefined;
+  private readonly originAllowed: (origin: string | undefined) => boolean;
 
   constructor(private readonly options: PhoenixEndpointOptions) {
     this.endpoint = `${options.path.replace(/\/+$/, '')}/websocket`;
@@ -81,8 +83,7 @@ export class PhoenixEndpoint {
       perMessageDeflate: false,
       maxPayload: phoenixEndpointDefaults.maxFrameBytes,
     });
-    const origins = options.sessions.config.corsOrigins;
-    this.allowedOrigins = origins === '*' ? undefined : new Set(origins);
+    this.originAllowed = originGuard(options.sessions.config.corsOrigins);
   }
 
   /** Whether an upgrade request is for this endpoint. */
@@ -118,13 +119,7 @@ export class PhoenixEndpoint {
   async close(): Promise<void> {
     for (const socket of this.handshakes) socket.destroy();
     for (const connection of this.connections()) connection.closeTransport();
-    // Until the last socket has closed, or the grace period is over.
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      Promise.all([...this.sockets].map((ws) => new Promise((r) => ws.once('close', r)))),
-      new Promise((r) => (timer = setTimeout(r, this.closeGraceMs))),
-    ]);
-    clearTimeout(timer);
+    await closedWithin(this.sockets, this.closeGraceMs);
     for (const ws of this.sockets) ws.terminate();
     this.sockets.clear();
     this.wss.close();
@@ -140,8 +135,7 @@ export class PhoenixEndpoint {
       return refuse(socket, 400, 'invalid_request', {
         message: `pushcast speaks the Phoenix socket protocol vsn 2.x (JSON serializer) only; this client asked for ${vsn === null ? 'no vsn (1.x)' : `vsn=${vsn.slice(0, 20)}`}`,
       });
-    const origin = req.headers.origin;
-    if (this.allowedOrigins && origin !== undefined && !this.allowedOrigins.has(origin))
+    if (!this.originAllowed(req.headers.origin))
       return refuse(socket, 403, 'forbidden', { message: 'This origin may not connect.' });
 
     const id = `phx-${randomBytes(12).toString('base64url')}`;

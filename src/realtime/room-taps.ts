@@ -38,8 +38,6 @@ const HUB_PLACEHOLDER = 'hub:rooms';
  */
 export class RoomTaps implements RoomHolder {
   private readonly byRoom = new Map<string, Set<(message: ChannelMessage) => void>>();
-  /** Rooms held for the connection hub, all under one placeholder member. */
-  private readonly held = new Set<string>();
   private next = 0;
 
   constructor(
@@ -89,21 +87,19 @@ export class RoomTaps implements RoomHolder {
    * such room, so a held room costs the adapter's own room entry and no more.
    */
   hold(room: string): void {
-    if (this.held.has(room)) return;
-    this.held.add(room);
     void this.adapter().addAll(HUB_PLACEHOLDER, new Set([room]));
     // The subscription (and its gap tracking, on Redis) confirmed in the background, as a tap's.
     this.ensureSubscribed(room).catch(() => {});
   }
 
   release(room: string): void {
-    if (!this.held.delete(room)) return;
     void this.adapter().del(HUB_PLACEHOLDER, room);
   }
 
   /** Sockets among a room's `members` (the adapter's count, placeholders included). */
   sockets(room: string, members: number): number {
-    return members - (this.byRoom.get(room)?.size ?? 0) - (this.held.has(room) ? 1 : 0);
+    const held = this.adapter().rooms.get(room)?.has(HUB_PLACEHOLDER) ? 1 : 0;
+    return members - (this.byRoom.get(room)?.size ?? 0) - held;
   }
 
   /** A live message reached this node for the room. */

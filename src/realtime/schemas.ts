@@ -27,3 +27,8 @@ export interface LeftEvent {
   channel: string;
   reason: LeftReason;
 }
+
+/** A JSON object (not an array, not null): what an event's payload or a handshake's `auth` must be. */
+export function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}

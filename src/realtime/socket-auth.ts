@@ -8,6 +8,7 @@ import type {
 import type { TokenVerifier } from '../auth/jwt.js';
 import { TokenError } from '../auth/jwt.js';
 import { ChannelPatterns } from '../auth/patterns.js';
+import { isPlainObject } from './schemas.js';
 import type { SessionIdentity } from './session-transport.js';
 
 /** The built-in socket authentication: a JWT in `auth.token`. */
@@ -83,10 +84,6 @@ function checkedIdentity(identity: unknown): SocketIdentity {
     data: isPlainObject(data) ? data : {},
     exp,
   };
-}
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 /** The `data.code` for a refused connection. */

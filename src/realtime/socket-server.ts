@@ -6,10 +6,12 @@ import {
   type Admission,
   type AdmissionTicket,
   type CapacityRefusal,
+  refusalData,
 } from './admission.js';
 import { ChannelSession, type SessionDeps } from './channel-session.js';
 import { releaseUpgradeRequest } from './upgrade-request.js';
 import type { SessionIdentity } from './session-transport.js';
+import { originGuard } from './origins.js';
 import { authenticateSocket, refusalCode, sessionIdentity } from './socket-auth.js';
 import { bindSocketEvents, handshakeOf, socketIoTransport } from './socketio-transport.js';
 
@@ -20,7 +22,7 @@ import { bindSocketEvents, handshakeOf, socketIoTransport } from './socketio-tra
  * the load balancer) instead of giving up, as a Socket.IO middleware refusal would.
  */
 export function createSocketIo(http: HttpServer, config: Config, accepting: () => boolean): Server {
-  const allowedOrigins = config.corsOrigins === '*' ? undefined : new Set(config.corsOrigins);
+  const originAllowed = originGuard(config.corsOrigins);
   return new Server(http, {
     path: config.socketPath,
     destroyUpgrade: false, // other paths' upgrades: routeUpgrades (realtime/upgrades.ts)
@@ -29,11 +31,7 @@ export function createSocketIo(http: HttpServer, config: Config, accepting: () =
     cors: { origin: config.corsOrigins === '*' ? '*' : config.corsOrigins },
     allowRequest: (req, callback) => {
       if (!accepting()) return callback('draining', false);
-      // CORS headers only guard long-polling; a browser's WebSocket carries its Origin too, so
-      // the same origin list is enforced here. Clients that send no Origin (servers) pass.
-      const origin = req.headers.origin;
-      if (allowedOrigins && origin !== undefined && !allowedOrigins.has(origin))
-        return callback('origin not allowed', false);
+      if (!originAllowed(req.headers.origin)) return callback('origin not allowed', false);
       callback(null, true);
     },
   });
@@ -161,9 +159,6 @@ class SocketTickets {
 /** The `connect_error` of a capacity refusal. */
 function connectError(refusal: CapacityRefusal): Error {
   const err = new Error('unavailable') as Error & { data: CapacityRefusal };
-  err.data =
-    refusal.retryAfterMs === undefined
-      ? { code: refusal.code }
-      : { code: refusal.code, retryAfterMs: refusal.retryAfterMs };
+  err.data = refusalData(refusal);
   return err;
 }

@@ -4,15 +4,10 @@ import { WebSocket, type RawData } from 'ws';
 import type { HandshakeInfo } from '../auth/hooks.js';
 import type { ChannelMessage } from '../delivery/message.js';
 import { errorCatalogue } from '../errors.js';
-import {
-  isRefusal,
-  type Admission,
-  type AdmissionTicket,
-  type CapacityRefusal,
-} from './admission.js';
+import { isRefusal, refusalData, type Admission, type AdmissionTicket } from './admission.js';
 import { ChannelSession, type SessionDeps } from './channel-session.js';
 import type { ConnectionHub, HubConnection } from './connection-hub.js';
-import type { LeftEvent } from './schemas.js';
+import { isPlainObject, type LeftEvent } from './schemas.js';
 import type { CloseReason, SessionIdentity, SessionTransport } from './session-transport.js';
 import { authenticateSocket, refusalCode, sessionIdentity } from './socket-auth.js';
 import { answerEvent } from './socketio-events.js';
@@ -23,14 +18,13 @@ import {
   decodeClientFrame,
   DISCONNECT_FRAME,
   eventFrame,
-  isPlainObject,
   messageText,
   PING_FRAME,
   SIO,
   type SioPacket,
   withAttachments,
 } from './socketio-wire.js';
-import { framePayload, textFrame, writeBuiltFrame } from './ws-frames.js';
+import { bufferOf, framePayload, textFrame, textOf, writeBuiltFrame } from './ws-frames.js';
 
 /** What every Socket.IO WebSocket connection of an endpoint shares (one object per endpoint). */
 export interface SocketIoShared {
@@ -126,7 +120,8 @@ export class SocketIoConnection implements SessionTransport, HubConnection {
   private binary: { packet: SioPacket; buffers: Buffer[] } | undefined;
 
   constructor(
-    private readonly ws: WebSocket,
+    /** Its WebSocket (a stopping endpoint waits for it to close). */
+    readonly ws: WebSocket,
     /** The handshake without `auth` (it comes with the connect). */
     handshake: HandshakeInfo,
     readonly shared: SocketIoShared,
@@ -204,12 +199,6 @@ export class SocketIoConnection implements SessionTransport, HubConnection {
     this.end('forced close');
   }
 
-  /** Resolves once the WebSocket has closed (at once if it has). */
-  get closedSocket(): Promise<void> {
-    if (this.ws.readyState === WebSocket.CLOSED) return Promise.resolve();
-    return new Promise((resolve) => this.ws.once('close', () => resolve()));
-  }
-
   /** Output the socket holds and the kernel has not taken yet. */
   get unsentBytes(): number {
     return this.ws.bufferedAmount;
@@ -234,8 +223,7 @@ export class SocketIoConnection implements SessionTransport, HubConnection {
     const wasConnected = this.state === State.Connected;
     this.state = State.Ended;
     this.leaveNamespace();
-    this.ticket?.release();
-    this.ticket = undefined;
+    this.releaseTicket();
     if (wasConnected) this.shared.log.info({ conn: this.id, reason }, 'socket disconnected');
   }
 
@@ -325,7 +313,7 @@ export class SocketIoConnection implements SessionTransport, HubConnection {
     this.state = State.Connecting;
     this.id = newSocketId();
     const answer = admission.admitNode(this.id);
-    if (isRefusal(answer)) return this.refuseConnect('unavailable', capacityData(answer));
+    if (isRefusal(answer)) return this.refuseConnect('unavailable', refusalData(answer));
     this.ticket = answer;
     const handshake: HandshakeInfo = { ...this.handshake, auth: isPlainObject(auth) ? auth : {} };
     let identity;
@@ -340,7 +328,7 @@ export class SocketIoConnection implements SessionTransport, HubConnection {
     // Gone while authenticating: end() gave the ticket back.
     if (this.state !== State.Connecting) return;
     const userRefusal = answer.admitUser(identity.userId);
-    if (userRefusal) return this.refuseConnect('unavailable', capacityData(userRefusal));
+    if (userRefusal) return this.refuseConnect('unavailable', refusalData(userRefusal));
     this.handshake = handshake;
     this.identity = sessionIdentity(identity);
     this.state = State.Connected;
@@ -354,8 +342,7 @@ export class SocketIoConnection implements SessionTransport, HubConnection {
   }
 
   private refuseConnect(message: string, data: unknown): void {
-    this.ticket?.release();
-    this.ticket = undefined;
+    this.releaseTicket();
     this.state = State.Open;
     this.sendText(connectErrorFrame('/', message, data));
   }
@@ -368,6 +355,11 @@ export class SocketIoConnection implements SessionTransport, HubConnection {
     if (this.state === State.Connected) this.state = State.Open;
     this.shared.hub.unregister(this, this.inRooms.splice(0));
     session.end();
+    this.releaseTicket();
+  }
+
+  /** Gives the admission slot back (only the first release counts). */
+  private releaseTicket(): void {
     this.ticket?.release();
     this.ticket = undefined;
   }
@@ -392,20 +384,3 @@ export class SocketIoConnection implements SessionTransport, HubConnection {
 }
 
 const NO_IDENTITY: SessionIdentity = { userId: undefined, channels: [], data: {}, exp: undefined };
-
-/** The `data` of a capacity `connect_error`, as engine.io sockets get it. */
-function capacityData(refusal: CapacityRefusal): Record<string, unknown> {
-  return refusal.retryAfterMs === undefined
-    ? { code: refusal.code }
-    : { code: refusal.code, retryAfterMs: refusal.retryAfterMs };
-}
-
-function bufferOf(data: RawData): Buffer {
-  if (Buffer.isBuffer(data)) return data;
-  if (Array.isArray(data)) return Buffer.concat(data);
-  return Buffer.from(data);
-}
-
-function textOf(data: RawData): string {
-  return bufferOf(data).toString('utf8');
-}

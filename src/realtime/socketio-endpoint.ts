@@ -6,7 +6,9 @@ import type { Admission } from './admission.js';
 import type { SessionDeps } from './channel-session.js';
 import type { ConnectionHub } from './connection-hub.js';
 import { newSocketId, SocketIoConnection, type SocketIoShared } from './socketio-connection.js';
+import { originGuard } from './origins.js';
 import { openFrames } from './socketio-wire.js';
+import { closedWithin } from './ws-frames.js';
 
 /**
  * Timings and bounds of Socket.IO connections on a plain WebSocket: engine.io's and Socket.IO's
@@ -61,7 +63,7 @@ export class SocketIoEndpoint {
   private readonly wheel: Array<Set<SocketIoConnection>> = [];
   private cursor = 0;
   private readonly timer: NodeJS.Timeout;
-  private readonly allowedOrigins: ReadonlySet<string> | undefined;
+  private readonly originAllowed: (origin: string | undefined) => boolean;
   private readonly values = { ...socketIoEndpointDefaults };
   /** The open packet of a connection, from its session id. */
   private readonly open: (sid: string) => string;
@@ -75,8 +77,7 @@ export class SocketIoEndpoint {
       perMessageDeflate: false,
       maxPayload: this.values.maxPayloadBytes,
     });
-    const origins = options.sessions.config.corsOrigins;
-    this.allowedOrigins = origins === '*' ? undefined : new Set(origins);
+    this.originAllowed = originGuard(options.sessions.config.corsOrigins);
     for (let i = 0; i < WHEEL_SLOTS; i++) this.wheel.push(new Set());
     this.open = openFrames({
       pingInterval: this.values.pingIntervalMs,
@@ -95,34 +96,40 @@ export class SocketIoEndpoint {
   }
 
   /**
-   * Whether an upgrade request opens a new Socket.IO WebSocket (protocol 4, no session id):
-   * everything else under the path is engine.io's.
+   * Takes an upgrade request that opens a new Socket.IO WebSocket (protocol 4, no session id) and
+   * answers it: a WebSocket, or engine.io's refusal. Returns false, leaving it untouched, for
+   * anything else under the path (engine.io's).
    */
-  matches(req: IncomingMessage): boolean {
+  handleUpgrade(req: IncomingMessage, socket: NetSocket, head: Buffer): boolean {
     const url = req.url ?? '';
     if (!url.startsWith(this.enginePath)) return false;
-    const query = queryOf(url);
-    return (
-      query !== undefined &&
-      query.get('EIO') === '4' &&
-      query.get('transport') === 'websocket' &&
-      !query.has('sid')
-    );
-  }
-
-  /** Answers an upgrade request {@link matches} took: a WebSocket, or engine.io's refusal. */
-  handleUpgrade(req: IncomingMessage, socket: NetSocket, head: Buffer): void {
+    const mark = url.indexOf('?');
+    const query = new URLSearchParams(mark === -1 ? '' : url.slice(mark + 1));
+    if (query.get('EIO') !== '4' || query.get('transport') !== 'websocket' || query.has('sid'))
+      return false;
     // A reset while the upgrade is pending must not become an uncaught error (a module function:
     // a closure here would keep this call's scope, the first handshake with it, for the
     // connection's life).
     socket.on('error', ignoreError);
-    if (!this.options.accepting()) return refuse(socket, 'draining');
-    // CORS headers only guard long-polling; a browser's WebSocket carries its Origin too, so the
-    // same origin list is enforced here. Clients that send no Origin (servers) pass.
-    const origin = req.headers.origin;
-    if (this.allowedOrigins && origin !== undefined && !this.allowedOrigins.has(origin))
-      return refuse(socket, 'origin not allowed');
-    const handshake = handshakeOf(req);
+    if (!this.options.accepting()) refuse(socket, 'draining');
+    else if (!this.originAllowed(req.headers.origin)) refuse(socket, 'origin not allowed');
+    else this.upgrade(req, socket, head, query);
+    return true;
+  }
+
+  private upgrade(
+    req: IncomingMessage,
+    socket: NetSocket,
+    head: Buffer,
+    query: URLSearchParams,
+  ): void {
+    // The handshake as authentication sees it, before the connect brings `auth`.
+    const handshake: HandshakeInfo = {
+      auth: {},
+      headers: req.headers,
+      query: Object.fromEntries(query),
+      address: req.socket.remoteAddress ?? '',
+    };
     // The 101 answer and the open packet leave in one write (ws answers and calls back at once).
     socket.cork();
     this.wss.handleUpgrade(req, socket, head, (ws) => {
@@ -152,13 +159,10 @@ export class SocketIoEndpoint {
     clearInterval(this.timer);
     const left = this.connections();
     for (const connection of left) connection.closeTransport();
-    // Until the last WebSocket has closed, or the grace period is over.
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      Promise.all(left.map((connection) => connection.closedSocket)),
-      new Promise((r) => (timer = setTimeout(r, this.values.closeGraceMs))),
-    ]);
-    clearTimeout(timer);
+    await closedWithin(
+      left.map((connection) => connection.ws),
+      this.values.closeGraceMs,
+    );
     for (const connection of left) connection.terminate();
     this.wss.close();
   }
@@ -179,23 +183,6 @@ export class SocketIoEndpoint {
 }
 
 function ignoreError(): void {}
-
-/** The handshake as authentication sees it, before the connect brings `auth`. */
-function handshakeOf(req: IncomingMessage): HandshakeInfo {
-  const query: Record<string, string> = {};
-  for (const [key, value] of queryOf(req.url ?? '') ?? []) query[key] = value;
-  return { auth: {}, headers: req.headers, query, address: req.socket.remoteAddress ?? '' };
-}
-
-function queryOf(url: string): URLSearchParams | undefined {
-  const mark = url.indexOf('?');
-  if (mark === -1) return new URLSearchParams();
-  try {
-    return new URLSearchParams(url.slice(mark + 1));
-  } catch {
-    return undefined;
-  }
-}
 
 /** engine.io's answer to an upgrade it refuses: 400 with the reason as the body. */
 function refuse(socket: NetSocket, message: string): void {

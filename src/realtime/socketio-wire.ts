@@ -1,4 +1,5 @@
 import type { ChannelMessage } from '../delivery/message.js';
+import { isPlainObject } from './schemas.js';
 
 /**
  * Socket.IO v4 over a WebSocket, as text frames (Engine.IO protocol 4, Socket.IO protocol 5): what
@@ -178,8 +179,11 @@ function decodePacket(text: string): ClientFrame {
     : { kind: 'invalid', reason: 'invalid payload' };
 }
 
-/** Event names Socket.IO keeps for itself: a client's event by one of them is not read. */
-const RESERVED_EVENTS: ReadonlySet<string> = new Set([
+/**
+ * Event names Socket.IO keeps for itself (socket.io-parser's list): a client's event by one of
+ * them is not read, and socket.io-client refuses to emit one.
+ */
+export const RESERVED_EVENTS: ReadonlySet<string> = new Set([
   'connect',
   'connect_error',
   'disconnect',
@@ -249,8 +253,4 @@ export function withAttachments(data: unknown, buffers: readonly Buffer[], depth
     });
   }
   return out;
-}
-
-export function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }

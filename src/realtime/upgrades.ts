@@ -38,7 +38,7 @@ export function routeUpgrades(
     const url = req.url ?? '';
     const socket = duplex as NetSocket;
     if (url.startsWith(enginePath)) {
-      if (routes.socketIo?.matches(req)) return routes.socketIo.handleUpgrade(req, socket, head);
+      if (routes.socketIo?.handleUpgrade(req, socket, head)) return;
       for (const listener of engine) listener.call(http, req, duplex, head);
       return;
     }

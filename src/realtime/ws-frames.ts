@@ -1,4 +1,4 @@
-import type { WebSocket } from 'ws';
+import type { RawData, WebSocket } from 'ws';
 
 /*
  * The parts of `ws` read here are private in its typings; the version is pinned in package.json
@@ -90,4 +90,32 @@ export function writeBuiltFrame(ws: WebSocket | WsInsides, frame: Buffer): boole
 export function framePayload(frame: Buffer): Buffer {
   const length = frame[1]! & 0x7f;
   return frame.subarray(length < 126 ? 2 : length === 126 ? 4 : 10);
+}
+
+/** A received message's bytes as one buffer (`ws` hands fragments over as a list). */
+export function bufferOf(data: RawData): Buffer {
+  if (Buffer.isBuffer(data)) return data;
+  if (Array.isArray(data)) return Buffer.concat(data);
+  return Buffer.from(data);
+}
+
+/** A received text message. */
+export function textOf(data: RawData): string {
+  return bufferOf(data).toString('utf8');
+}
+
+/**
+ * Resolves once every one of `sockets` has closed, or after `graceMs`, whichever is first: how a
+ * stopping endpoint waits for the close handshakes it started before it cuts what is left.
+ */
+export async function closedWithin(sockets: Iterable<WebSocket>, graceMs: number): Promise<void> {
+  const closing = [...sockets].map((ws) =>
+    ws.readyState === 3 ? Promise.resolve() : new Promise((resolve) => ws.once('close', resolve)),
+  );
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    Promise.all(closing),
+    new Promise((resolve) => (timer = setTimeout(resolve, graceMs))),
+  ]);
+  clearTimeout(timer);
 }

@@ -7,6 +7,7 @@ import { io, type Socket } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ConfigInput } from '../../src/config/schema.js';
 import { errorCatalogue } from '../../src/errors.js';
+import { RESERVED_EVENTS } from '../../src/realtime/socketio-wire.js';
 import { expectExactly, subscriber, until } from '../support/assertions.js';
 import { useRedisCluster } from '../support/cluster.js';
 import { API_KEY, JWT_SECRET, startNode, token, type TestNode } from '../support/nodes.js';
@@ -52,15 +53,8 @@ const JOIN_ERRORS = [
   'invalid_request',
 ];
 const CODES = new Set(Object.keys(errorCatalogue));
-/** Names socket.io-client refuses to emit (it throws before anything is sent). */
-const CLIENT_RESERVED = new Set([
-  'connect',
-  'connect_error',
-  'disconnect',
-  'disconnecting',
-  'newListener',
-  'removeListener',
-]);
+/** Names socket.io-client refuses to emit (it throws before anything is sent): Socket.IO's own. */
+const CLIENT_RESERVED = RESERVED_EVENTS;
 const HANDLED_EVENTS = new Set(['join', 'leave', 'refresh']);
 
 /**

@@ -56,6 +56,12 @@ async function measure(
       sendFrame(list, cb);
     };
   }
+  await pushOnce(publisher, channel, clients);
+  return { encodes, frameWrites, distinctFrames: frames.size, engineWrites };
+}
+
+/** One push of ~1 KB on `channel` through `publisher`, once every client has received it. */
+async function pushOnce(publisher: TestNode, channel: string, clients: TestClient[]) {
   const res = await postJson(`${publisher.url}/api/push`, {
     channel,
     event: 'e',
@@ -63,7 +69,16 @@ async function measure(
   });
   expect(res.status).toBe(200);
   await Promise.all(clients.map((c) => c.waitFor(1)));
-  return { encodes, frameWrites, distinctFrames: frames.size, engineWrites };
+}
+
+/** `n` socket.io-clients of `node`, each joined to `channel`. */
+async function joinClients(node: TestNode, channel: string, n: number): Promise<TestClient[]> {
+  const jwt = await token({ sub: 'u', channels: [channel] });
+  const clients = await Promise.all(
+    [...Array(n).keys()].map(() => connectClient(node.url, { token: jwt })),
+  );
+  await Promise.all(clients.map((c) => c.join(channel)));
+  return clients;
 }
 
 describe('broadcast hot path', () => {
@@ -85,14 +100,7 @@ describe('broadcast hot path', () => {
     await redis?.stop();
   });
 
-  const join = async (node: TestNode, channel: string) => {
-    const jwt = await token({ sub: 'u', channels: [channel] });
-    const clients = await Promise.all(
-      [...Array(N).keys()].map(() => connectClient(node.url, { token: jwt })),
-    );
-    await Promise.all(clients.map((c) => c.join(channel)));
-    return clients;
-  };
+  const join = (node: TestNode, channel: string) => joinClients(node, channel, N);
 
   it('memory: one encode per push, the same frame written to every socket', async () => {
     const clients = await join(nodes[0]!, 'hot:mem');
@@ -191,23 +199,11 @@ describe('broadcast hot path, direct WebSocket endpoint', () => {
   }
 
   async function pushTo(node: TestNode, publisher: TestNode, channel: string) {
-    const jwt = await token({ sub: 'u', channels: [channel] });
-    const clients = await Promise.all(
-      [...Array(N).keys()].map(() => connectClient(node.url, { token: jwt })),
-    );
+    const clients = await joinClients(node, channel, N);
     try {
-      await Promise.all(clients.map((c) => c.join(channel)));
       // Every client is on the direct endpoint, none on engine.io.
       expect(node.server.io.of('/').sockets.size).toBe(0);
-      const written = await framesWritten(async () => {
-        const res = await postJson(`${publisher.url}/api/push`, {
-          channel,
-          event: 'e',
-          data: { big: 'x'.repeat(1000) },
-        });
-        expect(res.status).toBe(200);
-        await Promise.all(clients.map((c) => c.waitFor(1)));
-      });
+      const written = await framesWritten(() => pushOnce(publisher, channel, clients));
       // One write per socket, all of the same buffer: encoded and framed once.
       return { frameWrites: written.length, distinctFrames: new Set(written).size };
     } finally {
