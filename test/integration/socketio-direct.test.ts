@@ -268,6 +268,17 @@ describe('Socket.IO on a plain WebSocket: what a client cannot do', () => {
     after.ws.close();
   });
 
+  it('a frame over 1,000,000 bytes (engine.io maxHttpBufferSize) closes the connection with 1009', async () => {
+    const raw = await connected();
+    raw.send(`42["join",{"channel":"${'x'.repeat(1_000_000)}"}]`);
+    expect(await raw.closed).toBe(1009);
+    // One just under it is read (and answered).
+    const fits = await connected();
+    fits.send(`421["join",{"channel":"${'x'.repeat(999_900)}"}]`);
+    expect(await fits.next((f) => f.startsWith('431'), 'the answer')).toContain('"ok":false');
+    fits.ws.close();
+  });
+
   it('attachments: none, more than ten, or before the connect close the connection', async () => {
     for (const frame of ['450-["join",{}]', '4511-["join",{"_placeholder":true,"num":0}]']) {
       const raw = await connected();
