@@ -122,6 +122,13 @@ export function buildServer(): Promise<void> {
 }
 
 /**
+ * BENCH_NODE_ARGS: extra flags for every server process a benchmark starts, pushcast's and the
+ * baselines' (`--cpu-prof --cpu-prof-dir=/tmp/prof` to profile them: flags NODE_OPTIONS refuses).
+ */
+export const nodeArgs = (): string[] =>
+  (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
+
+/**
  * Starts the server build (`node .bench-build/main.js`, see {@link buildServer}) on a free
  * loopback port and waits until `/readyz` answers 200 (so any LOG_LEVEL works). Output is read
  * line by line; only warnings and errors are kept.
@@ -134,20 +141,24 @@ export async function startNode(
   const port = await freePort();
   // With gcOnSignal, SIGUSR2 runs a full GC in the node (see gc-on-signal.mjs and collectGarbage).
   const preload = options.gcOnSignal ? ['--expose-gc', '--import', './bench/gc-on-signal.mjs'] : [];
-  const child = spawn(process.execPath, [...preload, `${SERVER_BUILD_DIR}/main.js`], {
-    env: {
-      ...process.env,
-      PORT: String(port),
-      HOST: '127.0.0.1',
-      NODE_ENV: 'test',
-      LOG_LEVEL: 'info',
-      PUSHCAST_API_KEYS: API_KEY,
-      PUSHCAST_JWT_SECRET: SECRET,
-      PUSHCAST_CONFIG: 'bench/config.json',
-      ...env,
+  const child = spawn(
+    process.execPath,
+    [...nodeArgs(), ...preload, `${SERVER_BUILD_DIR}/main.js`],
+    {
+      env: {
+        ...process.env,
+        PORT: String(port),
+        HOST: '127.0.0.1',
+        NODE_ENV: 'test',
+        LOG_LEVEL: 'info',
+        PUSHCAST_API_KEYS: API_KEY,
+        PUSHCAST_JWT_SECRET: SECRET,
+        PUSHCAST_CONFIG: 'bench/config.json',
+        ...env,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  );
   own(child);
   const logged = { warn: 0, error: 0, tail: [] as string[] };
   const early: string[] = [];

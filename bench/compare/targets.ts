@@ -4,7 +4,16 @@
  * pushes through Redis when there are two. Every process is started and stopped by its PID.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { httpRequest, metric, own, sleep, startNode, stop, freePort } from '../support.js';
+import {
+  httpRequest,
+  metric,
+  nodeArgs,
+  own,
+  sleep,
+  startNode,
+  stop,
+  freePort,
+} from '../support.js';
 import { rssBytes } from './proc.js';
 
 /** The servers compared. */
@@ -80,7 +89,7 @@ async function startBaseline(
   const port = await freePort();
   const child = spawn(
     process.execPath,
-    [...(gc ? ['--expose-gc'] : []), `bench/baselines/${kind}.js`],
+    [...nodeArgs(), ...(gc ? ['--expose-gc'] : []), `bench/baselines/${kind}.js`],
     {
       env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
