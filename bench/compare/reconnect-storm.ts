@@ -708,6 +708,21 @@ async function storm(kind: StormTarget, opts: ReconnectStormOptions): Promise<vo
       '% core',
     );
     row('push latency p99 (publisher, through a survivor)', pctOf(latencies, 99), 'ms');
+    // Every process of the storm (survivors, Redis, nginx, the clients): the CPU the comeback
+    // took, and how much of the machine that was. Near 100%, no server could bring the clients
+    // back faster than that CPU divided by the cores.
+    const allCpuS = Object.values(usage).reduce((n, u) => n + u.cpuS, 0);
+    row('CPU of every process during the storm (sum)', allCpuS, 's');
+    row(
+      'machine busy during the storm (that CPU / cores)',
+      (100 * allCpuS) / (availableParallelism() * (stormMs / 1000)),
+      '%',
+    );
+    row(
+      'fastest comeback that CPU allows here (CPU / cores)',
+      (1000 * allCpuS) / availableParallelism(),
+      'ms',
+    );
 
     Object.assign(info, {
       allBack,

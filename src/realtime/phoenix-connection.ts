@@ -17,7 +17,7 @@ import {
 import type { ConnectionHub, HubConnection } from './connection-hub.js';
 import { isPlainObject, type LeftEvent } from './schemas.js';
 import type { CloseReason, SessionIdentity, SessionTransport } from './session-transport.js';
-import { textOf } from './ws-frames.js';
+import { holdForTurn, textOf } from './ws-frames.js';
 
 /** WebSocket close codes the server uses (RFC 6455 section 7.4.1). */
 export const PHOENIX_CLOSE = {
@@ -169,6 +169,8 @@ export class PhoenixConnection implements SessionTransport, HubConnection {
 
   write(frame: Buffer | string): void {
     if (this.ended || this.ws.readyState !== WebSocket.OPEN) return;
+    // Frames of one turn (a rejoin's replay and the join's reply) leave in one write.
+    holdForTurn(this.ws);
     this.ws.send(frame, { binary: false });
   }
 

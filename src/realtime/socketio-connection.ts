@@ -24,7 +24,14 @@ import {
   type SioPacket,
   withAttachments,
 } from './socketio-wire.js';
-import { bufferOf, framePayload, textFrame, textOf, writeBuiltFrame } from './ws-frames.js';
+import {
+  bufferOf,
+  framePayload,
+  holdForTurn,
+  textFrame,
+  textOf,
+  writeBuiltFrame,
+} from './ws-frames.js';
 
 /** What every Socket.IO WebSocket connection of an endpoint shares (one object per endpoint). */
 export interface SocketIoShared {
@@ -365,7 +372,9 @@ export class SocketIoConnection implements SessionTransport, HubConnection {
   }
 
   private sendText(text: string): void {
-    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(text);
+    if (this.ws.readyState !== WebSocket.OPEN) return;
+    holdForTurn(this.ws);
+    this.ws.send(text);
   }
 
   /** Closes the WebSocket (the client reconnects by itself) and ends the connection at once. */

@@ -72,6 +72,15 @@ export class Corked {
 export const corked = new Corked();
 
 /**
+ * Corks the TCP stream under a `ws` socket until the end of this turn: what is sent to it
+ * meanwhile (a rejoin's replayed messages and the join's answer) leaves in one write.
+ */
+export function holdForTurn(ws: WebSocket | WsInsides): void {
+  const socket = (ws as WsInsides)._socket;
+  if (socket) corked.hold(socket);
+}
+
+/**
  * Writes a frame built by {@link textFrame} to an open `ws` socket, corking its TCP stream until
  * the end of this turn. Returns false (nothing written) when the socket is not open or its sender
  * holds something (then the caller sends the payload through `ws.send`, behind it).
@@ -81,7 +90,7 @@ export function writeBuiltFrame(ws: WebSocket | WsInsides, frame: Buffer): boole
   const sender = socket._sender;
   if (socket.readyState !== 1 || typeof sender?.sendFrame !== 'function' || sender._state !== 0)
     return false;
-  if (socket._socket) corked.hold(socket._socket);
+  holdForTurn(socket);
   sender.sendFrame([frame]);
   return true;
 }

@@ -1,3 +1,4 @@
+import { Socket as NetSocket } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { socketIoEndpointDefaults } from '../../src/realtime/socketio-endpoint.js';
@@ -178,6 +179,45 @@ describe('Socket.IO on a plain WebSocket', () => {
       a.close();
       b.close();
     }
+  });
+
+  it("leaves a rejoin's replayed messages and its answer in one write", async () => {
+    const jwt = await token({ sub: 'replay', channels: ['sio:*'] });
+    const first = await connectClient(direct.url, { token: jwt });
+    const since = (await first.join('sio:replay')).offset as string;
+    first.close();
+    for (let n = 0; n < 5; n++) {
+      const res = await postJson(`${direct.url}/api/push`, {
+        channel: 'sio:replay',
+        event: 'e',
+        data: n,
+      });
+      expect(res.status).toBe(200);
+    }
+    const raw = await openRaw(direct);
+    await raw.next((f) => f.startsWith('0'), 'the open packet');
+    raw.send(`40${JSON.stringify({ token: jwt })}`);
+    await raw.next((f) => f.startsWith('40'), 'connected');
+    // The writes of the server's end of this WebSocket (its peer port is the client's own).
+    const port = (raw.ws as unknown as { _socket: NetSocket })._socket.localPort;
+    const proto = NetSocket.prototype as unknown as Record<'_write' | '_writev', Function>;
+    const originals = { _write: proto._write, _writev: proto._writev };
+    let writes = 0;
+    for (const name of ['_write', '_writev'] as const)
+      proto[name] = function (this: NetSocket, ...args: unknown[]) {
+        if (this.remotePort === port) writes += 1;
+        return originals[name].apply(this, args);
+      };
+    try {
+      raw.send(`421["join",${JSON.stringify({ channel: 'sio:replay', since })}]`);
+      const answer = await raw.next((f) => f.startsWith('431'), 'the join answer');
+      expect(answer).toContain('"missed":5');
+      expect(raw.frames.filter((f) => f.startsWith('42["msg"'))).toHaveLength(5);
+    } finally {
+      Object.assign(proto, originals);
+      raw.ws.close();
+    }
+    expect(writes).toBe(1);
   });
 
   it('closes a frame no Socket.IO server would read, and anything before the connect', async () => {
