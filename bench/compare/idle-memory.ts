@@ -16,6 +16,8 @@ import {
 import { recordSideBySide } from './side-by-side.js';
 import { collectGarbage, memoryOf, type Target } from './targets.js';
 
+const SETTLE_MS = 3000;
+
 interface IdleRun {
   connected: number;
   failures: Record<string, number>;
@@ -30,8 +32,13 @@ interface IdleRun {
   redisCpuMsPerConnect: number | undefined;
 }
 
-/** Every node's memory together, after a full GC. */
+/**
+ * Every node's memory together once idle: a full GC, three seconds for the freed pages to go back
+ * to the system (V8 and malloc return them in the background, not at once), and another GC.
+ */
 async function settledMemory(target: Target): Promise<{ rss: number; heapUsed: number }> {
+  await collectGarbage(target);
+  await sleep(SETTLE_MS);
   await collectGarbage(target);
   const all = await Promise.all(target.nodes.map((n) => memoryOf(target, n)));
   return {

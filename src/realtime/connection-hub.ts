@@ -50,7 +50,8 @@ export interface RoomMembership {
  */
 export class ConnectionHub<M extends HubMember = HubConnection> {
   private readonly members = new Set<M>();
-  private readonly byRoom = new Map<string, Set<HubMember>>();
+  /** A room's one member as it is, a Set only once it has two or more (most rooms hold one). */
+  private readonly byRoom = new Map<string, HubMember | Set<HubMember>>();
 
   constructor(
     private readonly holder: RoomHolder,
@@ -71,24 +72,32 @@ export class ConnectionHub<M extends HubMember = HubConnection> {
 
   /** From now on the room's live messages reach `member`. */
   add(room: string, member: M): void {
-    let members = this.byRoom.get(room);
-    if (!members) {
-      members = new Set();
-      this.byRoom.set(room, members);
+    const held = this.byRoom.get(room);
+    if (held === undefined) {
+      this.byRoom.set(room, member);
       this.holder.hold(room);
+    } else if (held instanceof Set) {
+      if (held.has(member)) return;
+      held.add(member);
+    } else {
+      if (held === member) return;
+      this.byRoom.set(room, new Set([held, member]));
     }
-    if (members.has(member)) return;
-    members.add(member);
     this.membership?.joined(room, member.userId);
   }
 
   remove(room: string, member: M): void {
-    const members = this.byRoom.get(room);
-    if (!members || !members.delete(member)) return;
+    const held = this.byRoom.get(room);
+    if (held instanceof Set) {
+      if (!held.delete(member)) return;
+      // Back to one member held as it is.
+      if (held.size === 1) this.byRoom.set(room, held.values().next().value!);
+    } else {
+      if (held === undefined || held !== member) return;
+      this.byRoom.delete(room);
+      this.holder.release(room);
+    }
     this.membership?.left(room, member.userId);
-    if (members.size > 0) return;
-    this.byRoom.delete(room);
-    this.holder.release(room);
   }
 
   /** Connections on this node. */
@@ -110,7 +119,8 @@ export class ConnectionHub<M extends HubMember = HubConnection> {
 
   /** Connections in the room on this node. */
   count(room: string): number {
-    return this.byRoom.get(room)?.size ?? 0;
+    const held = this.byRoom.get(room);
+    return held === undefined ? 0 : held instanceof Set ? held.size : 1;
   }
 
   /**
@@ -118,7 +128,7 @@ export class ConnectionHub<M extends HubMember = HubConnection> {
    * `since`); returns how many.
    */
   closeTransports(this: ConnectionHub<HubConnection>, room: string): number {
-    const members = [...(this.byRoom.get(room) ?? [])] as HubConnection[];
+    const members = [...this.membersOf(room)] as HubConnection[];
     for (const member of members) member.closeTransport();
     return members.length;
   }
@@ -130,14 +140,14 @@ export class ConnectionHub<M extends HubMember = HubConnection> {
 
   /** The users of the room's connections (one entry per connection). */
   *users(room: string): Iterable<string | undefined> {
-    const members = this.byRoom.get(room);
-    if (members) for (const member of members) yield member.userId;
+    for (const member of this.membersOf(room)) yield member.userId;
   }
 
   /** A live message of the room reached this node: to every member, once per protocol encoded. */
   deliver(room: string, message: ChannelMessage): void {
     const members = this.byRoom.get(room);
-    if (!members) return;
+    if (members === undefined) return;
+    if (!(members instanceof Set)) return members.write(members.encode(message));
     // One encoding per protocol; per member only a comparison with the one before it.
     const frames = new Map<MessageEncoder, Buffer>();
     let encode: MessageEncoder | undefined;
@@ -150,5 +160,10 @@ export class ConnectionHub<M extends HubMember = HubConnection> {
       }
       member.write(frame!);
     }
+  }
+
+  private membersOf(room: string): Iterable<HubMember> {
+    const held = this.byRoom.get(room);
+    return held === undefined ? [] : held instanceof Set ? held : [held];
   }
 }

@@ -7,7 +7,7 @@ import { errorCatalogue, type ErrorCode } from '../errors.js';
 import { isRefusal, type Admission, type CapacityRefusal } from './admission.js';
 import { ChannelSession, type SessionDeps } from './channel-session.js';
 import { originGuard } from './origins.js';
-import { closedWithin } from './ws-frames.js';
+import { closedWithin, wsClosed } from './ws-frames.js';
 import { PhoenixConnection } from './phoenix-connection.js';
 import type { ConnectionHub } from './connection-hub.js';
 import { authenticateSocket, refusalCode, sessionIdentity } from './socket-auth.js';
@@ -119,7 +119,7 @@ export class PhoenixEndpoint {
   async close(): Promise<void> {
     for (const socket of this.handshakes) socket.destroy();
     for (const connection of this.connections()) connection.closeTransport();
-    await closedWithin(this.sockets, this.closeGraceMs);
+    await closedWithin([...this.sockets].map(wsClosed), this.closeGraceMs);
     for (const ws of this.sockets) ws.terminate();
     this.sockets.clear();
     this.wss.close();

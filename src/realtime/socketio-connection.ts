@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import type { Socket as NetSocket } from 'node:net';
 import type { Logger } from 'pino';
-import { WebSocket, type RawData } from 'ws';
 import type { HandshakeInfo } from '../auth/hooks.js';
 import type { ChannelMessage } from '../delivery/message.js';
 import { errorCatalogue } from '../errors.js';
@@ -24,14 +24,8 @@ import {
   type SioPacket,
   withAttachments,
 } from './socketio-wire.js';
-import {
-  bufferOf,
-  framePayload,
-  holdForTurn,
-  textFrame,
-  textOf,
-  writeBuiltFrame,
-} from './ws-frames.js';
+import { corked, textFrame } from './ws-frames.js';
+import { OPEN, WireSocket, type WireListener } from './wire-socket.js';
 
 /** What every Socket.IO WebSocket connection of an endpoint shares (one object per endpoint). */
 export interface SocketIoShared {
@@ -67,38 +61,10 @@ export function newSocketId(): string {
   return Buffer.from(randomUUID().replace(/-/g, ''), 'hex').toString('base64url').slice(0, 20);
 }
 
-const connectionOf = Symbol('pushcast.socketio');
-type TaggedWebSocket = WebSocket & { [connectionOf]?: SocketIoConnection };
-
-// One listener function of each kind for every connection (not three closures per connection):
-// the connection is found on the WebSocket itself.
-function onWsMessage(this: TaggedWebSocket, data: RawData, isBinary: boolean): void {
-  const connection = this[connectionOf];
-  if (!connection) return;
-  try {
-    connection.onFrame(data, isBinary);
-  } catch (err) {
-    // Nothing a client sends may throw out of here (it would end the process): whatever did,
-    // this connection is closed, as Socket.IO closes one whose packet it cannot read.
-    connection.shared.log.warn({ err, conn: connection.id }, 'socket.io frame failed');
-    connection.closeTransportFor('parse error');
-  }
-}
-function onWsClose(this: TaggedWebSocket): void {
-  const connection = this[connectionOf];
-  if (!connection) return;
-  connection.end('transport close');
-  // Only now out of the endpoint's list: a stop waits for (or cuts) what is still closing.
-  connection.shared.forget(connection);
-}
-function onWsError(this: TaggedWebSocket, err: Error): void {
-  const connection = this[connectionOf];
-  connection?.shared.log.debug({ err, conn: connection.id }, 'socket error');
-}
-
 /**
  * A socket.io-client on a plain WebSocket (`transports: ['websocket']`): Engine.IO and Socket.IO
- * spoken here, in one object per connection on top of `ws`, instead of engine.io's socket and
+ * spoken here, in one object per connection on its own WebSocket (wire-socket.ts), instead of
+ * engine.io's socket and
  * transport and Socket.IO's client and socket (idle memory per connection and connect cost are
  * benchmarked figures, BENCHMARKS.md). To the client it is the same server: the same handshake,
  * acknowledgements, `connect_error` shapes, disconnect reasons and messages, byte for byte.
@@ -107,7 +73,7 @@ function onWsError(this: TaggedWebSocket, err: Error): void {
  * channel message as one pre-built frame; join, leave, refresh, recovery and expiry are the
  * channel session's.
  */
-export class SocketIoConnection implements SessionTransport, HubConnection {
+export class SocketIoConnection implements SessionTransport, HubConnection, WireListener {
   /** The Socket.IO socket id once connected (a new one per connect attempt, as Socket.IO does). */
   id = '';
   handshake: HandshakeInfo;
@@ -120,25 +86,44 @@ export class SocketIoConnection implements SessionTransport, HubConnection {
   slot = 0;
   private state = State.Open;
   /** The rooms it is in: an array, not a Set (most connections hold a few channels). */
-  private readonly inRooms: string[] = [];
+  private inRooms: string[] = [];
   private session: ChannelSession | undefined;
   private ticket: AdmissionTicket | undefined;
   /** A binary packet waiting for its attachments (the binary frames that follow it). */
   private binary: { packet: SioPacket; buffers: Buffer[] } | undefined;
 
+  /** Its WebSocket (a stopping endpoint waits for it to close). */
+  readonly wire: WireSocket;
+
   constructor(
-    /** Its WebSocket (a stopping endpoint waits for it to close). */
-    readonly ws: WebSocket,
+    /** The upgraded TCP socket (the handshake answered). */
+    socket: NetSocket,
     /** The handshake without `auth` (it comes with the connect). */
     handshake: HandshakeInfo,
     readonly shared: SocketIoShared,
+    maxPayloadBytes: number,
   ) {
     this.handshake = handshake;
-    (ws as TaggedWebSocket)[connectionOf] = this;
-    ws.on('message', onWsMessage);
-    ws.on('close', onWsClose);
-    // ws reports protocol errors (an oversized frame, bad UTF-8) here and closes on its own.
-    ws.on('error', onWsError);
+    this.wire = new WireSocket(socket, this, maxPayloadBytes);
+  }
+
+  /** A message from the client: nothing it sends may throw out of here (it would end the process). */
+  onMessage(data: Buffer, binary: boolean): void {
+    try {
+      this.onFrame(data, binary);
+    } catch (err) {
+      // Whatever did, this connection is closed, as Socket.IO closes one whose packet it
+      // cannot read.
+      this.shared.log.warn({ err, conn: this.id }, 'socket.io frame failed');
+      this.closeTransportFor('parse error');
+    }
+  }
+
+  /** The TCP connection closed. */
+  onClose(): void {
+    this.end('transport close');
+    // Only now out of the endpoint's list: a stop waits for (or cuts) what is still closing.
+    this.shared.forget(this);
   }
 
   get userId(): string | undefined {
@@ -151,7 +136,7 @@ export class SocketIoConnection implements SessionTransport, HubConnection {
     return socketIoMessageFrame;
   }
   get closed(): boolean {
-    return this.state !== State.Connected || this.ws.readyState !== WebSocket.OPEN;
+    return this.state !== State.Connected || this.wire.readyState !== OPEN;
   }
   /** Whether namespace `/` is connected (a channel session serves it). */
   get connected(): boolean {
@@ -171,7 +156,9 @@ export class SocketIoConnection implements SessionTransport, HubConnection {
   joinRoom(room: string): void {
     // Late work of a connection that is gone must not leave it in a room.
     if (this.state !== State.Connected || this.inRooms.includes(room)) return;
-    this.inRooms.push(room);
+    // The first room in an array of one (a push onto an empty array reserves 17 slots).
+    if (this.inRooms.length === 0) this.inRooms = [room];
+    else this.inRooms.push(room);
     this.shared.hub.add(room, this);
   }
   leaveRoom(room: string): void {
@@ -202,20 +189,20 @@ export class SocketIoConnection implements SessionTransport, HubConnection {
 
   /** Slow consumer or end of drain: drops the TCP connection without waiting for anything. */
   terminate(): void {
-    this.ws.terminate();
+    this.wire.terminate();
     this.end('forced close');
   }
 
   /** Output the socket holds and the kernel has not taken yet. */
   get unsentBytes(): number {
-    return this.ws.bufferedAmount;
+    return this.wire.bufferedAmount;
   }
 
   /** A frame from {@link socketIoMessageFrame}, as it is. */
   write(frame: Buffer): void {
-    if (this.state === State.Ended) return;
-    if (!writeBuiltFrame(this.ws, frame) && this.ws.readyState === WebSocket.OPEN)
-      this.ws.send(framePayload(frame), { binary: false });
+    if (this.state === State.Ended || this.wire.readyState !== OPEN) return;
+    corked.hold(this.wire.socket);
+    this.wire.writeFrame(frame);
   }
 
   /** Sends a ping; the next one finds out whether it was answered. */
@@ -235,13 +222,13 @@ export class SocketIoConnection implements SessionTransport, HubConnection {
   }
 
   /** A frame from the client. */
-  onFrame(data: RawData, isBinary: boolean): void {
+  onFrame(data: Buffer, isBinary: boolean): void {
     if (this.state === State.Ended) return;
     // Anything from the client shows it is there.
     this.awaitingPong = false;
-    if (isBinary) return this.onAttachment(bufferOf(data));
+    if (isBinary) return this.onAttachment(data);
     if (this.binary) return this.refuse('got plaintext data when reconstructing a packet');
-    const frame = decodeClientFrame(textOf(data));
+    const frame = decodeClientFrame(data.toString('utf8'));
     switch (frame.kind) {
       case 'pong':
       case 'noop':
@@ -336,7 +323,7 @@ export class SocketIoConnection implements SessionTransport, HubConnection {
     if (this.state !== State.Connecting) return;
     const userRefusal = answer.admitUser(identity.userId);
     if (userRefusal) return this.refuseConnect('unavailable', refusalData(userRefusal));
-    this.handshake = handshake;
+    this.handshake = keptHandshake(handshake);
     this.identity = sessionIdentity(identity);
     this.state = State.Connected;
     this.session = new ChannelSession(this, sessions);
@@ -372,16 +359,16 @@ export class SocketIoConnection implements SessionTransport, HubConnection {
   }
 
   private sendText(text: string): void {
-    if (this.ws.readyState !== WebSocket.OPEN) return;
-    holdForTurn(this.ws);
-    this.ws.send(text);
+    if (this.wire.readyState !== OPEN) return;
+    // Frames of one turn (a rejoin's replay and the join's answer) leave in one write.
+    corked.hold(this.wire.socket);
+    this.wire.send(text);
   }
 
   /** Closes the WebSocket (the client reconnects by itself) and ends the connection at once. */
   closeTransportFor(reason: string): void {
-    if (this.ws.readyState === WebSocket.OPEN || this.ws.readyState === WebSocket.CONNECTING)
-      this.ws.close(1000);
-    // Out of its rooms and counts at once; the close handshake (bounded by ws) finishes alone.
+    this.wire.close(1000);
+    // Out of its rooms and counts at once; the close handshake (bounded) finishes alone.
     this.end(reason);
   }
 
@@ -390,6 +377,35 @@ export class SocketIoConnection implements SessionTransport, HubConnection {
     this.shared.log.debug({ conn: this.id, reason }, 'socket.io frame refused');
     this.closeTransportFor('parse error');
   }
+}
+
+/** Headers of the WebSocket handshake itself: nothing a refresh's authentication needs. */
+const UPGRADE_ONLY = new Set([
+  'connection',
+  'upgrade',
+  'sec-websocket-key',
+  'sec-websocket-version',
+  'sec-websocket-extensions',
+]);
+const NO_AUTH: Record<string, unknown> = Object.freeze({});
+
+/**
+ * The handshake a connected socket keeps for a refresh's authentication: `auth` without its token
+ * (a refresh brings its own) and the headers without the WebSocket handshake's own.
+ */
+function keptHandshake(handshake: HandshakeInfo): HandshakeInfo {
+  let auth: Record<string, unknown> | undefined;
+  for (const [name, value] of Object.entries(handshake.auth))
+    if (name !== 'token') (auth ??= {})[name] = value;
+  const headers: HandshakeInfo['headers'] = {};
+  for (const [name, value] of Object.entries(handshake.headers))
+    if (!UPGRADE_ONLY.has(name)) headers[name] = value;
+  return {
+    auth: auth ?? NO_AUTH,
+    headers,
+    query: handshake.query,
+    address: handshake.address,
+  };
 }
 
 const NO_IDENTITY: SessionIdentity = { userId: undefined, channels: [], data: {}, exp: undefined };

@@ -1,6 +1,5 @@
 import type { IncomingMessage } from 'node:http';
 import type { Socket as NetSocket } from 'node:net';
-import { WebSocketServer } from 'ws';
 import type { HandshakeInfo } from '../auth/hooks.js';
 import type { Admission } from './admission.js';
 import type { SessionDeps } from './channel-session.js';
@@ -9,6 +8,7 @@ import { newSocketId, SocketIoConnection, type SocketIoShared } from './socketio
 import { originGuard } from './origins.js';
 import { openFrames } from './socketio-wire.js';
 import { closedWithin } from './ws-frames.js';
+import { handshakeAnswer, refuseHandshake } from './wire-socket.js';
 
 /**
  * Timings and bounds of Socket.IO connections on a plain WebSocket: engine.io's and Socket.IO's
@@ -58,7 +58,6 @@ export interface SocketIoEndpointOptions {
  */
 export class SocketIoEndpoint {
   private readonly enginePath: string;
-  private readonly wss: WebSocketServer;
   private readonly shared: SocketIoShared;
   private readonly wheel: Array<Set<SocketIoConnection>> = [];
   private cursor = 0;
@@ -71,12 +70,6 @@ export class SocketIoEndpoint {
   constructor(private readonly options: SocketIoEndpointOptions) {
     // engine.io's own check: the request URL starts with its path and a slash.
     this.enginePath = `${options.path.replace(/\/$/, '')}/`;
-    this.wss = new WebSocketServer({
-      noServer: true,
-      clientTracking: false,
-      perMessageDeflate: false,
-      maxPayload: this.values.maxPayloadBytes,
-    });
     this.originAllowed = originGuard(options.sessions.config.corsOrigins);
     for (let i = 0; i < WHEEL_SLOTS; i++) this.wheel.push(new Set());
     this.open = openFrames({
@@ -130,18 +123,26 @@ export class SocketIoEndpoint {
       query: Object.fromEntries(query),
       address: req.socket.remoteAddress ?? '',
     };
-    // The 101 answer and the open packet leave in one write (ws answers and calls back at once).
+    const answer = handshakeAnswer(req);
+    if (typeof answer !== 'string') return refuseHandshake(socket, answer);
+    // The 101 answer and the open packet leave in one write.
     socket.cork();
-    this.wss.handleUpgrade(req, socket, head, (ws) => {
-      // ws listens for errors from here on.
-      socket.off('error', ignoreError);
-      const connection = new SocketIoConnection(ws, handshake, this.shared);
-      // Visited last in the wheel's round: about one ping interval from now.
-      connection.slot = (this.cursor + WHEEL_SLOTS - 1) % WHEEL_SLOTS;
-      this.wheel[connection.slot]!.add(connection);
-      ws.send(this.open(newSocketId()));
-    });
+    socket.write(answer);
+    // The connection's WebSocket listens for errors from here on.
+    socket.off('error', ignoreError);
+    const connection = new SocketIoConnection(
+      socket,
+      handshake,
+      this.shared,
+      this.values.maxPayloadBytes,
+    );
+    // Visited last in the wheel's round: about one ping interval from now.
+    connection.slot = (this.cursor + WHEEL_SLOTS - 1) % WHEEL_SLOTS;
+    this.wheel[connection.slot]!.add(connection);
+    connection.wire.send(this.open(newSocketId()));
     socket.uncork();
+    // What the client sent right behind its handshake.
+    if (head.length > 0) connection.wire.read(head);
   }
 
   /** Every open WebSocket of the endpoint, connected or not (drain closes them). */
@@ -160,11 +161,10 @@ export class SocketIoEndpoint {
     const left = this.connections();
     for (const connection of left) connection.closeTransport();
     await closedWithin(
-      left.map((connection) => connection.ws),
+      left.map((connection) => connection.wire.whenClosed()),
       this.values.closeGraceMs,
     );
     for (const connection of left) connection.terminate();
-    this.wss.close();
   }
 
   private tick(): void {

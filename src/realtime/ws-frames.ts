@@ -95,12 +95,6 @@ export function writeBuiltFrame(ws: WebSocket | WsInsides, frame: Buffer): boole
   return true;
 }
 
-/** The payload of a frame built by {@link textFrame} (its header skipped). */
-export function framePayload(frame: Buffer): Buffer {
-  const length = frame[1]! & 0x7f;
-  return frame.subarray(length < 126 ? 2 : length === 126 ? 4 : 10);
-}
-
 /** A received message's bytes as one buffer (`ws` hands fragments over as a list). */
 export function bufferOf(data: RawData): Buffer {
   if (Buffer.isBuffer(data)) return data;
@@ -114,17 +108,24 @@ export function textOf(data: RawData): string {
 }
 
 /**
- * Resolves once every one of `sockets` has closed, or after `graceMs`, whichever is first: how a
+ * Resolves once every one of `closing` has resolved, or after `graceMs`, whichever is first: how a
  * stopping endpoint waits for the close handshakes it started before it cuts what is left.
  */
-export async function closedWithin(sockets: Iterable<WebSocket>, graceMs: number): Promise<void> {
-  const closing = [...sockets].map((ws) =>
-    ws.readyState === 3 ? Promise.resolve() : new Promise((resolve) => ws.once('close', resolve)),
-  );
+export async function closedWithin(
+  closing: Array<Promise<unknown>>,
+  graceMs: number,
+): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   await Promise.race([
     Promise.all(closing),
     new Promise((resolve) => (timer = setTimeout(resolve, graceMs))),
   ]);
   clearTimeout(timer);
+}
+
+/** Resolves once a `ws` socket has closed. */
+export function wsClosed(ws: WebSocket): Promise<void> {
+  return ws.readyState === 3
+    ? Promise.resolve()
+    : new Promise((resolve) => ws.once('close', () => resolve()));
 }

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import * as wsModule from 'ws';
+import { WireSocket } from '../../src/realtime/wire-socket.js';
 import { captureLog } from '../support/log-capture.js';
 import { metricValue } from '../support/probes.js';
 import { startRedis, type RedisFixture } from '../support/redis.js';
@@ -161,7 +161,7 @@ describe('broadcast hot path', () => {
 /**
  * The same promise on the direct WebSocket endpoint (src/realtime/socketio-endpoint.ts), where
  * the connection hub encodes each message once per node (one whole WebSocket frame) and hands that
- * very buffer to every connection's `ws` sender (src/realtime/ws-frames.ts).
+ * very buffer to every connection's WebSocket (src/realtime/wire-socket.ts).
  */
 describe('broadcast hot path, direct WebSocket endpoint', () => {
   const N = 50;
@@ -177,23 +177,19 @@ describe('broadcast hot path, direct WebSocket endpoint', () => {
     await redis?.stop();
   });
 
-  /** Every frame any `ws` sender in this process writes while `during` runs. */
+  /** Every whole frame any direct WebSocket of this process is handed while `during` runs. */
   async function framesWritten(during: () => Promise<void>) {
-    // `ws` exports its Sender at run time (its typings do not declare it): the one every
-    // WebSocket of this process, the node's included, writes through.
-    type SendFrame = (this: unknown, list: Buffer[], cb?: () => void) => void;
-    const proto = (wsModule as unknown as { Sender: { prototype: { sendFrame: SendFrame } } })
-      .Sender.prototype;
-    const sendFrame: SendFrame = proto.sendFrame;
+    const proto = WireSocket.prototype;
+    const { writeFrame } = proto as { writeFrame: (this: WireSocket, frame: Buffer) => void };
     const written: Buffer[] = [];
-    proto.sendFrame = function (this: unknown, list: Buffer[], cb?: () => void) {
-      written.push(list[0]!);
-      sendFrame.call(this, list, cb);
+    proto.writeFrame = function (this: WireSocket, frame: Buffer) {
+      written.push(frame);
+      writeFrame.call(this, frame);
     };
     try {
       await during();
     } finally {
-      proto.sendFrame = sendFrame;
+      proto.writeFrame = writeFrame;
     }
     return written;
   }

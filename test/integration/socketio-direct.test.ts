@@ -1,6 +1,7 @@
 import { Socket as NetSocket } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
+import type { HandshakeInfo } from '../../src/auth/hooks.js';
 import { socketIoEndpointDefaults } from '../../src/realtime/socketio-endpoint.js';
 import { until } from '../support/assertions.js';
 import { captureLog } from '../support/log-capture.js';
@@ -200,7 +201,8 @@ describe('Socket.IO on a plain WebSocket', () => {
     await raw.next((f) => f.startsWith('40'), 'connected');
     // The writes of the server's end of this WebSocket (its peer port is the client's own).
     const port = (raw.ws as unknown as { _socket: NetSocket })._socket.localPort;
-    const proto = NetSocket.prototype as unknown as Record<'_write' | '_writev', Function>;
+    type Write = (this: NetSocket, ...args: unknown[]) => unknown;
+    const proto = NetSocket.prototype as unknown as Record<'_write' | '_writev', Write>;
     const originals = { _write: proto._write, _writev: proto._writev };
     let writes = 0;
     for (const name of ['_write', '_writev'] as const)
@@ -348,6 +350,56 @@ describe('Socket.IO on a plain WebSocket: what a client cannot do', () => {
     raw.send('422["join",{"channel":"x"}]');
     await raw.next((f) => f.startsWith('432'), 'still served');
     raw.ws.close();
+  });
+});
+
+describe('Socket.IO on a plain WebSocket: the handshake a refresh sees', () => {
+  it("is the connect's, without the connect's token and the WebSocket handshake's own headers", async () => {
+    const seen: HandshakeInfo[] = [];
+    const node = await startNode(
+      {},
+      {
+        authenticateSocket: (handshake, defaults) => {
+          seen.push(structuredClone(handshake));
+          return defaults.authenticateSocket(handshake);
+        },
+      },
+    );
+    try {
+      const first = await token({ sub: 'keeper', channels: [] });
+      const second = await token({ sub: 'keeper', channels: [], n: 2 });
+      const ws = new WebSocket(
+        `ws://127.0.0.1:${node.port}/socket.io/?EIO=4&transport=websocket&app=demo`,
+        {
+          headers: { 'x-app': 'demo' },
+        },
+      );
+      const frames: string[] = [];
+      ws.on('message', (data: Buffer) => frames.push(data.toString()));
+      await new Promise((resolve) => ws.once('open', resolve));
+      ws.send(`40${JSON.stringify({ token: first, device: 'phone' })}`);
+      await until(() => frames.some((f) => f.startsWith('40')), 5000, 'connected');
+      ws.send(`421["refresh",${JSON.stringify({ token: second })}]`);
+      await until(() => frames.find((f) => f.startsWith('431')), 5000, 'refreshed');
+      expect(frames.find((f) => f.startsWith('431'))).toBe('431[{"ok":true}]');
+      ws.close();
+      const [connect, refresh] = seen;
+      expect(connect!.auth).toEqual({ token: first, device: 'phone' });
+      expect(connect!.headers['sec-websocket-key']).toBeDefined();
+      expect(refresh!.auth).toEqual({ token: second, device: 'phone' });
+      expect(refresh!.query).toEqual(connect!.query);
+      expect(refresh!.address).toBe(connect!.address);
+      const kept = Object.fromEntries(
+        Object.entries(connect!.headers).filter(
+          ([name]) =>
+            name !== 'connection' && name !== 'upgrade' && !name.startsWith('sec-websocket-'),
+        ),
+      );
+      expect(refresh!.headers).toEqual(kept);
+      expect(refresh!.headers['x-app']).toBe('demo');
+    } finally {
+      await node.stop();
+    }
   });
 });
 
