@@ -19,8 +19,17 @@ export const OPEN = 1;
 export const CLOSING = 2;
 export const CLOSED = 3;
 
-/** How long a close handshake may take before the TCP connection is cut (as `ws`). */
-const CLOSE_TIMEOUT_MS = 30_000;
+/** Timings read when a socket is created: a test may lower them (and put them back after). */
+export const wireSocketDefaults = {
+  /** How long a close handshake may take before the TCP connection is cut (as `ws`). */
+  closeTimeoutMs: 30_000,
+};
+/** Fragments one message may come in (as `ws`: past it, close 1008). */
+const MAX_FRAGMENTS = 16_384;
+/** What a ping is no longer answered past: output the client is not reading. */
+const MAX_UNREAD_BYTES = 1 << 20;
+/** The first room kept for a frame that has not fully arrived (it grows by doubling). */
+const FIRST_ROOM = 16 * 1024;
 const ACCEPT_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 const KEY = /^[+/0-9A-Za-z]{22}==$/;
 
@@ -101,9 +110,8 @@ function onData(this: TaggedSocket, chunk: Buffer): void {
   this[wireOf]?.read(chunk);
 }
 function onEnd(this: TaggedSocket): void {
-  // The client is done sending: so are we.
-  const wire = this[wireOf];
-  if (wire && wire.readyState === OPEN) wire.readyState = CLOSING;
+  // The client is done sending: so are we, within the close timeout.
+  this[wireOf]?.closing();
   this.end();
 }
 function onError(this: TaggedSocket): void {
@@ -119,10 +127,14 @@ function cut(socket: Socket): void {
 /** One server-side WebSocket on an upgraded TCP socket (the handshake already answered). */
 export class WireSocket {
   readyState = OPEN;
-  /** Bytes of a frame not complete yet. */
+  /** Bytes of a frame not complete yet: the first `pendingBytes` of `pending`. */
   private pending: Buffer | undefined;
-  /** The fragments of a message not complete yet, and their size. */
+  private pendingBytes = 0;
+  /** What the frame in `pending` needs in all (0: its header is not complete yet). */
+  private pendingNeeds = 0;
+  /** The (non-empty) fragments of a message not complete yet, how many came, and their size. */
   private fragments: Buffer[] | undefined;
+  private fragmentCount = 0;
   private fragmentBytes = 0;
   private fragmentsBinary = false;
   private closeSent = false;
@@ -163,9 +175,18 @@ export class WireSocket {
   /** Starts the closing handshake; the TCP connection is cut if it does not finish in time. */
   close(code?: number): void {
     if (this.readyState !== OPEN) return;
-    this.readyState = CLOSING;
     this.sendClose(code);
-    this.timer = setTimeout(cut, CLOSE_TIMEOUT_MS, this.socket);
+    this.closing();
+  }
+
+  /**
+   * Closing, whichever side began: the TCP connection is cut if it has not closed within the close
+   * timeout (a peer that never answers, or never ends its side, holds nothing for long).
+   */
+  closing(): void {
+    if (this.readyState === CLOSED) return;
+    this.readyState = CLOSING;
+    this.timer ??= setTimeout(cut, wireSocketDefaults.closeTimeoutMs, this.socket);
   }
 
   /** Drops the TCP connection now. */
@@ -188,18 +209,31 @@ export class WireSocket {
     clearTimeout(this.timer);
     this.pending = undefined;
     this.fragments = undefined;
-    this.listener.onClose(this.code);
-    for (const resolve of this.waiting ?? []) resolve();
-    this.waiting = undefined;
+    try {
+      this.listener.onClose(this.code);
+    } finally {
+      for (const resolve of this.waiting ?? []) resolve();
+      this.waiting = undefined;
+    }
   }
 
   /** Bytes from the client (its listener calls this). */
   read(chunk: Buffer): void {
     // Once a close frame was received or the client broke the protocol, nothing more is read.
     if (this.readyState === CLOSED || this.code !== 1006) return;
-    const buf = this.pending ? Buffer.concat([this.pending, chunk]) : chunk;
-    this.pending = undefined;
+    let buf = chunk;
+    if (this.pending !== undefined) {
+      // Each byte of a frame that arrives in pieces is copied once (into room that doubles), and
+      // nothing is parsed until the frame is whole.
+      this.keep(chunk);
+      if (this.pendingBytes < this.pendingNeeds) return;
+      buf = this.pending.subarray(0, this.pendingBytes);
+      this.pending = undefined;
+      this.pendingBytes = 0;
+      this.pendingNeeds = 0;
+    }
     let at = 0;
+    let needs = 0;
     while (this.code === 1006 && this.readyState !== CLOSED) {
       const left = buf.length - at;
       if (left < 2) break;
@@ -231,41 +265,65 @@ export class WireSocket {
         if (this.fragmentBytes + length > this.maxPayload) return this.fail(1009);
       }
       const end = at + head + 4 + length;
-      if (buf.length < end) break;
+      if (buf.length < end) {
+        needs = end - at;
+        break;
+      }
       const mask = at + head;
       const payload = buf.subarray(mask + 4, end);
       for (let i = 0; i < payload.length; i++) payload[i]! ^= buf[mask + (i & 3)]!;
       at = end;
       this.frame(opcode, fin, payload);
     }
-    if (at < buf.length && this.code === 1006 && this.readyState !== CLOSED)
-      this.pending = at === 0 ? buf : Buffer.from(buf.subarray(at));
+    if (at < buf.length && this.code === 1006 && this.readyState !== CLOSED) {
+      this.pendingNeeds = needs;
+      this.keep(buf.subarray(at));
+    }
+  }
+
+  /** Adds bytes to the frame being kept, growing its room by doubling (never past its need). */
+  private keep(bytes: Buffer): void {
+    const size = this.pendingBytes + bytes.length;
+    if (this.pending === undefined || size > this.pending.length) {
+      let room = Math.max(size, (this.pending?.length ?? FIRST_ROOM / 2) * 2);
+      if (this.pendingNeeds > 0) room = Math.min(room, Math.max(size, this.pendingNeeds));
+      const grown = Buffer.allocUnsafe(room);
+      this.pending?.copy(grown, 0, 0, this.pendingBytes);
+      this.pending = grown;
+    }
+    bytes.copy(this.pending, this.pendingBytes);
+    this.pendingBytes = size;
   }
 
   private frame(opcode: number, fin: boolean, payload: Buffer): void {
     switch (opcode) {
       case 0: {
-        this.fragments!.push(payload);
+        // Empty fragments are not kept, and a message comes in a bounded number of them.
+        if (++this.fragmentCount > MAX_FRAGMENTS) return this.fail(1008);
+        if (payload.length > 0) this.fragments!.push(payload);
         this.fragmentBytes += payload.length;
         if (!fin) return;
         const data = Buffer.concat(this.fragments!, this.fragmentBytes);
         const binary = this.fragmentsBinary;
         this.fragments = undefined;
         this.fragmentBytes = 0;
+        this.fragmentCount = 0;
         return this.message(data, binary);
       }
       case 1:
       case 2:
         if (fin) return this.message(payload, opcode === 2);
-        this.fragments = [payload];
+        this.fragments = payload.length > 0 ? [payload] : [];
         this.fragmentBytes = payload.length;
+        this.fragmentCount = 1;
         this.fragmentsBinary = opcode === 2;
         return;
       case 8:
         return this.closeFrame(payload);
       case 9:
-        // A ping is answered with its payload.
-        if (this.readyState === OPEN) this.socket.write(controlFrame(0x8a, payload));
+        // A ping is answered with its payload, unless the client is not reading what it gets.
+        if (this.readyState === OPEN && this.socket.writableLength < MAX_UNREAD_BYTES)
+          this.socket.write(controlFrame(0x8a, payload));
         return;
       case 10:
         return;
@@ -288,7 +346,7 @@ export class WireSocket {
     this.code = code;
     // Answered with the same code (none for none), then the TCP connection is ended.
     if (!this.closeSent) this.sendClose(code === 1005 ? undefined : code);
-    this.readyState = CLOSING;
+    this.closing();
     this.socket.end();
   }
 
@@ -297,12 +355,9 @@ export class WireSocket {
     this.code = code;
     this.pending = undefined;
     this.fragments = undefined;
-    if (this.readyState === OPEN) {
-      this.sendClose(code);
-      this.readyState = CLOSING;
-    }
+    if (this.readyState === OPEN) this.sendClose(code);
+    this.closing();
     this.socket.end();
-    this.timer ??= setTimeout(cut, CLOSE_TIMEOUT_MS, this.socket);
   }
 
   private sendClose(code: number | undefined): void {

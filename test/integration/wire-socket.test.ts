@@ -6,6 +6,7 @@ import {
   CLOSED,
   handshakeAnswer,
   WireSocket,
+  wireSocketDefaults,
   type HandshakeRefusal,
 } from '../../src/realtime/wire-socket.js';
 import { until } from '../support/assertions.js';
@@ -40,10 +41,11 @@ afterAll(async () => {
   await new Promise((resolve) => server.close(resolve));
 });
 
-async function pair(): Promise<Pair> {
+async function pair(maxPayload = MAX): Promise<Pair> {
   const accepted = new Promise<Socket>((resolve) => (waiting = resolve));
   const port = (server.address() as { port: number }).port;
-  const client = connect(port, '127.0.0.1');
+  // Half-open allowed: the client ends its side only when a case says so.
+  const client = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
   client.on('error', () => {});
   const socket = await accepted;
   opened.push(client, socket);
@@ -57,7 +59,7 @@ async function pair(): Promise<Pair> {
         messages.push({ text: binary ? data.toString('hex') : data.toString('utf8'), binary }),
       onClose: (code) => closed(code),
     },
-    MAX,
+    maxPayload,
   );
   let received = Buffer.alloc(0);
   client.on('data', (chunk: Buffer) => (received = Buffer.concat([received, chunk])));
@@ -193,6 +195,28 @@ describe('WireSocket: reading a client', () => {
   });
 });
 
+describe('WireSocket: a large message in small reads', () => {
+  it('is read whole, past the room first kept for it (grown by doubling, never re-parsed)', async () => {
+    const p = await pair(200_000);
+    const data = Buffer.from(Array.from({ length: 900 }, (_, i) => i % 251));
+    const big = Buffer.concat(Array(100).fill(data));
+    const bytes = frame(2, big);
+    // 90,000 bytes (several times the first room) in 1,000-byte reads, then a text message.
+    for (let at = 0; at < bytes.length; at += 1000) {
+      await new Promise<void>((resolve) =>
+        p.client.write(bytes.subarray(at, at + 1000), () => resolve()),
+      );
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    p.client.write(frame(1, 'next'));
+    await until(() => p.messages.length === 2 || undefined, 5000, 'both messages');
+    expect(p.messages[0]).toEqual({ text: big.toString('hex'), binary: true });
+    expect(p.messages[1]).toEqual({ text: 'next', binary: false });
+    p.client.destroy();
+    await p.closedWith;
+  });
+});
+
 describe('WireSocket: closing', () => {
   it('answers a close frame with the same code, ends the connection, reports the code', async () => {
     const p = await pair();
@@ -232,6 +256,36 @@ describe('WireSocket: closing', () => {
   });
 });
 
+describe('WireSocket: a close that does not finish', () => {
+  const saved = { ...wireSocketDefaults };
+  beforeAll(() => {
+    wireSocketDefaults.closeTimeoutMs = 300;
+  });
+  afterAll(() => {
+    Object.assign(wireSocketDefaults, saved);
+  });
+
+  const cases: Array<[string, (p: Pair) => void]> = [
+    [
+      'the client sent a close frame and never ends its side',
+      (p) => p.client.write(frame(8, closePayload(1000))),
+    ],
+    ['the server closed and the client never answers', (p) => p.wire.close(1000)],
+    ['the client broke the protocol and never ends its side', (p) => p.client.write(frame(3, 'x'))],
+  ];
+  for (const [what, start] of cases)
+    it(`${what}: the TCP connection is cut after the close timeout`, async () => {
+      const p = await pair();
+      const started = Date.now();
+      start(p);
+      // The server's end is closed by the timer (the client, half-open, never closes it).
+      await p.closedWith;
+      expect(Date.now() - started).toBeGreaterThanOrEqual(250);
+      expect(p.wire.readyState).toBe(CLOSED);
+      expect(p.wire.socket.destroyed).toBe(true);
+    });
+});
+
 describe('WireSocket: what a client may not send', () => {
   const faults: Array<[string, Buffer, number]> = [
     ['an unmasked frame', frame(1, 'hi', { mask: false }), 1002],
@@ -262,6 +316,14 @@ describe('WireSocket: what a client may not send', () => {
       1009,
     ],
     ['a 64-bit length over 4 GiB', Buffer.from([0x82, 0xff, 0, 0, 0, 1, 0, 0, 0, 0]), 1009],
+    [
+      'a message in more than 16,384 fragments (empty ones too)',
+      Buffer.concat([
+        frame(1, '', { fin: false }),
+        ...Array(16_384).fill(frame(0, '', { fin: false })),
+      ]),
+      1008,
+    ],
   ];
 
   for (const [what, bytes, code] of faults) {
