@@ -37,6 +37,7 @@ import { builtInJoinAuth, builtInSocketAuth } from './realtime/socket-auth.js';
 import { createSocketIo, serveSockets } from './realtime/socket-server.js';
 import { SocketIoEndpoint } from './realtime/socketio-endpoint.js';
 import { UserSessions } from './realtime/user-sessions.js';
+import { ExpirySchedule } from './realtime/expiry-schedule.js';
 import type { SessionIdentity } from './realtime/session-transport.js';
 import { VERSION } from './version.js';
 import { webhooksFor, type Webhooks } from './webhooks/webhooks.js';
@@ -170,6 +171,7 @@ export async function assembleNode(context: AssemblyContext): Promise<NodeParts>
       config.limits.socketEventBurst,
     ),
     users,
+    expiries: new ExpirySchedule(),
   };
   // One admission for the node's connection limits, whichever the transport: one count of
   // connections and handshakes in progress, one per user, one connect-rate bucket.

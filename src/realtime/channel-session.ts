@@ -7,6 +7,7 @@ import type { ChannelMessage } from '../delivery/message.js';
 import { channelOfRoom, isChannelName, roomOf } from '../delivery/names.js';
 import { parseOffset } from '../delivery/offset.js';
 import type { RateLimiter } from '../limits/token-bucket.js';
+import type { ExpirySchedule, ScheduledExpiry } from './expiry-schedule.js';
 import { deadline, LateAnswer, type Within } from './join-deadline.js';
 import type { RoomTaps } from './room-taps.js';
 import {
@@ -36,6 +37,8 @@ export interface SessionDeps {
   eventLimiter: RateLimiter;
   /** This node's sessions by user: the control API (disconnect, unsubscribe) acts on them. */
   users: UserSessions;
+  /** Token expiries of the node's sessions, on one timer. */
+  expiries: ExpirySchedule;
 }
 
 /** Join answer: ok with the channel's position, or a refusal code. */
@@ -63,9 +66,6 @@ interface Membership {
   cancelled?: JoinError;
 }
 
-// Timers cannot wait past 2^31-1 ms; a later expiry is re-armed when this one fires.
-const MAX_TIMER_MS = 2 ** 31 - 1;
-
 /**
  * The channels of one connection, whatever carries it: `join`, `leave`, `refresh` and token
  * expiry, each answered (a bad payload gets an error answer, never silence or a crash).
@@ -86,7 +86,7 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 export class ChannelSession implements ControlledSession {
   /** By room: joins in progress and channels joined through `join`. */
   private readonly memberships = new Map<string, Membership>();
-  private expiryTimer: NodeJS.Timeout | undefined;
+  private expiry: ScheduledExpiry | undefined;
   /** The last refresh, while one may still run (none yet: nothing held per idle connection). */
   private refreshing: Promise<unknown> | undefined;
   /** Ended: late work must not act, even if its transport serves a new session since. */
@@ -182,7 +182,8 @@ export class ChannelSession implements ControlledSession {
   /** The connection is gone: timers and per-connection state go with it. */
   end(): void {
     this.ended = true;
-    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    if (this.expiry) this.deps.expiries.remove(this.expiry);
+    this.expiry = undefined;
     this.deps.eventLimiter.forget(this.transport.id);
     this.deps.users.remove(this);
   }
@@ -256,19 +257,19 @@ export class ChannelSession implements ControlledSession {
   }
 
   private armExpiry(): void {
-    if (this.expiryTimer) clearTimeout(this.expiryTimer);
-    this.expiryTimer = undefined;
+    if (this.expiry) this.deps.expiries.remove(this.expiry);
+    this.expiry = undefined;
     const exp = this.transport.identity.exp;
     if (exp === undefined) return;
-    const ms = exp * 1000 - Date.now();
-    this.expiryTimer = setTimeout(
-      () => {
-        if ((this.transport.identity.exp ?? Infinity) * 1000 > Date.now()) return this.armExpiry();
-        this.deps.log.info({ conn: this.transport.id }, 'socket token expired');
-        this.transport.close('token_expired');
-      },
-      Math.min(Math.max(ms, 0), MAX_TIMER_MS),
-    );
+    this.expiry = this.deps.expiries.add(exp * 1000, this);
+  }
+
+  /** The token's expiry has come (the node's expiry schedule calls this). */
+  expire(): void {
+    this.expiry = undefined;
+    if ((this.transport.identity.exp ?? Infinity) * 1000 > Date.now()) return this.armExpiry();
+    this.deps.log.info({ conn: this.transport.id }, 'socket token expired');
+    this.transport.close('token_expired');
   }
 
   /** The join rule (hook or built-in) for `ctx`; a hook that throws refuses. */
