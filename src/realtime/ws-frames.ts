@@ -1,10 +1,10 @@
 import type { RawData, WebSocket } from 'ws';
 
 /*
- * The parts of `ws` read here are private in its typings; the version is pinned in package.json
- * (ws 8), and test/integration/hot-path.test.ts fails if they stop being there (its direct
- * endpoint section counts the frames written). A socket where one of them is missing takes
- * `ws.send`.
+ * The parts of `ws` read here (engine.io's WebSocket transport, src/realtime/direct-frames.ts)
+ * are private in its typings; the version is pinned in package.json (ws 8), and
+ * test/integration/direct-frames.test.ts fails if they stop being there (a turn's frames must
+ * leave a socket in one write). A socket where one of them is missing takes `ws.send`.
  */
 interface WsSender {
   /** 0 (DEFAULT) while the sender queues nothing (no compression, no Blob being read). */
