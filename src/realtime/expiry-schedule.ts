@@ -55,13 +55,6 @@ export class ExpirySchedule {
     return this.heap.length;
   }
 
-  /** Calls every entry off and stops the timer (the node is stopping). */
-  clear(): void {
-    for (const entry of this.heap) entry.index = -1;
-    this.heap.length = 0;
-    this.disarm();
-  }
-
   private arm(): void {
     const first = this.heap[0];
     if (first === undefined || this.timerAt <= first.at) return;

@@ -24,7 +24,7 @@ import {
   type SioPacket,
   withAttachments,
 } from './socketio-wire.js';
-import { corked, textFrame } from './ws-frames.js';
+import { textFrame } from './ws-frames.js';
 import { OPEN, WireSocket, type WireListener } from './wire-socket.js';
 
 /** What every Socket.IO WebSocket connection of an endpoint shares (one object per endpoint). */
@@ -200,9 +200,7 @@ export class SocketIoConnection implements SessionTransport, HubConnection, Wire
 
   /** A frame from {@link socketIoMessageFrame}, as it is. */
   write(frame: Buffer): void {
-    if (this.state === State.Ended || this.wire.readyState !== OPEN) return;
-    corked.hold(this.wire.socket);
-    this.wire.writeFrame(frame);
+    if (this.state !== State.Ended) this.wire.writeFrame(frame);
   }
 
   /** Sends a ping; the next one finds out whether it was answered. */
@@ -359,9 +357,6 @@ export class SocketIoConnection implements SessionTransport, HubConnection, Wire
   }
 
   private sendText(text: string): void {
-    if (this.wire.readyState !== OPEN) return;
-    // Frames of one turn (a rejoin's replay and the join's answer) leave in one write.
-    corked.hold(this.wire.socket);
     this.wire.send(text);
   }
 

@@ -104,8 +104,9 @@ export class SocketIoEndpoint {
     // a closure here would keep this call's scope, the first handshake with it, for the
     // connection's life).
     socket.on('error', ignoreError);
-    if (!this.options.accepting()) refuse(socket, 'draining');
-    else if (!this.originAllowed(req.headers.origin)) refuse(socket, 'origin not allowed');
+    if (!this.options.accepting()) refuseHandshake(socket, { status: 400, message: 'draining' });
+    else if (!this.originAllowed(req.headers.origin))
+      refuseHandshake(socket, { status: 400, message: 'origin not allowed' });
     else this.upgrade(req, socket, head, query);
     return true;
   }
@@ -183,12 +184,3 @@ export class SocketIoEndpoint {
 }
 
 function ignoreError(): void {}
-
-/** engine.io's answer to an upgrade it refuses: 400 with the reason as the body. */
-function refuse(socket: NetSocket, message: string): void {
-  if (socket.writable)
-    socket.write(
-      `HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-type: text/html\r\nContent-Length: ${Buffer.byteLength(message)}\r\n\r\n${message}`,
-    );
-  socket.destroy();
-}

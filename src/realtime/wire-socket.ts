@@ -2,7 +2,7 @@ import { isUtf8 } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
-import { textFrame } from './ws-frames.js';
+import { corked, textFrame } from './ws-frames.js';
 
 /*
  * The server side of a WebSocket (RFC 6455) on the TCP socket itself: the handshake, reading
@@ -79,19 +79,21 @@ export function handshakeAnswer(req: IncomingMessage): string | HandshakeRefusal
   );
 }
 
-/** Answers a refused upgrade and drops the connection. */
+/**
+ * Answers a refused upgrade and drops the connection once the answer is out (an immediate destroy
+ * with the client's bytes unread could reset the connection before the answer arrives).
+ */
 export function refuseHandshake(socket: Socket, refusal: HandshakeRefusal): void {
-  if (socket.writable) {
-    const extra = Object.entries(refusal.headers ?? {})
-      .map(([k, v]) => `${k}: ${v}\r\n`)
-      .join('');
-    socket.write(
-      `HTTP/1.1 ${refusal.status} ${STATUS_CODES[refusal.status]}\r\nConnection: close\r\n` +
-        `Content-Type: text/html\r\nContent-Length: ${Buffer.byteLength(refusal.message)}\r\n` +
-        `${extra}\r\n${refusal.message}`,
-    );
-  }
-  socket.destroy();
+  if (!socket.writable) return void socket.destroy();
+  const extra = Object.entries(refusal.headers ?? {})
+    .map(([k, v]) => `${k}: ${v}\r\n`)
+    .join('');
+  socket.once('finish', () => socket.destroy());
+  socket.end(
+    `HTTP/1.1 ${refusal.status} ${STATUS_CODES[refusal.status]}\r\nConnection: close\r\n` +
+      `Content-Type: text/html\r\nContent-Length: ${Buffer.byteLength(refusal.message)}\r\n` +
+      `${extra}\r\n${refusal.message}`,
+  );
 }
 
 /** A close code a peer may send (RFC 6455 7.4; the ones `ws` accepts). */
@@ -162,14 +164,17 @@ export class WireSocket {
     return this.socket.writableLength;
   }
 
-  /** Sends a text message. */
+  /**
+   * Sends a text message. What is sent in one turn of the event loop leaves in one write (the TCP
+   * socket is corked until the turn ends): a rejoin's replay and the join's answer, a turn's pushes.
+   */
   send(text: string): void {
-    if (this.readyState === OPEN) this.socket.write(textFrame(text));
+    this.write(textFrame(text));
   }
 
   /** Writes a whole frame built by `textFrame` as it is (the same buffer for many sockets). */
   writeFrame(frame: Buffer): void {
-    if (this.readyState === OPEN) this.socket.write(frame);
+    this.write(frame);
   }
 
   /** Starts the closing handshake; the TCP connection is cut if it does not finish in time. */
@@ -279,6 +284,12 @@ export class WireSocket {
       this.pendingNeeds = needs;
       this.keep(buf.subarray(at));
     }
+  }
+
+  private write(frame: Buffer): void {
+    if (this.readyState !== OPEN) return;
+    corked.hold(this.socket);
+    this.socket.write(frame);
   }
 
   /** Adds bytes to the frame being kept, growing its room by doubling (never past its need). */

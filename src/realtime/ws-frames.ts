@@ -96,7 +96,7 @@ export function writeBuiltFrame(ws: WebSocket | WsInsides, frame: Buffer): boole
 }
 
 /** A received message's bytes as one buffer (`ws` hands fragments over as a list). */
-export function bufferOf(data: RawData): Buffer {
+function bufferOf(data: RawData): Buffer {
   if (Buffer.isBuffer(data)) return data;
   if (Array.isArray(data)) return Buffer.concat(data);
   return Buffer.from(data);

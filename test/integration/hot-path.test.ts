@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { WireSocket } from '../../src/realtime/wire-socket.js';
 import { captureLog } from '../support/log-capture.js';
 import { metricValue } from '../support/probes.js';
@@ -81,24 +81,32 @@ async function joinClients(node: TestNode, channel: string, n: number): Promise<
   return clients;
 }
 
-describe('broadcast hot path', () => {
-  const N = 50;
+/**
+ * The nodes each describe runs on: one in memory mode, then two sharing a Redis (the second
+ * publishes, the first receives); `config` for all three.
+ */
+function useNodes(config: { socketDirect?: boolean } = {}): TestNode[] {
   let redis: RedisFixture;
   const nodes: TestNode[] = [];
   beforeAll(async () => {
     redis = await startRedis();
-    // engine.io's sockets: WebSocket clients are handed to engine.io, not the direct endpoint.
-    const engine = { socketDirect: false };
-    nodes.push(await startNode(engine));
+    nodes.push(await startNode(config));
     nodes.push(
-      await startNode({ redisUrl: redis.url, ...engine }),
-      await startNode({ redisUrl: redis.url, ...engine }),
+      await startNode({ redisUrl: redis.url, ...config }),
+      await startNode({ redisUrl: redis.url, ...config }),
     );
   });
   afterAll(async () => {
     await Promise.allSettled(nodes.map((n) => n.stop()));
     await redis?.stop();
   });
+  return nodes;
+}
+
+describe('broadcast hot path', () => {
+  const N = 50;
+  // engine.io's sockets: WebSocket clients are handed to engine.io, not the direct endpoint.
+  const nodes = useNodes({ socketDirect: false });
 
   const join = (node: TestNode, channel: string) => joinClients(node, channel, N);
 
@@ -165,33 +173,17 @@ describe('broadcast hot path', () => {
  */
 describe('broadcast hot path, direct WebSocket endpoint', () => {
   const N = 50;
-  let redis: RedisFixture;
-  const nodes: TestNode[] = [];
-  beforeAll(async () => {
-    redis = await startRedis();
-    nodes.push(await startNode());
-    nodes.push(await startNode({ redisUrl: redis.url }), await startNode({ redisUrl: redis.url }));
-  });
-  afterAll(async () => {
-    await Promise.allSettled(nodes.map((n) => n.stop()));
-    await redis?.stop();
-  });
+  const nodes = useNodes();
 
   /** Every whole frame any direct WebSocket of this process is handed while `during` runs. */
   async function framesWritten(during: () => Promise<void>) {
-    const proto = WireSocket.prototype;
-    const { writeFrame } = proto as { writeFrame: (this: WireSocket, frame: Buffer) => void };
-    const written: Buffer[] = [];
-    proto.writeFrame = function (this: WireSocket, frame: Buffer) {
-      written.push(frame);
-      writeFrame.call(this, frame);
-    };
+    const spy = vi.spyOn(WireSocket.prototype, 'writeFrame');
     try {
       await during();
+      return spy.mock.calls.map(([frame]) => frame);
     } finally {
-      proto.writeFrame = writeFrame;
+      spy.mockRestore();
     }
-    return written;
   }
 
   async function pushTo(node: TestNode, publisher: TestNode, channel: string) {

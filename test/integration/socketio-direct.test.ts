@@ -353,6 +353,36 @@ describe('Socket.IO on a plain WebSocket: what a client cannot do', () => {
   });
 });
 
+describe('Socket.IO on a plain WebSocket: refused upgrades', () => {
+  /** The HTTP answer to a WebSocket upgrade that is refused: status and body. */
+  const refusal = (node: TestNode, origin?: string) =>
+    new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const ws = new WebSocket(`ws://127.0.0.1:${node.port}/socket.io/?EIO=4&transport=websocket`, {
+        ...(origin ? { origin } : {}),
+      });
+      ws.once('open', () => reject(new Error('the upgrade was accepted')));
+      ws.once('error', () => {});
+      ws.once('unexpected-response', (_req, res) => {
+        let body = '';
+        res.on('data', (chunk: Buffer) => (body += chunk.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      });
+    });
+
+  it('answers a browser origin not allowed as engine.io does: 400 with the reason', async () => {
+    const config = { corsOrigins: ['https://good.example'] };
+    const direct = await startNode(config);
+    const engine = await startNode({ ...config, socketDirect: false });
+    try {
+      const answer = await refusal(direct, 'https://evil.example');
+      expect(answer).toEqual({ status: 400, body: 'origin not allowed' });
+      expect(await refusal(engine, 'https://evil.example')).toEqual(answer);
+    } finally {
+      await Promise.allSettled([direct.stop(), engine.stop()]);
+    }
+  });
+});
+
 describe('Socket.IO on a plain WebSocket: the handshake a refresh sees', () => {
   it("is the connect's, without the connect's token and the WebSocket handshake's own headers", async () => {
     const seen: HandshakeInfo[] = [];
