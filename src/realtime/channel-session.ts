@@ -7,7 +7,7 @@ import type { ChannelMessage } from '../delivery/message.js';
 import { channelOfRoom, isChannelName, roomOf } from '../delivery/names.js';
 import { parseOffset } from '../delivery/offset.js';
 import type { RateLimiter } from '../limits/token-bucket.js';
-import type { ExpirySchedule, ScheduledExpiry } from './expiry-schedule.js';
+import type { Expiring, ExpirySchedule, ScheduledExpiry } from './expiry-schedule.js';
 import { deadline, LateAnswer, type Within } from './join-deadline.js';
 import type { RoomTaps } from './room-taps.js';
 import {
@@ -83,7 +83,7 @@ interface Membership {
  * deadline of `redis.commandTimeoutMs`, counted once the join is authorized: with Redis down or
  * paused a join still answers in time (docs/protocol.md, "Joining with since").
  */
-export class ChannelSession implements ControlledSession {
+export class ChannelSession implements ControlledSession, Expiring {
   /** By room: joins in progress and channels joined through `join`. */
   private readonly memberships = new Map<string, Membership>();
   private expiry: ScheduledExpiry | undefined;
@@ -266,8 +266,8 @@ export class ChannelSession implements ControlledSession {
 
   /** The token's expiry has come (the node's expiry schedule calls this). */
   expire(): void {
+    // A refresh re-arms at once, so the entry that fires is the current token's.
     this.expiry = undefined;
-    if ((this.transport.identity.exp ?? Infinity) * 1000 > Date.now()) return this.armExpiry();
     this.deps.log.info({ conn: this.transport.id }, 'socket token expired');
     this.transport.close('token_expired');
   }

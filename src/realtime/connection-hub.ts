@@ -148,15 +148,16 @@ export class ConnectionHub<M extends HubMember = HubConnection> {
     const members = this.byRoom.get(room);
     if (members === undefined) return;
     if (!(members instanceof Set)) return members.write(members.encode(message));
-    // One encoding per protocol; per member only a comparison with the one before it.
-    const frames = new Map<MessageEncoder, Buffer>();
+    // One encoding per protocol; per member only a comparison with the one before it (a map of
+    // the encodings only once a second protocol turns up).
+    let frames: Map<MessageEncoder, Buffer> | undefined;
     let encode: MessageEncoder | undefined;
     let frame: Buffer | undefined;
     for (const member of members) {
       if (member.encode !== encode) {
+        if (encode !== undefined) (frames ??= new Map()).set(encode, frame!);
         encode = member.encode;
-        frame = frames.get(encode);
-        if (frame === undefined) frames.set(encode, (frame = encode(message)));
+        frame = frames?.get(encode) ?? encode(message);
       }
       member.write(frame!);
     }

@@ -7,7 +7,7 @@ import type { ConnectionHub } from './connection-hub.js';
 import { newSocketId, SocketIoConnection, type SocketIoShared } from './socketio-connection.js';
 import { originGuard } from './origins.js';
 import { openFrames } from './socketio-wire.js';
-import { closedWithin } from './ws-frames.js';
+import { closedWithin, corked } from './ws-frames.js';
 import { handshakeAnswer, refuseHandshake } from './wire-socket.js';
 
 /**
@@ -117,6 +117,8 @@ export class SocketIoEndpoint {
     head: Buffer,
     query: URLSearchParams,
   ): void {
+    const answer = handshakeAnswer(req);
+    if (typeof answer !== 'string') return refuseHandshake(socket, answer);
     // The handshake as authentication sees it, before the connect brings `auth`.
     const handshake: HandshakeInfo = {
       auth: {},
@@ -124,10 +126,8 @@ export class SocketIoEndpoint {
       query: Object.fromEntries(query),
       address: req.socket.remoteAddress ?? '',
     };
-    const answer = handshakeAnswer(req);
-    if (typeof answer !== 'string') return refuseHandshake(socket, answer);
-    // The 101 answer and the open packet leave in one write.
-    socket.cork();
+    // The 101 answer and the open packet leave in one write (at the end of this turn).
+    corked.hold(socket);
     socket.write(answer);
     // The connection's WebSocket listens for errors from here on.
     socket.off('error', ignoreError);
@@ -141,7 +141,6 @@ export class SocketIoEndpoint {
     connection.slot = (this.cursor + WHEEL_SLOTS - 1) % WHEEL_SLOTS;
     this.wheel[connection.slot]!.add(connection);
     connection.wire.send(this.open(newSocketId()));
-    socket.uncork();
     // What the client sent right behind its handshake.
     if (head.length > 0) connection.wire.read(head);
   }

@@ -16,7 +16,7 @@ import { corked, textFrame } from './ws-frames.js';
 
 /** `readyState` values, as `ws` and browsers number them. */
 export const OPEN = 1;
-export const CLOSING = 2;
+const CLOSING = 2;
 export const CLOSED = 3;
 
 /** Timings read when a socket is created: a test may lower them (and put them back after). */

@@ -12,7 +12,7 @@ interface WsSender {
   sendFrame?(list: Buffer[], cb?: () => void): void;
 }
 /** The TCP socket under a `ws` socket (`net.Socket`: cork and uncork are public). */
-export interface NetSocket {
+interface NetSocket {
   cork(): void;
   uncork(): void;
 }
@@ -46,7 +46,7 @@ export function textFrame(payload: string): Buffer {
 }
 
 /** The TCP sockets corked in this turn of the event loop, uncorked together at its end. */
-export class Corked {
+class Corked {
   private readonly sockets = new Set<NetSocket>();
   private readonly flush = (): void => {
     for (const socket of this.sockets) {

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { RedisPushLimiter } from '../../src/backend/redis/redis-push-limiter.js';
 import { useRedis } from '../support/redis.js';
 import { sleep } from '../support/contracts.js';
@@ -79,6 +79,18 @@ describe('RedisPushLimiter leases', () => {
     while ((await limiter.charge('k', 1)) === 0) accepted += 1;
     // All of the new window, and not one of the 5 left from the old one.
     expect(accepted).toBe(64);
+  });
+
+  it('refuses a key past its limit in one charge and one give-back, lease or not', async () => {
+    const limiter = limiterOf({ perSecond: 64, burst: 640 });
+    for (let spent = 0; spent < 640;) if ((await limiter.charge('k', 10)) === 0) spent += 10;
+    const sent = vi.spyOn(redis.clients.pub, 'sendCommand');
+    try {
+      expect(await limiter.charge('k', 1)).toBeGreaterThanOrEqual(1);
+      expect(sent.mock.calls).toHaveLength(2);
+    } finally {
+      sent.mockRestore();
+    }
   });
 
   it('gives a refund back to the lease, never more than this node spent in the window', async () => {

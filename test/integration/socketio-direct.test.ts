@@ -33,8 +33,12 @@ interface Raw {
   send(frame: string | Buffer): void;
 }
 
-function openRaw(node: TestNode, query = 'EIO=4&transport=websocket'): Promise<Raw> {
-  const ws = new WebSocket(`ws://127.0.0.1:${node.port}/socket.io/?${query}`);
+function openRaw(
+  node: TestNode,
+  query = 'EIO=4&transport=websocket',
+  headers: Record<string, string> = {},
+): Promise<Raw> {
+  const ws = new WebSocket(`ws://127.0.0.1:${node.port}/socket.io/?${query}`, { headers });
   const frames: string[] = [];
   let seen = 0;
   const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
@@ -398,21 +402,12 @@ describe('Socket.IO on a plain WebSocket: the handshake a refresh sees', () => {
     try {
       const first = await token({ sub: 'keeper', channels: [] });
       const second = await token({ sub: 'keeper', channels: [], n: 2 });
-      const ws = new WebSocket(
-        `ws://127.0.0.1:${node.port}/socket.io/?EIO=4&transport=websocket&app=demo`,
-        {
-          headers: { 'x-app': 'demo' },
-        },
-      );
-      const frames: string[] = [];
-      ws.on('message', (data: Buffer) => frames.push(data.toString()));
-      await new Promise((resolve) => ws.once('open', resolve));
-      ws.send(`40${JSON.stringify({ token: first, device: 'phone' })}`);
-      await until(() => frames.some((f) => f.startsWith('40')), 5000, 'connected');
-      ws.send(`421["refresh",${JSON.stringify({ token: second })}]`);
-      await until(() => frames.find((f) => f.startsWith('431')), 5000, 'refreshed');
-      expect(frames.find((f) => f.startsWith('431'))).toBe('431[{"ok":true}]');
-      ws.close();
+      const raw = await openRaw(node, 'EIO=4&transport=websocket&app=demo', { 'x-app': 'demo' });
+      raw.send(`40${JSON.stringify({ token: first, device: 'phone' })}`);
+      await raw.next((f) => f.startsWith('40'), 'connected');
+      raw.send(`421["refresh",${JSON.stringify({ token: second })}]`);
+      expect(await raw.next((f) => f.startsWith('431'), 'refreshed')).toBe('431[{"ok":true}]');
+      raw.ws.close();
       const [connect, refresh] = seen;
       expect(connect!.auth).toEqual({ token: first, device: 'phone' });
       expect(connect!.headers['sec-websocket-key']).toBeDefined();

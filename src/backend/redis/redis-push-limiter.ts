@@ -74,7 +74,7 @@ export class RedisPushLimiter implements PushLimiter {
 
   async charge(keyId: string, cost: number): Promise<number> {
     const points = Math.min(cost, this.burst);
-    if (this.lease === 0) return (await this.take(keyId, points)).waitS;
+    if (this.lease === 0) return this.take(keyId, points);
     const held = this.held(keyId);
     if (held && held.tokens >= points) {
       held.tokens -= points;
@@ -84,15 +84,24 @@ export class RedisPushLimiter implements PushLimiter {
     // The window's end as Redis counts it, seen from before the question: a lease never
     // outlives the window it was taken from.
     const asked = Date.now();
-    let taken = await this.take(keyId, points + this.lease);
-    let lease = this.lease;
-    if (taken.waitS > 0) {
-      // Not that much left in the window: the charge alone.
-      taken = await this.take(keyId, points);
-      lease = 0;
+    const wanted = points + this.lease;
+    try {
+      const res = await this.limiter.consume(keyId, wanted);
+      this.hold(keyId, asked + res.msBeforeNext, this.lease, points);
+      return 0;
+    } catch (res) {
+      if (!(res instanceof RateLimiterRes)) throw res;
+      // consume() counts before it compares. Past the burst by no more than the lease: the
+      // charge fits, and only the excess goes back (a smaller lease). Further: nothing is taken.
+      const over = res.consumedPoints - this.burst;
+      if (over <= this.lease) {
+        await this.limiter.reward(keyId, over);
+        this.hold(keyId, asked + res.msBeforeNext, this.lease - over, points);
+        return 0;
+      }
+      await this.limiter.reward(keyId, wanted);
+      return Math.max(1, Math.ceil(res.msBeforeNext / 1000));
     }
-    if (taken.waitS === 0) this.hold(keyId, asked + taken.msLeft, lease, points);
-    return taken.waitS;
   }
 
   async refund(keyId: string, cost: number): Promise<void> {
@@ -113,20 +122,17 @@ export class RedisPushLimiter implements PushLimiter {
     if (give > 0) await this.limiter.reward(keyId, give);
   }
 
-  /**
-   * Charges `points` in Redis: `waitS` 0 and the window's time left, or the seconds to wait (a
-   * refused charge takes nothing).
-   */
-  private async take(keyId: string, points: number): Promise<{ waitS: number; msLeft: number }> {
+  /** Charges `points` in Redis alone: 0, or the seconds to wait (a refused charge takes nothing). */
+  private async take(keyId: string, points: number): Promise<number> {
     try {
-      const res = await this.limiter.consume(keyId, points);
-      return { waitS: 0, msLeft: res.msBeforeNext };
+      await this.limiter.consume(keyId, points);
+      return 0;
     } catch (res) {
       if (!(res instanceof RateLimiterRes)) throw res;
       // consume() counts the points before it compares: a refused charge takes nothing (as the
       // token bucket), so what was left still fits.
       await this.limiter.reward(keyId, points);
-      return { waitS: Math.max(1, Math.ceil(res.msBeforeNext / 1000)), msLeft: 0 };
+      return Math.max(1, Math.ceil(res.msBeforeNext / 1000));
     }
   }
 
