@@ -22,13 +22,15 @@ export function builtInApiAuth(keyring: ApiKeyring): DefaultAuth['authenticateAp
   };
 }
 
+/** The request's caller, once authenticated and checked for the scope (401, 403). */
+export type Authorize = (request: ApiRequestInfo, scope: string) => Promise<ApiCaller>;
+
 /** Authenticates a request through the hooks module or the built-in keys. */
 export async function authenticateRequest(
-  req: Request,
+  info: ApiRequestInfo,
   hooks: Hooks,
   defaults: DefaultAuth,
 ): Promise<ApiCaller> {
-  const info: ApiRequestInfo = { method: req.method, path: req.path, headers: req.headers };
   let identity: ApiIdentity;
   try {
     identity = hooks.authenticateApi

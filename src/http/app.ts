@@ -1,6 +1,5 @@
-import { randomUUID } from 'node:crypto';
-import { ServerResponse } from 'node:http';
-import helmet, { type HelmetOptions } from 'helmet';
+import type { RequestListener } from 'node:http';
+import type { HelmetOptions } from 'helmet';
 import express, {
   type NextFunction,
   type Request,
@@ -13,8 +12,8 @@ import type { Instrumentation } from '../metrics/instrumentation.js';
 import type { Config } from '../config/schema.js';
 import type { IdempotencyStore } from '../delivery/idempotency.js';
 import type { PushPipeline } from '../delivery/pipeline.js';
-import { PushcastError, unavailable } from '../errors.js';
-import { authenticateRequest, requireScope, type ApiCaller } from './api-auth.js';
+import { PushcastError } from '../errors.js';
+import { authenticateRequest, requireScope, type Authorize } from './api-auth.js';
 import { errorHandler, sendError } from './errors.js';
 import { pushRoutes } from './push-routes.js';
 import { channelRoutes } from './channel-routes.js';
@@ -29,6 +28,7 @@ import { clusterRoutes } from './cluster-routes.js';
 import { controlRoutes } from './control-routes.js';
 import { openApiDocument } from './openapi.js';
 import { apiSchemas } from './schemas.js';
+import { requestContext, securityHeaders, type ApiFields } from './request-context.js';
 
 /** What the HTTP layer needs from the rest of the server. */
 export interface HttpDeps {
@@ -71,18 +71,23 @@ export const SECURITY_HEADERS: HelmetOptions = {
 };
 
 /** Express request with what pushcast's middleware adds. */
-export interface ApiRequest extends Request {
-  requestId?: string;
-  caller?: ApiCaller;
-}
+export interface ApiRequest extends Request, ApiFields {}
 
-/** The Express app: push API, operations routes, one error mapping. */
-export function createHttpApp(deps: HttpDeps): express.Express {
+/**
+ * The HTTP server's request listener: the push routes, the server's hottest, straight on Node's
+ * request and response (no router, no Express request and response objects); everything else
+ * through the Express app (operations routes, the reading and control API, one error mapping).
+ */
+export function createHttpApp(deps: HttpDeps): RequestListener {
   const { config, log } = deps;
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
-  app.use(securityHeaders(SECURITY_HEADERS));
+  const setSecurityHeaders = securityHeaders(SECURITY_HEADERS);
+  app.use((_req, res, next) => {
+    setSecurityHeaders(res);
+    next();
+  });
 
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
@@ -106,18 +111,18 @@ export function createHttpApp(deps: HttpDeps): express.Express {
     res.type('json').send(openapi);
   });
 
-  app.use('/api', requestContext(deps));
-  const limiter = deps.pushLimiter;
-  const schemas = apiSchemas(config.limits);
-  app.use(
-    '/api',
-    pushRoutes({
-      ...deps,
-      limiter,
-      schemas,
-      authorize: authorize(deps),
-    }),
-  );
+  const push = pushRoutes({
+    ...deps,
+    limiter: deps.pushLimiter,
+    schemas: apiSchemas(config.limits),
+    authorize: authorize(deps),
+    begin: requestContext(deps),
+    setSecurityHeaders,
+  });
+  // The same handlers for the spellings Express's routing also takes (a query string, a trailing
+  // slash, another letter case), ahead of the API's own context middleware: they start their own.
+  for (const [path, handler] of push) app.post(path, handler);
+  app.use('/api', contextMiddleware(deps));
   app.use(
     '/api',
     channelRoutes({
@@ -136,83 +141,18 @@ export function createHttpApp(deps: HttpDeps): express.Express {
     sendError(res, new PushcastError('not_found'));
   });
   app.use(errorHandler(log));
-  return app;
-}
-
-/**
- * Helmet's headers, worked out once. With the options used here every header helmet sets is the
- * same on every answer (no nonces or other per-request values), so helmet runs once against a
- * recorder at startup and each answer gets the recorded headers in one pass, instead of through
- * helmet's chain of a dozen middleware functions per request.
- */
-function securityHeaders(options: HelmetOptions): RequestHandler {
-  const headers: Array<[string, string]> = [];
-  const recorder = {
-    setHeader(name: string, value: unknown) {
-      headers.push([name, String(value)]);
-    },
-    // X-Powered-By: Express's own, already switched off (app.disable above).
-    removeHeader() {},
-  };
-  let failure: unknown;
-  helmet(options)({} as never, recorder as never, (err?: unknown) => (failure = err));
-  // Only a bad option fails here, at startup.
-  if (failure !== undefined) throw new Error('helmet refused its options', { cause: failure });
-  return (_req, res, next) => {
-    for (const [name, value] of headers) res.setHeader(name, value);
-    next();
+  return (req, res) => {
+    const handler = req.method === 'POST' ? push.get(req.url ?? '') : undefined;
+    if (handler) handler(req, res);
+    else void app(req, res);
   };
 }
 
-/** Request id, draining refusal, access log and the api_requested/api_processed hooks. */
-function requestContext(deps: HttpDeps): RequestHandler {
-  // Any answer written once the node stops taking traffic (this one, or one of a request taken
-  // just before) tells the client to drop the connection and come back through the balancer.
-  // One function for every response (no closure per request); nothing wraps writeHead before it.
-  const drainAwareWriteHead = function (this: ServerResponse, ...args: unknown[]) {
-    if (!deps.accepting() && !this.headersSent) this.setHeader('Connection', 'close');
-    return (ServerResponse.prototype.writeHead as (...a: unknown[]) => ServerResponse).apply(
-      this,
-      args,
-    );
-  } as Response['writeHead'];
+/** The Express middleware around {@link requestContext}; it also answers OPTIONS itself. */
+function contextMiddleware(deps: HttpDeps): RequestHandler {
+  const begin = requestContext(deps);
   return (req: ApiRequest, res: Response, next: NextFunction) => {
-    const header = req.headers['x-request-id'];
-    const requestId =
-      typeof header === 'string' && /^[\w\-.:]{1,100}$/.test(header) ? header : randomUUID();
-    req.requestId = requestId;
-    res.setHeader('X-Request-Id', requestId);
-    const started = performance.now();
-    // Query strings can hold offsets and prefixes, never secrets; still, log the path only.
-    const path = req.originalUrl.split('?')[0] ?? req.path;
-    deps.instrumentation.apiRequested({ requestId, method: req.method, path });
-    res.on('finish', () => {
-      const durationMs = performance.now() - started;
-      // The route pattern, not the path: channel names must not become label values.
-      const route = req.route ? `/api${(req.route as { path: string }).path}` : '(unmatched)';
-      deps.metrics.apiRequest(route, req.method, res.statusCode, durationMs / 1000);
-      if (deps.log.isLevelEnabled('info'))
-        deps.log.info(
-          {
-            requestId,
-            method: req.method,
-            path,
-            status: res.statusCode,
-            ms: Math.round(durationMs),
-            keyId: req.caller?.keyId,
-          },
-          'api request',
-        );
-      deps.instrumentation.apiProcessed({
-        requestId,
-        method: req.method,
-        path,
-        status: res.statusCode,
-        durationMs,
-      });
-    });
-    res.writeHead = drainAwareWriteHead;
-    if (!deps.accepting()) throw unavailable('draining');
+    begin(req, res);
     // The router would answer OPTIONS itself with a text body; the API has no CORS preflight to
     // serve (it is called by backends), so it says which methods exist and nothing more.
     if (req.method === 'OPTIONS') {
@@ -224,12 +164,9 @@ function requestContext(deps: HttpDeps): RequestHandler {
   };
 }
 
-/** The request's caller, once authenticated and checked for the scope (401, 403). */
-export type Authorize = (req: ApiRequest, scope: string) => Promise<ApiCaller>;
-
 function authorize(deps: HttpDeps): Authorize {
-  return async (req, scope) => {
-    const caller = await authenticateRequest(req, deps.hooks, deps.defaults);
+  return async (request, scope) => {
+    const caller = await authenticateRequest(request, deps.hooks, deps.defaults);
     requireScope(caller, scope);
     return caller;
   };
@@ -239,7 +176,8 @@ function authorize(deps: HttpDeps): Authorize {
 function authenticate(deps: HttpDeps): (scope: string) => RequestHandler {
   const check = authorize(deps);
   return (scope) => async (req: ApiRequest, _res, next) => {
-    req.caller = await check(req, scope);
+    // The path as the router has it under /api (what authenticateApi hooks have always seen).
+    req.caller = await check({ method: req.method, path: req.path, headers: req.headers }, scope);
     next();
   };
 }

@@ -1,4 +1,5 @@
-import type { ErrorRequestHandler, Response } from 'express';
+import type { ServerResponse } from 'node:http';
+import type { ErrorRequestHandler } from 'express';
 import type { Logger } from 'pino';
 import { errorCatalogue, PushcastError, type HttpErrorCode } from '../errors.js';
 
@@ -8,22 +9,42 @@ export function httpStatus(code: HttpErrorCode): number {
 }
 
 /** Sends a {@link PushcastError} as the contract's JSON error. */
-export function sendError(res: Response, err: PushcastError): void {
+export function sendError(res: ServerResponse, err: PushcastError): void {
   if (err.retryAfterS !== undefined) res.setHeader('Retry-After', String(err.retryAfterS));
   // RFC 6750: a 401 names the scheme it wants.
   if (err.code === 'unauthorized') res.setHeader('WWW-Authenticate', 'Bearer realm="pushcast"');
-  res.status(httpStatus(err.code)).json(err.toJSON());
+  // What Express's res.json writes (Node adds the length of a body written whole).
+  res.statusCode = httpStatus(err.code);
+  res.setHeader('Content-Type', 'application/json; charset=utf-8');
+  res.end(JSON.stringify(err.toJSON()));
 }
 
-/** Maps any error to a contract error: body-parser's, ours, and the unexpected (500, logged). */
+/** Answers any error of a request as a contract error; the unexpected (500) is logged. */
+export function answerFailure(log: Logger, path: string, res: ServerResponse, err: unknown): void {
+  const mapped = toPushcastError(err);
+  if (httpStatus(mapped.code) >= 500 && mapped.code !== 'unavailable')
+    log.error({ err, path }, 'request failed');
+  if (res.headersSent) return;
+  sendError(res, mapped);
+}
+
+/** {@link answerFailure} as Express's error handler: body-parser's errors, ours, the unexpected. */
 export function errorHandler(log: Logger): ErrorRequestHandler {
-  return (err: unknown, req, res, _next) => {
-    const mapped = toPushcastError(err);
-    if (httpStatus(mapped.code) >= 500 && mapped.code !== 'unavailable')
-      log.error({ err, path: req.path }, 'request failed');
-    if (res.headersSent) return;
-    sendError(res, mapped);
-  };
+  return (err: unknown, req, res, _next) => answerFailure(log, req.path, res, err);
+}
+
+/** The 413 for a request body over `limit` bytes. */
+export function bodyTooLarge(limit: number | undefined): PushcastError {
+  return new PushcastError(
+    'payload_too_large',
+    `The request body is over the limit of ${limit} bytes.`,
+    { details: { field: 'body', limit } },
+  );
+}
+
+/** The 400 for a request body that ended before its announced length. */
+export function bodyCutShort(): PushcastError {
+  return new PushcastError('invalid_json', 'The request body was cut short.');
 }
 
 /** The contract error for anything thrown while handling a request. */
@@ -32,20 +53,10 @@ export function toPushcastError(err: unknown): PushcastError {
   const type = (err as { type?: unknown } | undefined)?.type;
   if (type === 'entity.parse.failed')
     return new PushcastError('invalid_json', 'The request body is not valid JSON.');
-  if (type === 'entity.too.large') {
-    const limit = (err as { limit?: number }).limit;
-    return new PushcastError(
-      'payload_too_large',
-      `The request body is over the limit of ${limit} bytes.`,
-      {
-        details: { field: 'body', limit },
-      },
-    );
-  }
+  if (type === 'entity.too.large') return bodyTooLarge((err as { limit?: number }).limit);
   if (type === 'encoding.unsupported' || type === 'charset.unsupported')
     return new PushcastError('unsupported_media_type', 'Send the body as UTF-8 application/json.');
-  if (type === 'request.aborted')
-    return new PushcastError('invalid_json', 'The request body was cut short.');
+  if (type === 'request.aborted') return bodyCutShort();
   // A route parameter with a broken %-escape (the router could not decode it).
   if (err instanceof URIError)
     return new PushcastError('invalid_request', 'The URL holds a malformed %-escape.', {

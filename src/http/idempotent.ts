@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
-import type { Response } from 'express';
+import type { ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { IdempotencyStore } from '../delivery/idempotency.js';
 import { PushcastError, unavailable } from '../errors.js';
-import type { ApiRequest } from './app.js';
+import type { ApiMessage } from './request-context.js';
 
 // RFC 9110 token-ish: 1-255 visible ASCII characters.
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
@@ -20,8 +20,8 @@ export interface WorkOutcome<R> {
 
 /** Runs a request's work at most once per Idempotency-Key (docs/protocol.md, "Idempotency-Key"). */
 export type IdempotentRunner = <R>(
-  req: ApiRequest,
-  res: Response,
+  req: ApiMessage,
+  res: ServerResponse,
   route: string,
   work: (previous: R | undefined) => Promise<WorkOutcome<R>>,
 ) => Promise<R>;
@@ -35,8 +35,8 @@ export function idempotentRunner(store: IdempotencyStore, log: Logger): Idempote
    * `failure` is answered with it once its record is kept.
    */
   return async function idempotent<R>(
-    req: ApiRequest,
-    res: Response,
+    req: ApiMessage,
+    res: ServerResponse,
     route: string,
     work: (previous: R | undefined) => Promise<WorkOutcome<R>>,
   ): Promise<R> {

@@ -1,4 +1,5 @@
-import type { Request, RequestHandler } from 'express';
+import type { IncomingMessage } from 'node:http';
+import type { RequestHandler } from 'express';
 import { PushcastError } from '../errors.js';
 
 /** 415 unless the request says its body is UTF-8 JSON (every route that reads a JSON body). */
@@ -14,7 +15,7 @@ export const requireBody: RequestHandler = (req, _res, next) => {
 };
 
 /** Throws what {@link requireJson} answers. */
-export function checkJson(req: Request): void {
+export function checkJson(req: IncomingMessage): void {
   // The header itself: `req.is()` answers null for a request without a body.
   const type = req.headers['content-type'] ?? '';
   if (!/^application\/json\s*(;|$)/i.test(type))
@@ -29,7 +30,7 @@ export function checkJson(req: Request): void {
 }
 
 /** Throws what {@link requireBody} answers. */
-export function checkBody(req: Request): void {
+export function checkBody(req: IncomingMessage): void {
   if (
     req.headers['transfer-encoding'] === undefined &&
     Number(req.headers['content-length'] ?? 0) === 0

@@ -1,6 +1,8 @@
-import express, { type Request, type RequestHandler, type Response } from 'express';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import express from 'express';
 import type { Config } from '../config/schema.js';
 import { PushcastError } from '../errors.js';
+import { bodyCutShort, bodyTooLarge, toPushcastError } from './errors.js';
 import { scanJson, withoutOversize, type OversizeField, type ScanShape } from './json-scan.js';
 
 /** Nesting of a push body around its `data`: the push object, or batch object, array and push. */
@@ -11,15 +13,34 @@ const MAX_FIELD_BYTES = 64 * 1024;
 /** Batch slots whose field was over its limit, cut out before the parse (answered 413). */
 export type OversizeSlots = ReadonlyMap<number, OversizeField>;
 
+/** A push body as read: the parsed JSON, and for a batch the slots refused by size. */
+export interface PushBody {
+  body: unknown;
+  oversize: OversizeSlots;
+}
+
 /**
  * Reads a push body: the raw bytes (up to `maxBodyBytes`, inflated if compressed), a bounded
- * scan (see json-scan.ts), then `JSON.parse`. Leaves the parsed value in `req.body` and, for a
- * batch, the slots refused by size in `res.locals.oversize`.
+ * scan (see json-scan.ts), then `JSON.parse`. Throws the contract's 400/413/415.
  */
-export function readPushBody(shape: ScanShape, limits: Config['limits']): RequestHandler {
-  const raw = express.raw({ limit: limits.maxBodyBytes, type: () => true });
-  const parse = (req: Request, res: Response): void => {
-    const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+export function pushBodyReader(
+  shape: ScanShape,
+  limits: Config['limits'],
+): (req: IncomingMessage, res: ServerResponse) => Promise<PushBody> {
+  const limit = limits.maxBodyBytes;
+  // body-parser for what needs more than a plain read: a compressed or chunked body.
+  const raw = express.raw({ limit, type: () => true });
+  const readEncoded = (req: IncomingMessage, res: ServerResponse): Promise<Buffer> =>
+    new Promise((resolve, reject) => {
+      void raw(req, res, (err?: unknown) => {
+        if (err !== undefined) reject(toPushcastError(err));
+        else {
+          const body = (req as { body?: unknown }).body;
+          resolve(Buffer.isBuffer(body) ? body : Buffer.alloc(0));
+        }
+      });
+    });
+  const parse = (body: Buffer): PushBody => {
     const scan = scanJson(body, shape, {
       maxDepth: limits.maxDataDepth + WRAPPING[shape],
       maxDataBytes: limits.maxDataBytes,
@@ -33,25 +54,59 @@ export function readPushBody(shape: ScanShape, limits: Config['limits']): Reques
       );
     if (!scan.ok) throw tooLarge(scan.field, shape);
     const text = withoutOversize(body, scan.oversize).toString('utf8');
+    let parsed: unknown;
     try {
-      req.body = JSON.parse(text) as unknown;
+      parsed = JSON.parse(text) as unknown;
     } catch {
       throw new PushcastError('invalid_json', 'The request body is not valid JSON.');
     }
-    res.locals.oversize = new Map(scan.oversize.map((f) => [f.slot, f])) satisfies OversizeSlots;
+    return { body: parsed, oversize: new Map(scan.oversize.map((f) => [f.slot, f])) };
   };
-  // One middleware (the raw read, then the parse) rather than two layers of the router.
-  return (req, res, next) => {
-    void raw(req, res, (err?: unknown) => {
-      if (err !== undefined) return next(err);
-      try {
-        parse(req, res);
-      } catch (e) {
-        return next(e);
-      }
-      next();
-    });
+  return async (req, res) => {
+    const encoding = req.headers['content-encoding'];
+    const plain =
+      req.headers['transfer-encoding'] === undefined &&
+      (encoding === undefined || encoding.toLowerCase() === 'identity');
+    // Node's parser has already checked Content-Length (digits only, no second value).
+    const body = plain
+      ? await readPlain(req, Number(req.headers['content-length'] ?? 0), limit)
+      : await readEncoded(req, res);
+    return parse(body);
   };
+}
+
+/**
+ * Reads a body sent as is with its length announced. Over the limit, the body is read off and
+ * dropped before the 413 (as body-parser does), so the client is answered, not cut off mid-send.
+ */
+function readPlain(req: IncomingMessage, length: number, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    // A request stream without an error listener would take the process down with it.
+    req.on('error', () => undefined);
+    if (length > limit) {
+      req.once('end', () => reject(bodyTooLarge(limit)));
+      req.once('close', () => reject(bodyTooLarge(limit)));
+      req.resume();
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer): void => {
+      chunks.push(chunk);
+      size += chunk.length;
+    };
+    const settle = (): void => {
+      req.off('data', onData);
+      req.off('end', settle);
+      req.off('close', settle);
+      // 'close' before 'end': the client went away mid-body.
+      if (size !== length || !req.complete) reject(bodyCutShort());
+      else resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
+    };
+    req.on('data', onData);
+    req.once('end', settle);
+    req.once('close', settle);
+  });
 }
 
 /** The 413 for a field over its limit (`size` is a lower bound when the scan stopped early). */

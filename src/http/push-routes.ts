@@ -1,25 +1,44 @@
-import express, { type RequestHandler, type Response } from 'express';
+import type { ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import type { Config } from '../config/schema.js';
+import type { IdempotencyStore } from '../delivery/idempotency.js';
 import { PushcastError } from '../errors.js';
 import { idempotentRunner } from './idempotent.js';
-import type { PushIdentity, PushRequest } from '../delivery/pipeline.js';
-import { requireChannels } from './api-auth.js';
-import type { ApiRequest, Authorize, HttpDeps } from './app.js';
-import { toPushcastError } from './errors.js';
+import type { PushIdentity, PushPipeline, PushRequest } from '../delivery/pipeline.js';
+import { requireChannels, type Authorize } from './api-auth.js';
+import { answerFailure, toPushcastError } from './errors.js';
 import { checkBody, checkJson } from './json-intake.js';
+import type { ScanShape } from './json-scan.js';
 import { parsePush } from './push-input.js';
-import { readPushBody, tooLarge, type OversizeSlots } from './push-body.js';
+import { pushBodyReader, tooLarge, type PushBody } from './push-body.js';
+import { pathOf, type ApiMessage } from './request-context.js';
 import type { PushLimiter } from '../limits/push-limiter.js';
 import type { ApiSchemas } from './schemas.js';
 
-interface PushRouteDeps extends HttpDeps {
+interface PushRouteDeps {
+  config: Config;
+  log: Logger;
+  pipeline: PushPipeline;
+  idempotency: IdempotencyStore;
   limiter: PushLimiter;
   schemas: ApiSchemas;
   authorize: Authorize;
+  /** Starts the request: its id, access log, metric and hooks; throws 503 while draining. */
+  begin: (req: ApiMessage, res: ServerResponse) => void;
+  setSecurityHeaders: (res: ServerResponse) => void;
 }
 
-/** `POST /push` and `POST /push/batch` (docs/protocol.md, "Push API"). */
-export function pushRoutes(deps: PushRouteDeps): express.Router {
-  const router = express.Router();
+/** A push route's work once the body is read: answers 200 or throws the contract's error. */
+type PushWork = (req: ApiMessage, res: ServerResponse, read: PushBody) => Promise<void>;
+
+/**
+ * `POST /api/push` and `POST /api/push/batch` (docs/protocol.md, "Push API"), by path, as handlers
+ * of Node's own request and response: every step an Express route would take (security headers,
+ * request context, the checks, the body, the error answer) in one function, without the router.
+ */
+export function pushRoutes(
+  deps: PushRouteDeps,
+): Map<string, (req: ApiMessage, res: ServerResponse) => void> {
   const { config, pipeline, schemas, limiter } = deps;
   const idempotent = idempotentRunner(deps.idempotency, deps.log);
 
@@ -33,130 +52,134 @@ export function pushRoutes(deps: PushRouteDeps): express.Router {
         { retryAfterS: wait },
       );
   };
-  // Check order (README "Contract details"): 401/403 scope, 429, 415, 400/413, then the route.
-  // The four checks before the body in one middleware, and the body in one more: the server's
-  // hottest routes pass through as few layers as they can.
-  const intake: RequestHandler = async (req: ApiRequest, _res, next) => {
-    const caller = await deps.authorize(req, 'push');
-    req.caller = caller;
-    // One push charged before the body is read; a batch is charged whole once it is parsed.
-    await charge(caller.keyId, 1);
-    checkJson(req);
-    checkBody(req);
-    next();
+
+  /** A route: the path its API key hooks see (under /api), the body's shape, its own work. */
+  const route = (path: '/push' | '/push/batch', shape: ScanShape, work: PushWork) => {
+    const readBody = pushBodyReader(shape, config.limits);
+    const routePattern = `/api${path}`;
+    // Check order (README "Contract details"): 401/403 scope, 429, 415, 400/413, then the route.
+    const serve = async (req: ApiMessage, res: ServerResponse): Promise<void> => {
+      deps.setSecurityHeaders(res);
+      req.routePattern = routePattern;
+      deps.begin(req, res);
+      const caller = await deps.authorize({ method: 'POST', path, headers: req.headers }, 'push');
+      req.caller = caller;
+      // One push charged before the body is read; a batch is charged whole once it is parsed.
+      await charge(caller.keyId, 1);
+      checkJson(req);
+      checkBody(req);
+      const read = await readBody(req, res);
+      req.body = read.body;
+      await work(req, res, read);
+    };
+    return (req: ApiMessage, res: ServerResponse): void => {
+      serve(req, res).catch((err: unknown) => answerFailure(deps.log, pathOf(req), res, err));
+    };
   };
 
-  router.post(
-    '/push',
-    intake,
-    readPushBody('push', config.limits),
-    async (req: ApiRequest, res) => {
-      const push = parsePush(req.body, schemas, config.limits, { parsed: true });
-      requireChannels(req.caller!, push.channels);
-      // Only the id is kept for a replay: the rest of the answer is the request itself, which the
-      // fingerprint guarantees is the same. A 503 keeps the push's identity as a partial answer,
-      // so a retry with the key publishes the same push id (and, on a Redis Cluster, completes
-      // it only on the channels that missed it).
-      const record = await idempotent<PushRecord>(req, res, 'push', async (previous) => {
-        const identity = pendingOf(previous) ?? pipeline.identity();
+  const push: PushWork = async (req, res, { body }) => {
+    const push = parsePush(body, schemas, config.limits, { parsed: true });
+    requireChannels(req.caller!, push.channels);
+    // Only the id is kept for a replay: the rest of the answer is the request itself, which the
+    // fingerprint guarantees is the same. A 503 keeps the push's identity as a partial answer,
+    // so a retry with the key publishes the same push id (and, on a Redis Cluster, completes
+    // it only on the channels that missed it).
+    const record = await idempotent<PushRecord>(req, res, 'push', async (previous) => {
+      const identity = pendingOf(previous) ?? pipeline.identity();
+      try {
+        return { record: (await pipeline.push(push, identity)).id, final: true };
+      } catch (err) {
+        const e = toPushcastError(err);
+        if (e.code !== 'unavailable') throw err;
+        return { record: { pending: identity }, final: false, failure: e };
+      }
+    });
+    // Only a published push is answered (a pending record comes back with its failure thrown).
+    // `{ id, channel, event, data }`, with the data as already serialized once (push-input.ts).
+    answerJson(
+      res,
+      `{"id":${JSON.stringify(record)},"channel":${JSON.stringify(push.channels)},` +
+        `"event":${JSON.stringify(push.event)},"data":${push.dataJson}}`,
+    );
+  };
+
+  const batch: PushWork = async (req, res, { body, oversize }) => {
+    const parsed = schemas.batch.safeParse(body);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]!;
+      throw new PushcastError('invalid_push', `pushes: ${issue.message}`, {
+        details: { field: 'pushes', issues: parsed.error.issues.map((i) => i.message) },
+      });
+    }
+    // Charge the whole batch at once, one token per push: the token taken up front (before the
+    // body was read) is given back first, so a batch over the burst is not refused for ever.
+    const count = parsed.data.pushes.length;
+    if (count > 1) {
+      await limiter.refund(req.caller!.keyId, 1);
+      await charge(req.caller!.keyId, count);
+    }
+    pipeline.admit();
+    /** A slot's failure; a retryable one keeps its identity, so a retry publishes the same id. */
+    const failed = (err: unknown, identity: PushIdentity): BatchSlot => {
+      const e = toPushcastError(err);
+      return e.code === 'unavailable'
+        ? { error: e.message, code: e.code, pending: identity }
+        : { error: e.message, code: e.code };
+    };
+    // A slot that failed with a retryable error (503) is run again by a retry with the same
+    // Idempotency-Key; the slots that were published are not, so each push happens once. The
+    // slots that pass their checks are published together, in order (pipeline.pushMany).
+    const results = await idempotent<BatchSlot[]>(req, res, 'batch', async (previous) => {
+      const record = new Array<BatchSlot>(count);
+      const publish: Array<{ slot: number; request: PushRequest; identity: PushIdentity }> = [];
+      parsed.data.pushes.forEach((body, slot) => {
+        const before = previous?.[slot];
+        if (before && !retryable(before)) {
+          record[slot] = before;
+          return;
+        }
+        const identity =
+          (before && 'pending' in before ? before.pending : undefined) ?? pipeline.identity();
         try {
-          return { record: (await pipeline.push(push, identity)).id, final: true };
+          const cut = oversize.get(slot);
+          if (cut) throw tooLarge(cut, 'batch');
+          const request = parsePush(body, schemas, config.limits, { parsed: true });
+          requireChannels(req.caller!, request.channels);
+          publish.push({ slot, request, identity });
         } catch (err) {
-          const e = toPushcastError(err);
-          if (e.code !== 'unavailable') throw err;
-          return { record: { pending: identity }, final: false, failure: e };
+          record[slot] = failed(err, identity);
         }
       });
-      // Only a published push is answered (a pending record comes back with its failure thrown).
-      // `{ id, channel, event, data }`, with the data as already serialized once (push-input.ts).
-      answerJson(
-        res,
-        `{"id":${JSON.stringify(record)},"channel":${JSON.stringify(push.channels)},` +
-          `"event":${JSON.stringify(push.event)},"data":${push.dataJson}}`,
-      );
-    },
-  );
-
-  router.post(
-    '/push/batch',
-    intake,
-    readPushBody('batch', config.limits),
-    async (req: ApiRequest, res) => {
-      const oversize = res.locals.oversize as OversizeSlots;
-      const parsed = schemas.batch.safeParse(req.body);
-      if (!parsed.success) {
-        const issue = parsed.error.issues[0]!;
-        throw new PushcastError('invalid_push', `pushes: ${issue.message}`, {
-          details: { field: 'pushes', issues: parsed.error.issues.map((i) => i.message) },
-        });
-      }
-      // Charge the whole batch at once, one token per push: the token taken up front (before the
-      // body was read) is given back first, so a batch over the burst is not refused for ever.
-      const count = parsed.data.pushes.length;
-      if (count > 1) {
-        await limiter.refund(req.caller!.keyId, 1);
-        await charge(req.caller!.keyId, count);
-      }
-      pipeline.admit();
-      /** A slot's failure; a retryable one keeps its identity, so a retry publishes the same id. */
-      const failed = (err: unknown, identity: PushIdentity): BatchSlot => {
-        const e = toPushcastError(err);
-        return e.code === 'unavailable'
-          ? { error: e.message, code: e.code, pending: identity }
-          : { error: e.message, code: e.code };
-      };
-      // A slot that failed with a retryable error (503) is run again by a retry with the same
-      // Idempotency-Key; the slots that were published are not, so each push happens once. The
-      // slots that pass their checks are published together, in order (pipeline.pushMany).
-      const results = await idempotent<BatchSlot[]>(req, res, 'batch', async (previous) => {
-        const record = new Array<BatchSlot>(count);
-        const publish: Array<{ slot: number; request: PushRequest; identity: PushIdentity }> = [];
-        parsed.data.pushes.forEach((body, slot) => {
-          const before = previous?.[slot];
-          if (before && !retryable(before)) {
-            record[slot] = before;
-            return;
-          }
-          const identity =
-            (before && 'pending' in before ? before.pending : undefined) ?? pipeline.identity();
-          try {
-            const cut = oversize.get(slot);
-            if (cut) throw tooLarge(cut, 'batch');
-            const request = parsePush(body, schemas, config.limits, { parsed: true });
-            requireChannels(req.caller!, request.channels);
-            publish.push({ slot, request, identity });
-          } catch (err) {
-            record[slot] = failed(err, identity);
-          }
-        });
-        const outcomes = await pipeline.pushMany(publish);
-        publish.forEach(({ slot, identity }, k) => {
-          const { result, error } = outcomes[k]!;
-          record[slot] = result
-            ? { id: result.id, channel: result.channel, event: result.event }
-            : failed(error, identity);
-        });
-        return { record, final: !record.some(retryable) };
+      const outcomes = await pipeline.pushMany(publish);
+      publish.forEach(({ slot, identity }, k) => {
+        const { result, error } = outcomes[k]!;
+        record[slot] = result
+          ? { id: result.id, channel: result.channel, event: result.event }
+          : failed(error, identity);
       });
-      // The identities kept for a retry are the server's own: not part of the answer.
-      answerJson(
-        res,
-        JSON.stringify({
-          results: results.map(({ pending: _pending, ...answer }: BatchSlot) => answer),
-        }),
-      );
-    },
-  );
+      return { record, final: !record.some(retryable) };
+    });
+    // The identities kept for a retry are the server's own: not part of the answer.
+    answerJson(
+      res,
+      JSON.stringify({
+        results: results.map(({ pending: _pending, ...answer }: BatchSlot) => answer),
+      }),
+    );
+  };
 
-  return router;
+  return new Map([
+    ['/api/push', route('/push', 'push', push)],
+    ['/api/push/batch', route('/push/batch', 'batch', batch)],
+  ]);
 }
 
 /**
- * A 200 JSON answer, already serialized, written as `res.json` writes one to a POST (status,
+ * A 200 JSON answer, already serialized, written as Express's `res.json` writes one to a POST (status,
  * `Content-Type` with its charset, the body, its length) without parsing and re-formatting its
  * own content type and reading app settings on every answer.
  */
-function answerJson(res: Response, json: string): void {
+function answerJson(res: ServerResponse, json: string): void {
   res.statusCode = 200;
   res.setHeader('Content-Type', 'application/json; charset=utf-8');
   res.end(json);
