@@ -111,18 +111,26 @@ export function createHttpApp(deps: HttpDeps): RequestListener {
     res.type('json').send(openapi);
   });
 
+  const begin = requestContext(deps);
   const push = pushRoutes({
     ...deps,
     limiter: deps.pushLimiter,
     schemas: apiSchemas(config.limits),
     authorize: authorize(deps),
-    begin: requestContext(deps),
+    begin,
     setSecurityHeaders,
   });
   // The same handlers for the spellings Express's routing also takes (a query string, a trailing
-  // slash, another letter case), ahead of the API's own context middleware: they start their own.
-  for (const [path, handler] of push) app.post(path, handler);
-  app.use('/api', contextMiddleware(deps));
+  // slash, another letter case), ahead of the API's own context middleware: they start their own
+  // (the security headers set above are set again, to the same values). Not for OPTIONS, which
+  // a router answers by itself once its routes are passed: the context middleware answers it.
+  const spellings = express.Router();
+  for (const [path, handler] of push) spellings.post(path, handler);
+  app.use('/api', (req, res, next) => {
+    if (req.method === 'OPTIONS') next();
+    else spellings(req, res, next);
+  });
+  app.use('/api', contextMiddleware(begin));
   app.use(
     '/api',
     channelRoutes({
@@ -141,16 +149,16 @@ export function createHttpApp(deps: HttpDeps): RequestListener {
     sendError(res, new PushcastError('not_found'));
   });
   app.use(errorHandler(log));
+  const direct = new Map([...push].map(([path, handler]) => [`/api${path}`, handler]));
   return (req, res) => {
-    const handler = req.method === 'POST' ? push.get(req.url ?? '') : undefined;
+    const handler = req.method === 'POST' ? direct.get(req.url ?? '') : undefined;
     if (handler) handler(req, res);
     else void app(req, res);
   };
 }
 
 /** The Express middleware around {@link requestContext}; it also answers OPTIONS itself. */
-function contextMiddleware(deps: HttpDeps): RequestHandler {
-  const begin = requestContext(deps);
+function contextMiddleware(begin: ReturnType<typeof requestContext>): RequestHandler {
   return (req: ApiRequest, res: Response, next: NextFunction) => {
     begin(req, res);
     // The router would answer OPTIONS itself with a text body; the API has no CORS preflight to

@@ -13,10 +13,12 @@ export function sendError(res: ServerResponse, err: PushcastError): void {
   if (err.retryAfterS !== undefined) res.setHeader('Retry-After', String(err.retryAfterS));
   // RFC 6750: a 401 names the scheme it wants.
   if (err.code === 'unauthorized') res.setHeader('WWW-Authenticate', 'Bearer realm="pushcast"');
-  // What Express's res.json writes (Node adds the length of a body written whole).
+  // What Express's res.json writes; the length set here also answers a HEAD (Node sends no body).
+  const body = JSON.stringify(err.toJSON());
   res.statusCode = httpStatus(err.code);
   res.setHeader('Content-Type', 'application/json; charset=utf-8');
-  res.end(JSON.stringify(err.toJSON()));
+  res.setHeader('Content-Length', Buffer.byteLength(body));
+  res.end(body);
 }
 
 /** Answers any error of a request as a contract error; the unexpected (500) is logged. */

@@ -81,8 +81,13 @@ export function pushBodyReader(
  */
 function readPlain(req: IncomingMessage, length: number, limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    // A request stream without an error listener would take the process down with it.
+    // A reset mid-body ends in 'close' (settled below); an 'error' Node emits for it goes nowhere.
     req.on('error', () => undefined);
+    // Gone while the checks before the body waited (a hook, Redis): no 'close' is coming again.
+    if (req.destroyed) {
+      reject(bodyCutShort());
+      return;
+    }
     if (length > limit) {
       req.once('end', () => reject(bodyTooLarge(limit)));
       req.once('close', () => reject(bodyTooLarge(limit)));

@@ -60,8 +60,9 @@ export function pushRoutes(
     // Check order (README "Contract details"): 401/403 scope, 429, 415, 400/413, then the route.
     const serve = async (req: ApiMessage, res: ServerResponse): Promise<void> => {
       deps.setSecurityHeaders(res);
-      req.routePattern = routePattern;
       deps.begin(req, res);
+      // After the draining check: a 503 refused before routing is counted as unmatched.
+      req.routePattern = routePattern;
       const caller = await deps.authorize({ method: 'POST', path, headers: req.headers }, 'push');
       req.caller = caller;
       // One push charged before the body is read; a batch is charged whole once it is parsed.
@@ -73,7 +74,14 @@ export function pushRoutes(
       await work(req, res, read);
     };
     return (req: ApiMessage, res: ServerResponse): void => {
-      serve(req, res).catch((err: unknown) => answerFailure(deps.log, pathOf(req), res, err));
+      serve(req, res).catch((err: unknown) => {
+        try {
+          answerFailure(deps.log, pathOf(req), res, err);
+        } catch {
+          // Not even the error could be answered (a failing logger): drop the connection.
+          res.destroy();
+        }
+      });
     };
   };
 
@@ -169,15 +177,15 @@ export function pushRoutes(
   };
 
   return new Map([
-    ['/api/push', route('/push', 'push', push)],
-    ['/api/push/batch', route('/push/batch', 'batch', batch)],
+    ['/push', route('/push', 'push', push)],
+    ['/push/batch', route('/push/batch', 'batch', batch)],
   ]);
 }
 
 /**
- * A 200 JSON answer, already serialized, written as Express's `res.json` writes one to a POST (status,
- * `Content-Type` with its charset, the body, its length) without parsing and re-formatting its
- * own content type and reading app settings on every answer.
+ * A 200 JSON answer, already serialized, written as Express's `res.json` writes one to a POST
+ * (status, `Content-Type` with its charset, the body, its length) without parsing and
+ * re-formatting its own content type and reading app settings on every answer.
  */
 function answerJson(res: ServerResponse, json: string): void {
   res.statusCode = 200;

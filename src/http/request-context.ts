@@ -11,11 +11,11 @@ import type { ApiCaller } from './api-auth.js';
 export interface ApiFields {
   requestId?: string;
   caller?: ApiCaller;
-  /** The route's pattern as a metrics label, for a route served without Express's router. */
+  /** The route's pattern as a metrics label, set by the push routes (however they were reached). */
   routePattern?: string;
 }
 
-/** A Node request as the push routes see it (they are served without Express, see app.ts). */
+/** A Node request as the push routes see it (Express's request, when it routed them, is one too). */
 export type ApiMessage = IncomingMessage & ApiFields & { body?: unknown };
 
 /** What every API request does first, whichever way it is routed. */

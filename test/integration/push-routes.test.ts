@@ -1,18 +1,26 @@
-import { connect, type Socket } from 'node:net';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { connect, type AddressInfo, type Socket } from 'node:net';
 import { pino } from 'pino';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectExactly, subscriber, until } from '../support/assertions.js';
 import { API_KEY, postJson, startNode, type TestNode } from '../support/nodes.js';
+import { configSchema } from '../../src/config/schema.js';
+import { pushBodyReader } from '../../src/http/push-body.js';
 
 // The push routes are served on Node's own request and response, without Express's router
 // (src/http/app.ts); the spellings Express also routes reach the same handlers through it.
 // These tests hold the two ways to one answer, and the body reader to what body-parser did.
 
-/** The request counter of `GET /metrics` for one route and status. */
-async function requests(node: TestNode, route: string, status: number): Promise<number> {
+/** The request counter of `GET /metrics` for one route, status and method. */
+async function requests(
+  node: TestNode,
+  route: string,
+  status: number,
+  method = 'POST',
+): Promise<number> {
   const text = await (await fetch(`${node.url}/metrics`)).text();
-  const prefix = `pushcast_api_requests_total{route="${route}",method="POST",status="${status}"} `;
+  const prefix = `pushcast_api_requests_total{route="${route}",method="${method}",status="${status}"} `;
   const line = text.split('\n').find((l) => l.startsWith(prefix));
   return line === undefined ? 0 : Number(line.slice(prefix.length));
 }
@@ -109,6 +117,28 @@ describe('push routes outside the router', () => {
     expect(await requests(node, '/api/push/batch', 401)).toBeGreaterThanOrEqual(2);
   });
 
+  it('answers HEAD on a push route 404 with the length of the body it leaves out', async () => {
+    const get = await fetch(`${node.url}/api/push`);
+    const body = await get.text();
+    expect(get.status).toBe(404);
+    for (const path of ['/api/push', '/api/push/']) {
+      const head = await fetch(`${node.url}${path}`, { method: 'HEAD' });
+      expect(head.status).toBe(404);
+      expect(head.headers.get('content-length')).toBe(String(Buffer.byteLength(body)));
+    }
+    // Counted under the route's pattern, as the router has always counted it.
+    expect(await requests(node, '/api/push', 404, 'HEAD')).toBe(2);
+  });
+
+  it('answers OPTIONS on every spelling with 204 and Allow, not the router text', async () => {
+    for (const path of ['/api/push', '/api/push/', '/API/PUSH/BATCH']) {
+      const res = await fetch(`${node.url}${path}`, { method: 'OPTIONS' });
+      expect(res.status).toBe(204);
+      expect(res.headers.get('allow')).toBe('GET, POST');
+      expect(await res.text()).toBe('');
+    }
+  });
+
   it('reads a body that arrives in several pieces', async () => {
     const client = await subscriber(node, ['pieces']);
     try {
@@ -164,6 +194,39 @@ describe('push routes outside the router', () => {
       await expectExactly(node, client, 'cut', 0);
     } finally {
       client.close();
+    }
+  });
+});
+
+describe('push body reader', () => {
+  it('settles when the client left while the checks before the body waited', async () => {
+    // The checks before the body (a hook, a Redis round trip) can outlast the client: the read
+    // that starts after its connection closed must still end (400), not wait for ever.
+    const read = pushBodyReader('push', configSchema.parse({}).limits);
+    let settled: (outcome: string) => void = () => undefined;
+    const outcome = new Promise<string>((resolve) => (settled = resolve));
+    const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+      req.once('close', () => {
+        read(req, res).then(
+          () => settled('read'),
+          (err: unknown) => settled((err as { code?: string }).code ?? 'error'),
+        );
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const socket = connect(port, '127.0.0.1', () => {
+        socket.write(
+          'POST /api/push HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n' +
+            'Content-Length: 50\r\n\r\n{"channel":',
+        );
+        setTimeout(() => socket.destroy(), 50);
+      });
+      const hung = new Promise((r) => setTimeout(() => r('hung'), 3000));
+      expect(await Promise.race([outcome, hung])).toBe('invalid_json');
+    } finally {
+      server.close();
     }
   });
 });
