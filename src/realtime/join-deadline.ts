@@ -5,35 +5,17 @@ export type InTime<T> = { value: T } | undefined;
 export type Within = <T>(step: () => Promise<T>) => Promise<InTime<T>>;
 
 /**
- * How late a deadline's timer may fire before the lateness is taken for this node's own stall.
- * A timer fires only once the event loop is free, and in each turn of the loop Node runs the
- * timers before it reads the sockets: a reply that came in during a stall is still unread when
- * a deadline that fell inside the stall fires.
- */
-const STALL_MS = 20;
-/** The furthest a join's deadline moves for the node's own stalls: this many times its length. */
-const STALL_STRETCH = 4;
-
-/**
  * One deadline, `ms` from now, for every Redis-dependent step of a join: a step gives its value,
  * or undefined when it failed or the deadline came first (Redis down, paused, or slow); a step
  * not started by then is never started. Nothing waits for a step that came too late: its result
  * is dropped, so the join goes on (and answers) at once, and no late work follows its answer.
- *
- * A stall of the node itself (its timer fired late: a storm of reconnects, a long task) says
- * nothing about Redis: the deadline starts again once it is over (never past
- * {@link STALL_STRETCH} times `ms` from the start), and a reply already waiting is read before a
- * step is given up. Without this, a recovering join on a busy node could answer
- * `recovered: false` although history held every message it missed.
  */
 export function deadline(
   ms: number,
   /** Told of every step that failed or came too late (a swallowed failure leaves a trace). */
   missed: (why: 'failed' | 'late', err?: unknown) => void = () => {},
 ): Within {
-  const started = Date.now();
-  let end = started + ms;
-  const latest = started + ms * STALL_STRETCH;
+  const end = Date.now() + ms;
   return <T>(step: () => Promise<T>): Promise<InTime<T>> => {
     const left = end - Date.now();
     if (left <= 0) {
@@ -41,23 +23,10 @@ export function deadline(
       return Promise.resolve(undefined);
     }
     return new Promise<InTime<T>>((resolve) => {
-      let timer: NodeJS.Timeout | undefined;
-      const arm = (delay: number): void => {
-        const due = Date.now() + delay;
-        timer = setTimeout(() => {
-          const late = Date.now() - due;
-          if (late > STALL_MS && end < latest) {
-            // How long the stall was before the timer was due is unknown: the join's time
-            // starts again from here (the reads of this turn, a reply waiting among them, come
-            // before the timer armed again can fire).
-            end = Math.min(Date.now() + ms, latest);
-            return arm(Math.max(1, end - Date.now()));
-          }
-          missed('late');
-          resolve(undefined);
-        }, delay);
-      };
-      arm(left);
+      const timer = setTimeout(() => {
+        missed('late');
+        resolve(undefined);
+      }, left);
       const done = (result: InTime<T>): void => {
         clearTimeout(timer);
         resolve(result);
