@@ -118,12 +118,11 @@ export function createHttpApp(deps: HttpDeps): RequestListener {
     schemas: apiSchemas(config.limits),
     authorize: authorize(deps),
     begin,
-    setSecurityHeaders,
   });
   // The same handlers for the spellings Express's routing also takes (a query string, a trailing
-  // slash, another letter case), ahead of the API's own context middleware: they start their own
-  // (the security headers set above are set again, to the same values). Not for OPTIONS, which
-  // a router answers by itself once its routes are passed: the context middleware answers it.
+  // slash, another letter case), ahead of the API's own context middleware: they start their own.
+  // Not for OPTIONS, which a router answers by itself once its routes are passed: the context
+  // middleware answers it.
   const spellings = express.Router();
   for (const [path, handler] of push) spellings.post(path, handler);
   app.use('/api', (req, res, next) => {
@@ -152,8 +151,10 @@ export function createHttpApp(deps: HttpDeps): RequestListener {
   const direct = new Map([...push].map(([path, handler]) => [`/api${path}`, handler]));
   return (req, res) => {
     const handler = req.method === 'POST' ? direct.get(req.url ?? '') : undefined;
-    if (handler) handler(req, res);
-    else void app(req, res);
+    if (handler) {
+      setSecurityHeaders(res);
+      handler(req, res);
+    } else void app(req, res);
   };
 }
 

@@ -52,7 +52,7 @@ export function pushBodyReader(
         `data: nests deeper than ${limits.maxDataDepth} levels.`,
         { details: { field: 'data', limit: limits.maxDataDepth } },
       );
-    if (!scan.ok) throw tooLarge(scan.field, shape);
+    if (!scan.ok) throw tooLarge(scan.field);
     const text = withoutOversize(body, scan.oversize).toString('utf8');
     let parsed: unknown;
     try {
@@ -115,13 +115,8 @@ function readPlain(req: IncomingMessage, length: number, limit: number): Promise
 }
 
 /** The 413 for a field over its limit (`size` is a lower bound when the scan stopped early). */
-export function tooLarge(field: OversizeField, shape: ScanShape): PushcastError {
-  const name =
-    field.slot >= 0
-      ? `pushes.${field.slot}.${field.key}`
-      : shape === 'batch'
-        ? field.key
-        : field.key;
+export function tooLarge(field: OversizeField): PushcastError {
+  const name = field.slot >= 0 ? `pushes.${field.slot}.${field.key}` : field.key;
   const what = field.key === 'data' ? 'data' : `field "${field.key}"`;
   return new PushcastError(
     'payload_too_large',

@@ -25,7 +25,6 @@ interface PushRouteDeps {
   authorize: Authorize;
   /** Starts the request: its id, access log, metric and hooks; throws 503 while draining. */
   begin: (req: ApiMessage, res: ServerResponse) => void;
-  setSecurityHeaders: (res: ServerResponse) => void;
 }
 
 /** A push route's work once the body is read: answers 200 or throws the contract's error. */
@@ -33,8 +32,9 @@ type PushWork = (req: ApiMessage, res: ServerResponse, read: PushBody) => Promis
 
 /**
  * `POST /api/push` and `POST /api/push/batch` (docs/protocol.md, "Push API"), by path, as handlers
- * of Node's own request and response: every step an Express route would take (security headers,
- * request context, the checks, the body, the error answer) in one function, without the router.
+ * of Node's own request and response: every step an Express route would take (request context,
+ * the checks, the body, the error answer) in one function, without the router. The security
+ * headers are set by whoever routed the request (app.ts).
  */
 export function pushRoutes(
   deps: PushRouteDeps,
@@ -59,7 +59,6 @@ export function pushRoutes(
     const routePattern = `/api${path}`;
     // Check order (README "Contract details"): 401/403 scope, 429, 415, 400/413, then the route.
     const serve = async (req: ApiMessage, res: ServerResponse): Promise<void> => {
-      deps.setSecurityHeaders(res);
       deps.begin(req, res);
       // After the draining check: a 503 refused before routing is counted as unmatched.
       req.routePattern = routePattern;
@@ -150,7 +149,7 @@ export function pushRoutes(
           (before && 'pending' in before ? before.pending : undefined) ?? pipeline.identity();
         try {
           const cut = oversize.get(slot);
-          if (cut) throw tooLarge(cut, 'batch');
+          if (cut) throw tooLarge(cut);
           const request = parsePush(body, schemas, config.limits, { parsed: true });
           requireChannels(req.caller!, request.channels);
           publish.push({ slot, request, identity });
