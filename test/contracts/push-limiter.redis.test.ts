@@ -69,6 +69,21 @@ describe('RedisPushLimiter leases', () => {
     expect(await counted(keyPrefix, 'k')).toBe(640);
   });
 
+  it('takes one lease per key at a time, however many charges find none at once', async () => {
+    const keyPrefix = prefix();
+    // A lease of 10 each.
+    const [a, b] = [0, 1].map(() => limiterOf({ perSecond: 64, burst: 640 }, { keyPrefix }));
+    // Twenty pushes of one key arrive at node A together, before any lease is there.
+    const answers = await Promise.all(Array.from({ length: 20 }, () => a!.charge('k', 1)));
+    expect(answers.every((wait) => wait === 0)).toBe(true);
+    // Redis counts the twenty and one lease, not a lease each (220).
+    expect(await counted(keyPrefix, 'k')).toBe(30);
+    // So node B may still push the rest of the burst, less that one lease.
+    let accepted = 0;
+    while ((await b!.charge('k', 1)) === 0) accepted += 1;
+    expect(accepted).toBe(610);
+  });
+
   it('spends nothing of a lease after its window ends', async () => {
     const keyPrefix = prefix();
     // A 1 s window of 64 pushes; each charge that asks Redis takes 5 ahead.

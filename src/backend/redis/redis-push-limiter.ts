@@ -43,6 +43,8 @@ export class RedisPushLimiter implements PushLimiter {
   private readonly burst: number;
   private readonly lease: number;
   private readonly leases = new Map<string, Lease>();
+  /** Keys with a lease on its way from Redis: charges meanwhile take none of their own. */
+  private readonly asking = new Set<string>();
 
   constructor(
     redis: Redis | Cluster,
@@ -81,26 +83,32 @@ export class RedisPushLimiter implements PushLimiter {
       held.spent += points;
       return 0;
     }
+    // One lease on its way per key: concurrent charges that find none each taking their own
+    // would hold many leases on one node, and refuse the key on the others early.
+    const lease = this.asking.has(keyId) ? 0 : this.lease;
+    if (lease > 0) this.asking.add(keyId);
     // The window's end as Redis counts it, seen from before the question: a lease never
     // outlives the window it was taken from.
     const asked = Date.now();
-    const wanted = points + this.lease;
+    const wanted = points + lease;
     try {
       const res = await this.limiter.consume(keyId, wanted);
-      this.hold(keyId, asked + res.msBeforeNext, this.lease, points);
+      this.hold(keyId, asked + res.msBeforeNext, lease, points);
       return 0;
     } catch (res) {
       if (!(res instanceof RateLimiterRes)) throw res;
       // consume() counts before it compares. Past the burst by no more than the lease: the
       // charge fits, and only the excess goes back (a smaller lease). Further: nothing is taken.
       const over = res.consumedPoints - this.burst;
-      if (over <= this.lease) {
+      if (over <= lease) {
         await this.limiter.reward(keyId, over);
-        this.hold(keyId, asked + res.msBeforeNext, this.lease - over, points);
+        this.hold(keyId, asked + res.msBeforeNext, lease - over, points);
         return 0;
       }
       await this.limiter.reward(keyId, wanted);
       return Math.max(1, Math.ceil(res.msBeforeNext / 1000));
+    } finally {
+      if (lease > 0) this.asking.delete(keyId);
     }
   }
 
