@@ -374,14 +374,10 @@ export class SocketIoConnection implements SessionTransport, HubConnection, Wire
   }
 }
 
-/** Headers of the WebSocket handshake itself: nothing a refresh's authentication needs. */
-const UPGRADE_ONLY = new Set([
-  'connection',
-  'upgrade',
-  'sec-websocket-key',
-  'sec-websocket-version',
-  'sec-websocket-extensions',
-]);
+/** Whether a header is the WebSocket handshake's own: nothing a refresh's authentication needs. */
+function upgradeOnly(name: string): boolean {
+  return name === 'connection' || name === 'upgrade' || name.startsWith('sec-websocket-');
+}
 const NO_AUTH: Record<string, unknown> = Object.freeze({});
 
 /**
@@ -394,7 +390,7 @@ function keptHandshake(handshake: HandshakeInfo): HandshakeInfo {
     if (name !== 'token') (auth ??= {})[name] = value;
   const headers: HandshakeInfo['headers'] = {};
   for (const [name, value] of Object.entries(handshake.headers))
-    if (!UPGRADE_ONLY.has(name)) headers[name] = value;
+    if (!upgradeOnly(name)) headers[name] = value;
   return {
     auth: auth ?? NO_AUTH,
     headers,

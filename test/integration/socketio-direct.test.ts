@@ -37,8 +37,11 @@ function openRaw(
   node: TestNode,
   query = 'EIO=4&transport=websocket',
   headers: Record<string, string> = {},
+  protocols: string[] = [],
 ): Promise<Raw> {
-  const ws = new WebSocket(`ws://127.0.0.1:${node.port}/socket.io/?${query}`, { headers });
+  const ws = new WebSocket(`ws://127.0.0.1:${node.port}/socket.io/?${query}`, protocols, {
+    headers,
+  });
   const frames: string[] = [];
   let seen = 0;
   const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
@@ -402,7 +405,9 @@ describe('Socket.IO on a plain WebSocket: the handshake a refresh sees', () => {
     try {
       const first = await token({ sub: 'keeper', channels: [] });
       const second = await token({ sub: 'keeper', channels: [], n: 2 });
-      const raw = await openRaw(node, 'EIO=4&transport=websocket&app=demo', { 'x-app': 'demo' });
+      const raw = await openRaw(node, 'EIO=4&transport=websocket&app=demo', { 'x-app': 'demo' }, [
+        'pushcast.v1',
+      ]);
       raw.send(`40${JSON.stringify({ token: first, device: 'phone' })}`);
       await raw.next((f) => f.startsWith('40'), 'connected');
       raw.send(`421["refresh",${JSON.stringify({ token: second })}]`);
@@ -411,6 +416,7 @@ describe('Socket.IO on a plain WebSocket: the handshake a refresh sees', () => {
       const [connect, refresh] = seen;
       expect(connect!.auth).toEqual({ token: first, device: 'phone' });
       expect(connect!.headers['sec-websocket-key']).toBeDefined();
+      expect(connect!.headers['sec-websocket-protocol']).toBe('pushcast.v1');
       expect(refresh!.auth).toEqual({ token: second, device: 'phone' });
       expect(refresh!.query).toEqual(connect!.query);
       expect(refresh!.address).toBe(connect!.address);
