@@ -27,6 +27,7 @@ import {
   httpRequest,
   kill,
   metric,
+  nodeArgs,
   own,
   record,
   sleep,
@@ -98,7 +99,7 @@ async function startStormNode(
   if (kind === 'pushcast') return startNode({ REDIS_URL: redisUrl, ...env });
   const port = await freePort();
   const child = own(
-    spawn(process.execPath, [BASELINE], {
+    spawn(process.execPath, [...nodeArgs(), BASELINE], {
       env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', REDIS_URL: redisUrl },
       stdio: ['ignore', 'ignore', 'pipe'],
     }),
