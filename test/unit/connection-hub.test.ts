@@ -90,4 +90,58 @@ describe('Connection hub', () => {
     expect(hub.sizeOf('websocket')).toBe(0);
     expect(hub.size).toBe(0);
   });
+
+  it('holds a room of one as it is and of two or more as a set, the same to every caller', () => {
+    const { holder, calls } = fakeHolder();
+    const events: string[] = [];
+    const hub = new ConnectionHub<HubMember>(holder, {
+      joined: (room, userId) => events.push(`joined ${room} ${userId}`),
+      left: (room, userId) => events.push(`left ${room} ${userId}`),
+    });
+    const { encode } = countingEncoder('sio');
+    const writes: string[] = [];
+    const member = (id: string): HubMember => ({
+      userId: id,
+      transport: 'websocket',
+      encode,
+      write: () => void writes.push(id),
+    });
+    const [a, b, c] = [member('a'), member('b'), member('c')];
+    const message: ChannelMessage = { channel: 'r', event: 'e', data: 1, id: 'x', ts: 1 };
+    const deliveredTo = (): string[] => {
+      writes.length = 0;
+      hub.deliver('{r}', message);
+      return [...writes].sort();
+    };
+
+    hub.add('{r}', a);
+    hub.add('{r}', a); // again: nothing changes
+    hub.remove('{r}', b); // not a member: nothing changes
+    expect([hub.count('{r}'), deliveredTo()]).toEqual([1, ['a']]);
+    hub.add('{r}', b); // one -> two
+    hub.add('{r}', b);
+    expect([hub.count('{r}'), deliveredTo()]).toEqual([2, ['a', 'b']]);
+    hub.add('{r}', c);
+    hub.remove('{r}', a);
+    hub.remove('{r}', b); // back to one
+    hub.remove('{r}', b);
+    expect([hub.count('{r}'), deliveredTo()]).toEqual([1, ['c']]);
+    hub.add('{r}', a); // one -> two again
+    expect([hub.count('{r}'), deliveredTo()]).toEqual([2, ['a', 'c']]);
+    hub.remove('{r}', c);
+    hub.remove('{r}', a); // empty
+    expect([hub.count('{r}'), deliveredTo(), [...hub.rooms()]]).toEqual([0, [], []]);
+    // Held while it had members, released once when the last left; one event per change.
+    expect(calls).toEqual(['hold {r}', 'release {r}']);
+    expect(events).toEqual([
+      'joined {r} a',
+      'joined {r} b',
+      'joined {r} c',
+      'left {r} a',
+      'left {r} b',
+      'joined {r} a',
+      'left {r} c',
+      'left {r} a',
+    ]);
+  });
 });
