@@ -19,7 +19,7 @@ export const OPEN = 1;
 const CLOSING = 2;
 export const CLOSED = 3;
 
-/** Timings read when a socket is created: a test may lower them (and put them back after). */
+/** Timings read when a close starts: a test may lower them (and put them back after). */
 export const wireSocketDefaults = {
   /** How long a close handshake may take before the TCP connection is cut (as `ws`). */
   closeTimeoutMs: 30_000,
@@ -143,7 +143,6 @@ export class WireSocket {
   /** The close code received (1005: a close frame without one; 1006: none at all). */
   private code = 1006;
   private timer: NodeJS.Timeout | undefined;
-  private waiting: Array<() => void> | undefined;
 
   constructor(
     readonly socket: Socket,
@@ -204,7 +203,8 @@ export class WireSocket {
   /** Resolves once the TCP connection has closed. */
   whenClosed(): Promise<void> {
     if (this.readyState === CLOSED) return Promise.resolve();
-    return new Promise((resolve) => (this.waiting ??= []).push(resolve));
+    // After the 'close' handler the constructor registered, which calls closed() first.
+    return new Promise((resolve) => this.socket.once('close', () => resolve()));
   }
 
   /** The TCP connection closed (its listener calls this). */
@@ -214,12 +214,7 @@ export class WireSocket {
     clearTimeout(this.timer);
     this.pending = undefined;
     this.fragments = undefined;
-    try {
-      this.listener.onClose(this.code);
-    } finally {
-      for (const resolve of this.waiting ?? []) resolve();
-      this.waiting = undefined;
-    }
+    this.listener.onClose(this.code);
   }
 
   /** Bytes from the client (its listener calls this). */
