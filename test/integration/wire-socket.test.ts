@@ -249,6 +249,25 @@ describe('WireSocket: closing', () => {
     expect(p.frames().map((f) => f.opcode)).toEqual([8]);
   });
 
+  it('does not answer a ping while more than 1 MiB it sent is unread', async () => {
+    const p = await pair();
+    // The client stops reading; the server writes until the kernel holds no more of it.
+    p.client.pause();
+    const chunk = 'x'.repeat(256 * 1024);
+    for (let i = 0; i < 256 && p.wire.bufferedAmount <= 1 << 20; i++) {
+      p.wire.send(chunk);
+      await new Promise((r) => setImmediate(r));
+    }
+    const unread = p.wire.bufferedAmount;
+    expect(unread).toBeGreaterThan(1 << 20);
+    // A ping, then a message to know the ping was read: no pong was queued behind the rest.
+    p.client.write(Buffer.concat([frame(9, 'are you there'), frame(1, 'after')]));
+    await until(() => p.messages.length === 1, 5000, 'the message after the ping');
+    expect(p.messages[0]!.text).toBe('after');
+    expect(p.wire.bufferedAmount).toBe(unread);
+    p.wire.terminate();
+  });
+
   it('ends when the client ends its side without a close frame (1006)', async () => {
     const p = await pair();
     p.client.end();
