@@ -45,6 +45,8 @@ export class RedisPushLimiter implements PushLimiter {
   private readonly leases = new Map<string, Lease>();
   /** Keys with a lease on its way from Redis: charges meanwhile take none of their own. */
   private readonly asking = new Set<string>();
+  /** When ended leases may next be looked for (see {@link hold}). */
+  private nextPrune = 0;
 
   constructor(
     redis: Redis | Cluster,
@@ -163,9 +165,12 @@ export class RedisPushLimiter implements PushLimiter {
       return;
     }
     // Ended leases of keys that stopped pushing go when the map grows (keys are few: one per
-    // API key, but a key hook may name many).
-    if (this.leases.size >= 10_000)
-      for (const [id, old] of this.leases) if (old.until <= Date.now()) this.leases.delete(id);
+    // API key, but a key hook may name many), at most once a second: not a scan per new key.
+    const now = Date.now();
+    if (this.leases.size >= 10_000 && now >= this.nextPrune) {
+      this.nextPrune = now + 1000;
+      for (const [id, old] of this.leases) if (old.until <= now) this.leases.delete(id);
+    }
     this.leases.set(keyId, { until, tokens, spent });
   }
 }
