@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { WireSocket } from '../../src/realtime/wire-socket.js';
 import { captureLog } from '../support/log-capture.js';
 import { metricValue } from '../support/probes.js';
-import { startRedis, type RedisFixture } from '../support/redis.js';
+import { useRedisCluster } from '../support/cluster.js';
 import {
   connectClient,
   postJson,
@@ -86,19 +86,16 @@ async function joinClients(node: TestNode, channel: string, n: number): Promise<
  * publishes, the first receives); `config` for all three.
  */
 function useNodes(config: { socketDirect?: boolean } = {}): TestNode[] {
-  let redis: RedisFixture;
+  const cluster = useRedisCluster({ nodes: 2, config });
   const nodes: TestNode[] = [];
+  let single: TestNode | undefined;
+  // After the cluster's own beforeAll (registered first).
   beforeAll(async () => {
-    redis = await startRedis();
-    nodes.push(await startNode(config));
-    nodes.push(
-      await startNode({ redisUrl: redis.url, ...config }),
-      await startNode({ redisUrl: redis.url, ...config }),
-    );
+    single = await startNode(config);
+    nodes.push(single, ...cluster.nodes);
   });
   afterAll(async () => {
-    await Promise.allSettled(nodes.map((n) => n.stop()));
-    await redis?.stop();
+    await single?.stop();
   });
   return nodes;
 }

@@ -6,6 +6,7 @@ import { socketIoEndpointDefaults } from '../../src/realtime/socketio-endpoint.j
 import { until } from '../support/assertions.js';
 import { captureLog } from '../support/log-capture.js';
 import { metricValue } from '../support/probes.js';
+import { refusedUpgrade } from '../support/upgrades.js';
 import {
   connectClient,
   postJson,
@@ -362,19 +363,11 @@ describe('Socket.IO on a plain WebSocket: what a client cannot do', () => {
 
 describe('Socket.IO on a plain WebSocket: refused upgrades', () => {
   /** The HTTP answer to a WebSocket upgrade that is refused: status and body. */
-  const refusal = (node: TestNode, origin?: string) =>
-    new Promise<{ status: number; body: string }>((resolve, reject) => {
-      const ws = new WebSocket(`ws://127.0.0.1:${node.port}/socket.io/?EIO=4&transport=websocket`, {
-        ...(origin ? { origin } : {}),
-      });
-      ws.once('open', () => reject(new Error('the upgrade was accepted')));
-      ws.once('error', () => {});
-      ws.once('unexpected-response', (_req, res) => {
-        let body = '';
-        res.on('data', (chunk: Buffer) => (body += chunk.toString()));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      });
-    });
+  const refusal = async (node: TestNode, origin?: string) => {
+    const url = `ws://127.0.0.1:${node.port}/socket.io/?EIO=4&transport=websocket`;
+    const { status, text } = await refusedUpgrade(url, { origin });
+    return { status, body: text };
+  };
 
   it('answers a browser origin not allowed as engine.io does: 400 with the reason', async () => {
     const config = { corsOrigins: ['https://good.example'] };

@@ -2,6 +2,7 @@ import { createRequire } from 'node:module';
 import WebSocket from 'ws';
 import { until } from './assertions.js';
 import type { TestNode } from './nodes.js';
+import { refusedUpgrade } from './upgrades.js';
 
 // The real pushex.js (PushEx's npm client). Its bundled phoenix.js takes `WebSocket` from `window`
 // when it loads, and registers a `beforeunload` listener on it: give it ws's WebSocket.
@@ -136,21 +137,7 @@ export function rawConnect(url: string): Promise<RawPhoenix> {
 }
 
 /** Opens a Phoenix upgrade that the server must refuse: its HTTP status and JSON body. */
-export function refusal(url: string): Promise<{ status: number; body: any }> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url);
-    ws.on('unexpected-response', (req, res) => {
-      let text = '';
-      res.on('data', (chunk: Buffer) => (text += chunk.toString()));
-      res.on('end', () => {
-        req.destroy();
-        resolve({ status: res.statusCode ?? 0, body: text ? JSON.parse(text) : undefined });
-      });
-    });
-    ws.on('open', () => {
-      ws.close();
-      reject(new Error('the upgrade was accepted'));
-    });
-    ws.on('error', () => {});
-  });
+export async function refusal(url: string): Promise<{ status: number; body: any }> {
+  const { status, text } = await refusedUpgrade(url);
+  return { status, body: text ? JSON.parse(text) : undefined };
 }
