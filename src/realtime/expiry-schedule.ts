@@ -50,7 +50,7 @@ export class ExpirySchedule {
     if (this.heap.length === 0) this.disarm();
   }
 
-  /** Entries waiting (for tests and metrics). */
+  /** Entries waiting (the tests read it). */
   get size(): number {
     return this.heap.length;
   }

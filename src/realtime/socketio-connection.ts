@@ -169,16 +169,16 @@ export class SocketIoConnection implements SessionTransport, HubConnection, Wire
   }
 
   send(message: ChannelMessage): void {
-    this.sendText(messageText(message));
+    this.wire.send(messageText(message));
   }
   left(event: LeftEvent): void {
-    this.sendText(eventFrame('left', event));
+    this.wire.send(eventFrame('left', event));
   }
 
   /** Says why (`error`), then disconnects the namespace (clients do not reconnect), then closes. */
   close(reason: CloseReason): void {
-    this.sendText(eventFrame('error', { code: reason, message: errorCatalogue[reason].message }));
-    this.sendText(DISCONNECT_FRAME);
+    this.wire.send(eventFrame('error', { code: reason, message: errorCatalogue[reason].message }));
+    this.wire.send(DISCONNECT_FRAME);
     this.closeTransportFor('server namespace disconnect');
   }
 
@@ -206,7 +206,7 @@ export class SocketIoConnection implements SessionTransport, HubConnection, Wire
   /** Sends a ping; the next one finds out whether it was answered. */
   ping(): void {
     this.awaitingPong = true;
-    this.sendText(PING_FRAME);
+    this.wire.send(PING_FRAME);
   }
 
   /** Ends the connection: out of its rooms and counts, its session over, its slot given back. */
@@ -261,7 +261,7 @@ export class SocketIoConnection implements SessionTransport, HubConnection, Wire
   private onPacket(packet: SioPacket): void {
     if (packet.type === SIO.connect) {
       if (packet.nsp !== '/')
-        return this.sendText(connectErrorFrame(packet.nsp, 'Invalid namespace'));
+        return this.wire.send(connectErrorFrame(packet.nsp, 'Invalid namespace'));
       // A second connect while connected: Socket.IO closes the connection (here also while one
       // is still being checked, where Socket.IO would run two at once).
       if (this.state !== State.Open) return this.refuse('invalid state');
@@ -290,7 +290,7 @@ export class SocketIoConnection implements SessionTransport, HubConnection, Wire
       this.session!,
       event,
       payload,
-      id === undefined ? undefined : (answer) => this.sendText(ackFrame(id, answer)),
+      id === undefined ? undefined : (answer) => this.wire.send(ackFrame(id, answer)),
       (err) => this.shared.log.warn({ err, conn: this.id, event }, 'socket event failed'),
     );
   }
@@ -330,13 +330,13 @@ export class SocketIoConnection implements SessionTransport, HubConnection, Wire
       { conn: this.id, userId: identity.userId, transport: 'websocket' },
       'socket connected',
     );
-    this.sendText(connectedFrame(this.id));
+    this.wire.send(connectedFrame(this.id));
   }
 
   private refuseConnect(message: string, data: unknown): void {
     this.releaseTicket();
     this.state = State.Open;
-    this.sendText(connectErrorFrame('/', message, data));
+    this.wire.send(connectErrorFrame('/', message, data));
   }
 
   /** Out of the namespace: rooms, counts and session; the WebSocket may stay (a new connect). */
@@ -354,10 +354,6 @@ export class SocketIoConnection implements SessionTransport, HubConnection, Wire
   private releaseTicket(): void {
     this.ticket?.release();
     this.ticket = undefined;
-  }
-
-  private sendText(text: string): void {
-    this.wire.send(text);
   }
 
   /** Closes the WebSocket (the client reconnects by itself) and ends the connection at once. */

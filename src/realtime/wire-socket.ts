@@ -351,7 +351,7 @@ export class WireSocket {
     }
     this.code = code;
     // Answered with the same code (none for none), then the TCP connection is ended.
-    if (!this.closeSent) this.sendClose(code === 1005 ? undefined : code);
+    this.sendClose(code === 1005 ? undefined : code);
     this.closing();
     this.socket.end();
   }
