@@ -1,4 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import type { Socket as NetSocket } from 'node:net';
 import WebSocket from 'ws';
 import { ConfigError, loadConfig } from '../../src/config/load.js';
 import type { ChannelMessage } from '../../src/delivery/message.js';
@@ -16,6 +17,7 @@ import {
   type TestNode,
 } from '../support/nodes.js';
 import { pushex, rawConnect, refusal, wsUrl } from '../support/phoenix.js';
+import { countWritesTo } from '../support/probes.js';
 import { startRedis, type RedisFixture } from '../support/redis.js';
 
 const push = async (node: TestNode, channel: string, event: string, data: unknown) => {
@@ -269,6 +271,28 @@ describe('Phoenix endpoint: pushex.js against two nodes on Redis', () => {
     expect(
       raw.frames.filter((f) => f[3] === 'msg').map((f) => (f[4] as { data: number }).data),
     ).toEqual([1, 2, 3]);
+  });
+
+  it("leaves a rejoin's replayed messages and its reply in one write", async () => {
+    const jwt = await token({ sub: 'p9w', channels: ['px:*'] });
+    const first = await push(a, 'px:replay', 'm', 0);
+    const pos = (await getJson(`${a.url}/api/channels/px:replay/history`)) as {
+      messages: ChannelMessage[];
+    };
+    const since = pos.messages.find((m) => m.id === first.id)!.offset!;
+    for (let n = 1; n <= 5; n++) await push(a, 'px:replay', 'm', n);
+    const raw = await rawConnect(`${wsUrl(a)}/websocket?token=${jwt}&vsn=2.0.0`);
+    open.push({ close: () => raw.ws.close() });
+    // The writes of the server's end of this WebSocket (its peer port is the client's own).
+    const writes = countWritesTo((raw.ws as unknown as { _socket: NetSocket })._socket.localPort!);
+    try {
+      raw.send(['1', '1', 'px:replay', 'phx_join', { since }]);
+      expect(await raw.reply('1')).toMatchObject({ status: 'ok', response: { missed: 5 } });
+      expect(raw.frames.filter((f) => f[3] === 'msg')).toHaveLength(5);
+    } finally {
+      writes.stop();
+    }
+    expect(writes.count).toBe(1);
   });
 
   it('answers junk with an error reply or a close with a reason, and keeps serving everyone else', async () => {

@@ -5,7 +5,7 @@ import type { HandshakeInfo } from '../../src/auth/hooks.js';
 import { socketIoEndpointDefaults } from '../../src/realtime/socketio-endpoint.js';
 import { until } from '../support/assertions.js';
 import { captureLog } from '../support/log-capture.js';
-import { metricValue } from '../support/probes.js';
+import { countWritesTo, metricValue } from '../support/probes.js';
 import { refusedUpgrade } from '../support/upgrades.js';
 import {
   connectClient,
@@ -208,26 +208,17 @@ describe('Socket.IO on a plain WebSocket', () => {
     raw.send(`40${JSON.stringify({ token: jwt })}`);
     await raw.next((f) => f.startsWith('40'), 'connected');
     // The writes of the server's end of this WebSocket (its peer port is the client's own).
-    const port = (raw.ws as unknown as { _socket: NetSocket })._socket.localPort;
-    type Write = (this: NetSocket, ...args: unknown[]) => unknown;
-    const proto = NetSocket.prototype as unknown as Record<'_write' | '_writev', Write>;
-    const originals = { _write: proto._write, _writev: proto._writev };
-    let writes = 0;
-    for (const name of ['_write', '_writev'] as const)
-      proto[name] = function (this: NetSocket, ...args: unknown[]) {
-        if (this.remotePort === port) writes += 1;
-        return originals[name].apply(this, args);
-      };
+    const writes = countWritesTo((raw.ws as unknown as { _socket: NetSocket })._socket.localPort!);
     try {
       raw.send(`421["join",${JSON.stringify({ channel: 'sio:replay', since })}]`);
       const answer = await raw.next((f) => f.startsWith('431'), 'the join answer');
       expect(answer).toContain('"missed":5');
       expect(raw.frames.filter((f) => f.startsWith('42["msg"'))).toHaveLength(5);
     } finally {
-      Object.assign(proto, originals);
+      writes.stop();
       raw.ws.close();
     }
-    expect(writes).toBe(1);
+    expect(writes.count).toBe(1);
   });
 
   it('closes a frame no Socket.IO server would read, and anything before the connect', async () => {

@@ -1,4 +1,4 @@
-import { connect } from 'node:net';
+import { connect, Socket as NetSocket } from 'node:net';
 
 /** A node's `pushcast_inflight_pushes` gauge, read from /metrics (no Redis involved). */
 export function inflightPushes(url: string): Promise<number> {
@@ -21,4 +21,27 @@ export function canConnect(port: number): Promise<boolean> {
     });
     socket.once('error', () => resolve(false));
   });
+}
+
+/**
+ * Counts the system writes (`_write`, or one `_writev` for what was held while corked) of this
+ * process's TCP sockets whose peer port is `peerPort`: a server's end of a test client's
+ * connection. Call `stop()` to put Node's stream methods back.
+ */
+export function countWritesTo(peerPort: number): { readonly count: number; stop(): void } {
+  type Write = (this: NetSocket, ...args: unknown[]) => unknown;
+  const proto = NetSocket.prototype as unknown as Record<'_write' | '_writev', Write>;
+  const originals = { _write: proto._write, _writev: proto._writev };
+  let count = 0;
+  for (const name of ['_write', '_writev'] as const)
+    proto[name] = function (this: NetSocket, ...args: unknown[]) {
+      if (this.remotePort === peerPort) count += 1;
+      return originals[name].apply(this, args);
+    };
+  return {
+    get count() {
+      return count;
+    },
+    stop: () => void Object.assign(proto, originals),
+  };
 }
