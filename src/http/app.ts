@@ -71,7 +71,7 @@ export const SECURITY_HEADERS: HelmetOptions = {
 };
 
 /** Express request with what pushcast's middleware adds. */
-export interface ApiRequest extends Request, ApiFields {}
+interface ApiRequest extends Request, ApiFields {}
 
 /**
  * The HTTP server's request listener: the push routes, the server's hottest, straight on Node's
