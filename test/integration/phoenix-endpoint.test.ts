@@ -32,6 +32,15 @@ const getJson = async (url: string): Promise<any> => {
   return res.json();
 };
 
+/** Pushes to `channel` on `node`; resolves with the push's offset in the channel's history. */
+const pushForOffset = async (node: TestNode, channel: string): Promise<string> => {
+  const { id } = await push(node, channel, 'm', 0);
+  const page = (await getJson(`${node.url}/api/channels/${channel}/history`)) as {
+    messages: ChannelMessage[];
+  };
+  return page.messages.find((m) => m.id === id)!.offset!;
+};
+
 const metricsOf = async (node: TestNode): Promise<string> =>
   (await fetch(`${node.url}/metrics`)).text();
 
@@ -252,11 +261,7 @@ describe('Phoenix endpoint: pushex.js against two nodes on Redis', () => {
 
   it('recovers with `since` in the join payload: history first, then live, no gap', async () => {
     const jwt = await token({ sub: 'p9', channels: ['px:*'] });
-    const first = await push(a, 'px:recover', 'm', 0);
-    const pos = (await getJson(`${a.url}/api/channels/px:recover/history`)) as {
-      messages: ChannelMessage[];
-    };
-    const since = pos.messages.find((m) => m.id === first.id)!.offset!;
+    const since = await pushForOffset(a, 'px:recover');
     await push(b, 'px:recover', 'm', 1);
     await push(b, 'px:recover', 'm', 2);
     const raw = await rawConnect(`${wsUrl(b)}/websocket?token=${jwt}&vsn=2.0.0`);
@@ -275,11 +280,7 @@ describe('Phoenix endpoint: pushex.js against two nodes on Redis', () => {
 
   it("leaves a rejoin's replayed messages and its reply in one write", async () => {
     const jwt = await token({ sub: 'p9w', channels: ['px:*'] });
-    const first = await push(a, 'px:replay', 'm', 0);
-    const pos = (await getJson(`${a.url}/api/channels/px:replay/history`)) as {
-      messages: ChannelMessage[];
-    };
-    const since = pos.messages.find((m) => m.id === first.id)!.offset!;
+    const since = await pushForOffset(a, 'px:replay');
     for (let n = 1; n <= 5; n++) await push(a, 'px:replay', 'm', n);
     const raw = await rawConnect(`${wsUrl(a)}/websocket?token=${jwt}&vsn=2.0.0`);
     open.push({ close: () => raw.ws.close() });
