@@ -5,48 +5,94 @@ export type InTime<T> = { value: T } | undefined;
 export type Within = <T>(step: () => Promise<T>) => Promise<InTime<T>>;
 
 /**
+ * How far past the deadline its verdict may come before the lateness is taken for this node's own
+ * stall. Timers fire only once the event loop is free, and in each turn of the loop Node runs
+ * the timers before it reads the sockets: after a stall (a storm of reconnects, a long task) the
+ * deadline's timer, and the timeouts of the step's own Redis commands, fire before a reply that
+ * came in meanwhile is read.
+ */
+const STALL_MS = 20;
+
+/**
  * One deadline, `ms` from now, for every Redis-dependent step of a join: a step gives its value,
  * or undefined when it failed or the deadline came first (Redis down, paused, or slow); a step
  * not started by then is never started. Nothing waits for a step that came too late: its result
  * is dropped, so the join goes on (and answers) at once, and no late work follows its answer.
+ *
+ * A stall of the node itself says nothing about Redis. The first time a verdict comes more than
+ * {@link STALL_MS} after the deadline (the timer fired late, or the step failed late: its own
+ * command timeout fired in the stall), the deadline starts again from that moment, once per
+ * join: a step still running gets its reply read, and a step that failed in the stall is run
+ * once more (every step is a read, or a wait for what is already under way). A join with Redis
+ * away on a node that also stalls may so answer up to twice the deadline after the stall.
+ * Without this, a recovering join on a busy node answered `recovered: false` although history
+ * held every message it missed.
  */
 export function deadline(
   ms: number,
   /** Told of every step that failed or came too late (a swallowed failure leaves a trace). */
   missed: (why: 'failed' | 'late', err?: unknown) => void = () => {},
 ): Within {
-  const end = Date.now() + ms;
-  return <T>(step: () => Promise<T>): Promise<InTime<T>> => {
-    const left = end - Date.now();
-    if (left <= 0) {
+  let end = Date.now() + ms;
+  let stretched = false;
+  /** True, once per join, when this moment is a stall's end: the deadline starts again. */
+  const afterStall = (): boolean => {
+    const now = Date.now();
+    if (stretched || now - end <= STALL_MS) return false;
+    stretched = true;
+    end = now + ms;
+    return true;
+  };
+  const run = <T>(step: () => Promise<T>, again: boolean): Promise<InTime<T>> => {
+    if (end - Date.now() <= 0 && !afterStall()) {
       missed('late');
       return Promise.resolve(undefined);
     }
+    // A stall ended while this step ran (the timer of this or another step saw it): a failure
+    // of the step is the stall's too (its commands' timeouts fired in the same turn).
+    const stretchedBefore = stretched;
     return new Promise<InTime<T>>((resolve) => {
-      const timer = setTimeout(() => {
-        missed('late');
-        resolve(undefined);
-      }, left);
+      let over = false;
+      let timer: NodeJS.Timeout | undefined;
       const done = (result: InTime<T>): void => {
+        over = true;
         clearTimeout(timer);
         resolve(result);
       };
+      const arm = (): void => {
+        timer = setTimeout(
+          () => {
+            // Armed again: this turn's reads (a reply among them) come before it can fire.
+            if (afterStall()) return arm();
+            missed('late');
+            done(undefined);
+          },
+          Math.max(1, end - Date.now()),
+        );
+      };
+      const failed = (err: unknown): void => {
+        if (over) return;
+        if (!again && (afterStall() || stretched !== stretchedBefore)) {
+          over = true;
+          clearTimeout(timer);
+          return void run(step, true).then(resolve);
+        }
+        missed('failed', err);
+        done(undefined);
+      };
+      arm();
       let running: Promise<T>;
       try {
         running = step();
       } catch (err) {
-        missed('failed', err);
-        return done(undefined);
+        return failed(err);
       }
-      running.then(
-        (value) => done({ value }),
-        (err: unknown) => {
-          missed('failed', err);
-          done(undefined);
-        },
-      );
+      running.then((value) => {
+        if (!over) done({ value });
+      }, failed);
     });
   };
+  return (step) => run(step, false);
 }
 
 /**
