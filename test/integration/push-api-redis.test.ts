@@ -277,7 +277,23 @@ describe('HTTP push API over Redis: two nodes sharing one Redis', () => {
     const client = await subscriber(a, ['drain:1']);
     let stopping: Promise<unknown> | undefined;
     let slow: Socket | undefined;
+    const late: Socket[] = [];
     try {
+      // 0. Requests whose headers are still on their way when the drain starts: a push, and a
+      // Socket.IO WebSocket upgrade to the direct endpoint (written first: read long before the
+      // node stops listening, so the node holds them as requests begun, not idle connections).
+      const lateBody = JSON.stringify({ channel: 'drain:1', event: 'e', data: 'late' });
+      const [latePush, lateUpgrade] = [0, 1].map(() => {
+        const socket = connect(leaving.port, '127.0.0.1');
+        late.push(socket);
+        return { socket, reply: readHttpReply(socket) };
+      });
+      latePush!.socket.write(`POST /api/push HTTP/1.1\r\nHost: x\r\n`);
+      lateUpgrade!.socket.write(
+        'GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\n' +
+          'Connection: Upgrade\r\nUpgrade: websocket\r\n',
+      );
+
       // 1. A request whose body is still on its way when the drain starts.
       const slowArrived = arrived(0);
       const body = JSON.stringify({ channel: 'drain:1', event: 'e', data: 'slow' });
@@ -330,6 +346,23 @@ describe('HTTP push API over Redis: two nodes sharing one Redis', () => {
       expect(JSON.parse(refused.body)).toMatchObject({ code: 'unavailable' });
       expect(refused.headers['retry-after']).toBe('1');
       expect(refused.headers.connection).toBe('close');
+      // ... as are the requests whose headers end only now: the push with 503 `draining` before
+      // any other check (it has no API key: 401 otherwise), the WebSocket upgrade with 400
+      // `draining` (engine.io's answer, so clients try another node).
+      latePush!.socket.write(
+        `Content-Type: application/json\r\n` +
+          `Content-Length: ${Buffer.byteLength(lateBody)}\r\n\r\n${lateBody}`,
+      );
+      const lateRefused = await latePush!.reply;
+      expect(lateRefused.status).toBe(503);
+      expect(JSON.parse(lateRefused.body)).toMatchObject({ code: 'unavailable' });
+      expect(lateRefused.headers['retry-after']).toBe('1');
+      lateUpgrade!.socket.write(
+        'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+      );
+      const upgradeRefused = await lateUpgrade!.reply;
+      expect(upgradeRefused.status).toBe(400);
+      expect(upgradeRefused.body).toBe('draining');
 
       // 5. What was taken is answered 200 once Redis is back, and the drain waits for it.
       const kept = await inflight;
@@ -343,6 +376,7 @@ describe('HTTP push API over Redis: two nodes sharing one Redis', () => {
       await expectExactly(a, client, 'drain:1', 2);
     } finally {
       slow?.destroy();
+      for (const socket of late) socket.destroy();
       client.close();
       await (stopping ?? leaving.stop());
     }
