@@ -292,6 +292,23 @@ describe('WireSocket: a close that does not finish', () => {
     ['the server closed and the client never answers', (p) => p.wire.close(1000)],
     ['the client broke the protocol and never ends its side', (p) => p.client.write(frame(3, 'x'))],
   ];
+  it('the client ended its side while not reading: the end cannot flush, and is cut', async () => {
+    const p = await pair();
+    // More than the kernel holds, unread: the server's end of the connection cannot finish.
+    p.client.pause();
+    const chunk = 'x'.repeat(256 * 1024);
+    for (let i = 0; i < 256 && p.wire.bufferedAmount <= 1 << 20; i++) {
+      p.wire.send(chunk);
+      await new Promise((r) => setImmediate(r));
+    }
+    expect(p.wire.bufferedAmount).toBeGreaterThan(1 << 20);
+    const started = Date.now();
+    p.client.end();
+    expect(await p.closedWith).toBe(1006);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(250);
+    expect(p.wire.socket.destroyed).toBe(true);
+  });
+
   for (const [what, start] of cases)
     it(`${what}: the TCP connection is cut after the close timeout`, async () => {
       const p = await pair();
