@@ -21,6 +21,13 @@ import { authenticateSocket, sessionIdentity } from './socket-auth.js';
 import type { SessionTransport } from './session-transport.js';
 import type { ControlledSession, UserSessions } from './user-sessions.js';
 
+/**
+ * The join steps that may run twice (join-deadline.ts: after a stall of the node): the
+ * subscription and the reads. Not `bus.settle`: a second run would not see a gap the first
+ * failed to fill.
+ */
+const REPEATABLE = { repeatable: true } as const;
+
 /** What a channel session needs from the rest of the server. */
 export interface SessionDeps {
   config: Config;
@@ -340,10 +347,10 @@ export class ChannelSession implements ControlledSession, Expiring {
     const answer: JoinAnswer = { ok: true, channel };
     // Redis away or too slow: in the room all the same (the room is subscribed again when Redis
     // is back), but with no position: none is proven to arrive after it.
-    if (await within(() => this.deps.ensureSubscribed(room))) {
+    if (await within(() => this.deps.ensureSubscribed(room), REPEATABLE)) {
       // Read after the subscription is active: every message past this position arrives live,
       // so a client that saw none can still resume from here (the history starts if it had none).
-      const offset = await within(() => this.deps.bus.position(channel));
+      const offset = await within(() => this.deps.bus.position(channel), REPEATABLE);
       if (offset?.value !== undefined) answer.offset = offset.value;
     }
     // Called off meanwhile: whatever called it off took the connection out of the room.
@@ -378,7 +385,7 @@ export class ChannelSession implements ControlledSession, Expiring {
       // can still serve. Unreadable history, or a subscription not proven: not recovered.
       const page =
         subscribed && size > 0 && parseOffset(since)
-          ? (await within(() => bus.history(channel, { since, limit: size })))?.value
+          ? (await within(() => bus.history(channel, { since, limit: size }), REPEATABLE))?.value
           : undefined;
       let complete = page?.complete ?? false;
       const missed = complete ? page!.messages : [];
@@ -386,7 +393,7 @@ export class ChannelSession implements ControlledSession, Expiring {
       const top = complete
         ? page!.top
         : subscribed
-          ? (await within(() => bus.position(channel)))?.value
+          ? (await within(() => bus.position(channel), REPEATABLE))?.value
           : undefined;
       if (subscribed && !(await within(() => bus.settle(channel)))) complete = false;
       // Left (or refused by a refresh) meanwhile, or gone: no replay, no room.

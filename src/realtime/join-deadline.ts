@@ -1,11 +1,16 @@
 /** What a step run against a join's deadline ({@link Within}) gave: its value, or undefined. */
 export type InTime<T> = { value: T } | undefined;
 
+/** How a step may be run: `repeatable` when running it twice is as good as once (a read). */
+export interface StepOptions {
+  repeatable?: boolean;
+}
+
 /** Runs a Redis-dependent step of a join, bounded by the join's deadline. */
-export type Within = <T>(step: () => Promise<T>) => Promise<InTime<T>>;
+export type Within = <T>(step: () => Promise<T>, options?: StepOptions) => Promise<InTime<T>>;
 
 /**
- * How far past the deadline its verdict may come before the lateness is taken for this node's own
+ * How far past the deadline a step's failure may come before it is taken for this node's own
  * stall. Timers fire only once the event loop is free, and in each turn of the loop Node runs
  * the timers before it reads the sockets: after a stall (a storm of reconnects, a long task) the
  * deadline's timer, and the timeouts of the step's own Redis commands, fire before a reply that
@@ -19,12 +24,13 @@ const STALL_MS = 20;
  * not started by then is never started. Nothing waits for a step that came too late: its result
  * is dropped, so the join goes on (and answers) at once, and no late work follows its answer.
  *
- * A stall of the node itself says nothing about Redis. The first time a verdict comes more than
- * {@link STALL_MS} after the deadline (the timer fired late, or the step failed late: its own
- * command timeout fired in the stall), the deadline starts again from that moment, once per
- * join: a step still running gets its reply read, and a step that failed in the stall is run
- * once more (every step is a read, or a wait for what is already under way). A join with Redis
- * away on a node that also stalls may so answer up to twice the deadline after the stall.
+ * A stall of the node itself says nothing about Redis. When the deadline's timer fires, the
+ * verdict waits for the sockets to be read once (a reply that came in during a stall counts).
+ * The first time a verdict comes more than {@link STALL_MS} after the deadline (the timer fired
+ * late, or the step failed late: its own command timeout fired in the stall), the deadline starts
+ * again from that moment, once per join: a step still running goes on, and a repeatable step
+ * that failed in the stall (or while the deadline was started again) is run once more. A join
+ * so answers at the latest one timeout after the end of its first stall past the deadline.
  * Without this, a recovering join on a busy node answered `recovered: false` although history
  * held every message it missed.
  */
@@ -43,9 +49,14 @@ export function deadline(
     end = now + ms;
     return true;
   };
-  const run = <T>(step: () => Promise<T>, again: boolean): Promise<InTime<T>> => {
+  /** `retryOf`: the failure of the first run, when this is the second. */
+  const run = <T>(
+    step: () => Promise<T>,
+    repeatable: boolean,
+    retryOf?: { err: unknown },
+  ): Promise<InTime<T>> => {
     if (end - Date.now() <= 0 && !afterStall()) {
-      missed('late');
+      missed('late', retryOf?.err);
       return Promise.resolve(undefined);
     }
     // A stall ended while this step ran (the timer of this or another step saw it): a failure
@@ -59,23 +70,22 @@ export function deadline(
         clearTimeout(timer);
         resolve(result);
       };
+      const verdict = (): void => {
+        if (over) return;
+        if (afterStall()) return arm();
+        missed('late', retryOf?.err);
+        done(undefined);
+      };
       const arm = (): void => {
-        timer = setTimeout(
-          () => {
-            // Armed again: this turn's reads (a reply among them) come before it can fire.
-            if (afterStall()) return arm();
-            missed('late');
-            done(undefined);
-          },
-          Math.max(1, end - Date.now()),
-        );
+        // Fired: the verdict after this turn's reads (Node reads sockets after the timers).
+        timer = setTimeout(() => setImmediate(verdict), Math.max(1, end - Date.now()));
       };
       const failed = (err: unknown): void => {
         if (over) return;
-        if (!again && (afterStall() || stretched !== stretchedBefore)) {
+        if (repeatable && !retryOf && (afterStall() || stretched !== stretchedBefore)) {
           over = true;
           clearTimeout(timer);
-          return void run(step, true).then(resolve);
+          return void run(step, repeatable, { err }).then(resolve);
         }
         missed('failed', err);
         done(undefined);
@@ -92,7 +102,7 @@ export function deadline(
       }, failed);
     });
   };
-  return (step) => run(step, false);
+  return (step, options) => run(step, options?.repeatable === true);
 }
 
 /**
