@@ -199,6 +199,9 @@ export async function assembleNode(context: AssemblyContext): Promise<NodeParts>
     : undefined;
   routeUpgrades(http, { socketPath: config.socketPath, phoenix, socketIo: socketIoDirect });
 
+  // Per socket only the write: one merged WebSocket frame per broadcast, made only when the room
+  // has an engine.io socket. Hooked first: the observer below must see every broadcast's packet.
+  writeFramesDirectly(io.of('/').adapter);
   // Once per broadcast on this node: taps, the connection hub (direct Socket.IO and Phoenix
   // connections), delivery counts and the `delivered` event.
   observeBroadcasts(io.of('/').adapter, (room, members, message) => {
@@ -207,8 +210,6 @@ export async function assembleNode(context: AssemblyContext): Promise<NodeParts>
     hub.deliver(room, message);
     instrumentation.delivered(message, count);
   });
-  // Per socket only the write: one merged WebSocket frame per broadcast.
-  writeFramesDirectly(io.of('/').adapter);
   if (webhooks) {
     // Socket.IO sockets entering and leaving channel rooms (tap placeholders are no sockets).
     const sockets = io.of('/').sockets;

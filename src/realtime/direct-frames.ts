@@ -52,6 +52,11 @@ interface Patchable {
  * through Socket.IO as before, behind what it already holds. Unsent bytes still show in the `ws`
  * socket's `bufferedAmount`, which the slow-consumer watch reads.
  *
+ * A room may hold no engine.io socket at all (every connection on the direct endpoint or Phoenix,
+ * served by the connection hub from the message itself): Socket.IO's encoding is then never made.
+ * `_encode` still runs once per broadcast (hooks installed after this one see every packet), but
+ * the encoding happens at the first engine.io socket the broadcast reaches.
+ *
  * Frames written to one socket within one turn of the event loop leave in one system call: the
  * first direct frame of a turn corks the socket's TCP stream and the turn's `setImmediate`
  * uncorks every corked one, so frames queued meanwhile go out together (a `writev`). Under load
@@ -63,28 +68,53 @@ export function writeFramesDirectly(adapter: Adapter): void {
   const target = adapter as unknown as Patchable;
   const encode = target._encode.bind(target);
   const apply = target.apply.bind(target);
-  let pending: Buffer | undefined;
+  let pending: Broadcast | undefined;
   target._encode = (packet, opts) => {
-    const encoded = encode(packet, opts);
-    const frame = opts.wsPreEncodedFrame;
-    // Only plain `msg` events: a broadcast with an ack (an id) must go through Socket.IO, which
-    // registers the ack per socket.
-    pending =
-      packet.type === 2 && packet.id === undefined && packet.data?.[0] === 'msg' && frame
-        ? frame.length === 1
-          ? frame[0]
-          : Buffer.concat(frame)
-        : undefined;
+    // Filled in place once a socket of the rooms needs it: the broadcast hands this very array
+    // to each socket it writes to through Socket.IO.
+    const encoded: unknown[] = [];
+    pending = { packet, opts, encoded };
     return encoded;
   };
   target.apply = (opts, cb) => {
-    const frame = pending;
+    const broadcast = pending;
     pending = undefined;
-    if (frame === undefined) return apply(opts, cb);
+    if (broadcast === undefined) return apply(opts, cb);
+    let frame: Buffer | undefined;
+    let ready = false;
     apply(opts, (socket) => {
-      if (!writeFrame(socket.conn as EngineConn, frame)) cb(socket);
+      if (!ready) {
+        ready = true;
+        frame = encodeOnce(broadcast, encode);
+      }
+      if (frame === undefined || !writeFrame(socket.conn as EngineConn, frame)) cb(socket);
     });
   };
+}
+
+/** A broadcast whose packet is encoded only once one of its sockets is an engine.io socket. */
+interface Broadcast {
+  packet: Packet;
+  opts: PacketOptions;
+  encoded: unknown[];
+}
+
+/**
+ * Socket.IO's encoding of the broadcast, into its array, and the merged frame of a plain `msg`
+ * (none for a broadcast with an ack, an id: Socket.IO registers the ack per socket).
+ */
+function encodeOnce(
+  broadcast: Broadcast,
+  encode: (packet: Packet, opts: PacketOptions) => unknown,
+): Buffer | undefined {
+  const { packet, opts, encoded } = broadcast;
+  const packets = encode(packet, opts);
+  if (Array.isArray(packets)) encoded.push(...(packets as unknown[]));
+  else encoded.push(packets);
+  const frame = opts.wsPreEncodedFrame;
+  if (packet.type !== 2 || packet.id !== undefined || packet.data?.[0] !== 'msg' || !frame)
+    return undefined;
+  return frame.length === 1 ? frame[0] : Buffer.concat(frame);
 }
 
 /** Writes `frame` to the connection's `ws` sender if nothing is queued ahead of it. */

@@ -56,8 +56,22 @@ async function measure(
       sendFrame(list, cb);
     };
   }
-  await pushOnce(publisher, channel, clients);
-  return { encodes, frameWrites, distinctFrames: frames.size, engineWrites };
+  const serialized = await socketIoEncodes(node, () => pushOnce(publisher, channel, clients));
+  return { encodes, serialized, frameWrites, distinctFrames: frames.size, engineWrites };
+}
+
+/** Counts the packets `node`'s Socket.IO encoder serializes while `during` runs. */
+async function socketIoEncodes(node: TestNode, during: () => Promise<void>): Promise<number> {
+  const { encoder } = node.server.io.of('/').adapter as unknown as {
+    encoder: { encode(packet: unknown): unknown };
+  };
+  const spy = vi.spyOn(encoder, 'encode');
+  try {
+    await during();
+    return spy.mock.calls.length;
+  } finally {
+    spy.mockRestore();
+  }
 }
 
 /** One push of ~1 KB on `channel` through `publisher`, once every client has received it. */
@@ -112,6 +126,7 @@ describe('broadcast hot path', () => {
     try {
       expect(await measure(nodes[0]!, nodes[0]!, clients, 'hot:mem')).toEqual({
         encodes: 1,
+        serialized: 1,
         frameWrites: N,
         distinctFrames: 1,
         engineWrites: 0,
@@ -126,6 +141,7 @@ describe('broadcast hot path', () => {
     try {
       expect(await measure(nodes[1]!, nodes[2]!, clients, 'hot:redis')).toEqual({
         encodes: 1,
+        serialized: 1,
         frameWrites: N,
         distinctFrames: 1,
         engineWrites: 0,
@@ -188,9 +204,13 @@ describe('broadcast hot path, direct WebSocket endpoint', () => {
     try {
       // Every client is on the direct endpoint, none on engine.io.
       expect(node.server.io.of('/').sockets.size).toBe(0);
-      const written = await framesWritten(() => pushOnce(publisher, channel, clients));
-      // One write per socket, all of the same buffer: encoded and framed once.
-      return { frameWrites: written.length, distinctFrames: new Set(written).size };
+      let written: unknown[] = [];
+      const serialized = await socketIoEncodes(node, async () => {
+        written = await framesWritten(() => pushOnce(publisher, channel, clients));
+      });
+      // One write per socket, all of the same buffer: encoded and framed once, by the hub; no
+      // engine.io socket in the room, so Socket.IO's own encoding is never made.
+      return { frameWrites: written.length, distinctFrames: new Set(written).size, serialized };
     } finally {
       for (const c of clients) c.close();
     }
@@ -200,6 +220,7 @@ describe('broadcast hot path, direct WebSocket endpoint', () => {
     expect(await pushTo(nodes[0]!, nodes[0]!, 'hot:direct')).toEqual({
       frameWrites: N,
       distinctFrames: 1,
+      serialized: 0,
     });
   });
 
@@ -207,6 +228,7 @@ describe('broadcast hot path, direct WebSocket endpoint', () => {
     expect(await pushTo(nodes[1]!, nodes[2]!, 'hot:direct-redis')).toEqual({
       frameWrites: N,
       distinctFrames: 1,
+      serialized: 0,
     });
   });
 });
