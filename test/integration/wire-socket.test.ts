@@ -67,6 +67,21 @@ async function pair(maxPayload = MAX): Promise<Pair> {
   return { client, wire, messages, frames: () => serverFrames(received), closedWith, clientEnded };
 }
 
+/**
+ * The client stops reading and the server writes until more than 1 MiB of it is unread (more
+ * than the kernel holds); the bytes left unsent.
+ */
+async function fillUnread(p: Pair): Promise<number> {
+  p.client.pause();
+  const chunk = 'x'.repeat(256 * 1024);
+  for (let i = 0; i < 256 && p.wire.bufferedAmount <= 1 << 20; i++) {
+    p.wire.send(chunk);
+    await new Promise((r) => setImmediate(r));
+  }
+  expect(p.wire.bufferedAmount).toBeGreaterThan(1 << 20);
+  return p.wire.bufferedAmount;
+}
+
 /** A client frame: masked unless told otherwise. */
 function frame(
   opcode: number,
@@ -251,15 +266,7 @@ describe('WireSocket: closing', () => {
 
   it('does not answer a ping while more than 1 MiB it sent is unread', async () => {
     const p = await pair();
-    // The client stops reading; the server writes until the kernel holds no more of it.
-    p.client.pause();
-    const chunk = 'x'.repeat(256 * 1024);
-    for (let i = 0; i < 256 && p.wire.bufferedAmount <= 1 << 20; i++) {
-      p.wire.send(chunk);
-      await new Promise((r) => setImmediate(r));
-    }
-    const unread = p.wire.bufferedAmount;
-    expect(unread).toBeGreaterThan(1 << 20);
+    const unread = await fillUnread(p);
     // A ping, then a message to know the ping was read: no pong was queued behind the rest.
     p.client.write(Buffer.concat([frame(9, 'are you there'), frame(1, 'after')]));
     await until(() => p.messages.length === 1, 5000, 'the message after the ping');
@@ -295,13 +302,7 @@ describe('WireSocket: a close that does not finish', () => {
   it('the client ended its side while not reading: the end cannot flush, and is cut', async () => {
     const p = await pair();
     // More than the kernel holds, unread: the server's end of the connection cannot finish.
-    p.client.pause();
-    const chunk = 'x'.repeat(256 * 1024);
-    for (let i = 0; i < 256 && p.wire.bufferedAmount <= 1 << 20; i++) {
-      p.wire.send(chunk);
-      await new Promise((r) => setImmediate(r));
-    }
-    expect(p.wire.bufferedAmount).toBeGreaterThan(1 << 20);
+    await fillUnread(p);
     const started = Date.now();
     p.client.end();
     expect(await p.closedWith).toBe(1006);
