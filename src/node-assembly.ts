@@ -200,7 +200,8 @@ export async function assembleNode(context: AssemblyContext): Promise<NodeParts>
   routeUpgrades(http, { socketPath: config.socketPath, phoenix, socketIo: socketIoDirect });
 
   // Per socket only the write: one merged WebSocket frame per broadcast, made only when the room
-  // has an engine.io socket. Hooked first: the observer below must see every broadcast's packet.
+  // has an engine.io socket. Hooked first: the observer below must see every broadcast's packet
+  // (its `_encode` runs before this one's, its observer after this one's `apply`).
   writeFramesDirectly(io.of('/').adapter);
   // Once per broadcast on this node: taps, the connection hub (direct Socket.IO and Phoenix
   // connections), delivery counts and the `delivered` event.

@@ -35,10 +35,13 @@ export function observeBroadcasts(adapter: Adapter, observer: BroadcastObserver)
   target.apply = (opts, cb) => {
     const packet = pending;
     pending = undefined;
+    // The broadcast's own delivery first, whole: a hook inside this one (direct-frames.ts) holds
+    // the broadcast until its apply, which an observer that throws, or broadcasts itself, must
+    // not come between.
+    apply(opts, cb);
     if (packet && packet.type === 2 && packet.data?.[0] === 'msg' && opts.rooms.size === 1) {
       const room = opts.rooms.values().next().value as string;
       observer(room, adapter.rooms.get(room)?.size ?? 0, packet.data[1] as ChannelMessage);
     }
-    apply(opts, cb);
   };
 }
