@@ -122,7 +122,8 @@ export function createHttpApp(deps: HttpDeps): RequestListener {
   // The same handlers for the spellings Express's routing also takes (a query string, a trailing
   // slash, another letter case), ahead of the API's own context middleware: they start their own.
   // Not for OPTIONS, which a router answers by itself once its routes are passed: the context
-  // middleware answers it.
+  // middleware answers it. A router under /api, like the API's other routes, so a request it
+  // does not take (HEAD) is counted under the route's own pattern (request-context.ts).
   const spellings = express.Router();
   for (const [path, handler] of push) spellings.post(path, handler);
   app.use('/api', (req, res, next) => {

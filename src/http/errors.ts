@@ -13,12 +13,20 @@ export function sendError(res: ServerResponse, err: PushcastError): void {
   if (err.retryAfterS !== undefined) res.setHeader('Retry-After', String(err.retryAfterS));
   // RFC 6750: a 401 names the scheme it wants.
   if (err.code === 'unauthorized') res.setHeader('WWW-Authenticate', 'Bearer realm="pushcast"');
-  // What Express's res.json writes; the length set here also answers a HEAD (Node sends no body).
-  const body = JSON.stringify(err.toJSON());
-  res.statusCode = httpStatus(err.code);
+  writeJson(res, httpStatus(err.code), JSON.stringify(err.toJSON()));
+}
+
+/**
+ * A JSON answer already serialized, written as Express's `res.json` writes one (status,
+ * `Content-Type` with its charset, the length, the body) without parsing and re-formatting its own
+ * content type and reading app settings on every answer. The length also answers a HEAD (Node
+ * sends no body).
+ */
+export function writeJson(res: ServerResponse, status: number, json: string): void {
+  res.statusCode = status;
   res.setHeader('Content-Type', 'application/json; charset=utf-8');
-  res.setHeader('Content-Length', Buffer.byteLength(body));
-  res.end(body);
+  res.setHeader('Content-Length', Buffer.byteLength(json));
+  res.end(json);
 }
 
 /** Answers any error of a request as a contract error; the unexpected (500) is logged. */

@@ -6,7 +6,7 @@ import { PushcastError } from '../errors.js';
 import { idempotentRunner } from './idempotent.js';
 import type { PushIdentity, PushPipeline, PushRequest } from '../delivery/pipeline.js';
 import { requireChannels, type Authorize } from './api-auth.js';
-import { answerFailure, toPushcastError } from './errors.js';
+import { answerFailure, toPushcastError, writeJson } from './errors.js';
 import { checkBody, checkJson } from './json-intake.js';
 import type { ScanShape } from './json-scan.js';
 import { parsePush } from './push-input.js';
@@ -103,8 +103,9 @@ export function pushRoutes(
     });
     // Only a published push is answered (a pending record comes back with its failure thrown).
     // `{ id, channel, event, data }`, with the data as already serialized once (push-input.ts).
-    answerJson(
+    writeJson(
       res,
+      200,
       `{"id":${JSON.stringify(record)},"channel":${JSON.stringify(push.channels)},` +
         `"event":${JSON.stringify(push.event)},"data":${push.dataJson}}`,
     );
@@ -167,8 +168,9 @@ export function pushRoutes(
       return { record, final: !record.some(retryable) };
     });
     // The identities kept for a retry are the server's own: not part of the answer.
-    answerJson(
+    writeJson(
       res,
+      200,
       JSON.stringify({
         results: results.map(({ pending: _pending, ...answer }: BatchSlot) => answer),
       }),
@@ -179,17 +181,6 @@ export function pushRoutes(
     ['/push', route('/push', 'push', push)],
     ['/push/batch', route('/push/batch', 'batch', batch)],
   ]);
-}
-
-/**
- * A 200 JSON answer, already serialized, written as Express's `res.json` writes one to a POST
- * (status, `Content-Type` with its charset, the body, its length) without parsing and
- * re-formatting its own content type and reading app settings on every answer.
- */
-function answerJson(res: ServerResponse, json: string): void {
-  res.statusCode = 200;
-  res.setHeader('Content-Type', 'application/json; charset=utf-8');
-  res.end(json);
 }
 
 /** One slot of a batch answer, as stored (a retryable failure keeps the push's identity). */

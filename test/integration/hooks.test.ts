@@ -293,6 +293,16 @@ describe('authenticateApi replacing API keys', () => {
     expect(seenPaths).toContain('POST /push');
   });
 
+  it('sees the route as `/push` or `/push/batch` whatever spelling of it was sent', async () => {
+    seenPaths.length = 0;
+    const headers = { 'x-service-token': 'svc-secret' };
+    expect((await postJson(`${node().url}/api/push/`, body, headers)).status).toBe(200);
+    expect((await postJson(`${node().url}/API/Push?x=1`, body, headers)).status).toBe(200);
+    const batch = { pushes: [body] };
+    expect((await postJson(`${node().url}/api/PUSH/batch/`, batch, headers)).status).toBe(200);
+    expect(seenPaths).toEqual(['POST /push', 'POST /push', 'POST /push/batch']);
+  });
+
   it('applies the scopes and channel limits the hook returns (403)', async () => {
     const ro = await postJson(`${node().url}/api/push`, body, { 'x-service-token': 'read-only' });
     expect(ro.status).toBe(403);

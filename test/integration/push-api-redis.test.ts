@@ -357,6 +357,7 @@ describe('HTTP push API over Redis: two nodes sharing one Redis', () => {
       expect(lateRefused.status).toBe(503);
       expect(JSON.parse(lateRefused.body)).toMatchObject({ code: 'unavailable' });
       expect(lateRefused.headers['retry-after']).toBe('1');
+      expect(lateRefused.headers.connection).toBe('close');
       lateUpgrade!.socket.write(
         'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
       );
