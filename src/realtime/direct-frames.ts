@@ -81,12 +81,9 @@ export function writeFramesDirectly(adapter: Adapter): void {
     pending = undefined;
     if (broadcast === undefined) return apply(opts, cb);
     let frame: Buffer | undefined;
-    let ready = false;
     apply(opts, (socket) => {
-      if (!ready) {
-        ready = true;
-        frame = encodeOnce(broadcast, encode);
-      }
+      // Encoding always gives at least one packet: an empty array is a broadcast not encoded yet.
+      if (broadcast.encoded.length === 0) frame = encodeOnce(broadcast, encode);
       if (frame === undefined || !writeFrame(socket.conn as EngineConn, frame)) cb(socket);
     });
   };
@@ -108,9 +105,8 @@ function encodeOnce(
   encode: (packet: Packet, opts: PacketOptions) => unknown,
 ): Buffer | undefined {
   const { packet, opts, encoded } = broadcast;
-  const packets = encode(packet, opts);
-  if (Array.isArray(packets)) encoded.push(...(packets as unknown[]));
-  else encoded.push(packets);
+  // The in-memory adapter's own `_encode` (this hook is the first): an array of packets.
+  encoded.push(...(encode(packet, opts) as unknown[]));
   const frame = opts.wsPreEncodedFrame;
   if (packet.type !== 2 || packet.id !== undefined || packet.data?.[0] !== 'msg' || !frame)
     return undefined;

@@ -39,11 +39,11 @@ export function deadline(
   /** Told of every step that failed or came too late (a swallowed failure leaves a trace). */
   missed: (why: 'failed' | 'late', err?: unknown) => void = () => {},
 ): Within {
-  let end = Date.now() + ms;
+  let end = performance.now() + ms;
   let stretched = false;
   /** True, once per join, when this moment is a stall's end: the deadline starts again. */
   const afterStall = (): boolean => {
-    const now = Date.now();
+    const now = performance.now();
     if (stretched || now - end <= STALL_MS) return false;
     stretched = true;
     end = now + ms;
@@ -55,7 +55,7 @@ export function deadline(
     repeatable: boolean,
     retryOf?: { err: unknown },
   ): Promise<InTime<T>> => {
-    if (end - Date.now() <= 0 && !afterStall()) {
+    if (end - performance.now() <= 0 && !afterStall()) {
       missed('late', retryOf?.err);
       return Promise.resolve(undefined);
     }
@@ -78,7 +78,7 @@ export function deadline(
       };
       const arm = (): void => {
         // Fired: the verdict after this turn's reads (Node reads sockets after the timers).
-        timer = setTimeout(() => setImmediate(verdict), Math.max(1, end - Date.now()));
+        timer = setTimeout(() => setImmediate(verdict), Math.max(1, end - performance.now()));
       };
       const failed = (err: unknown): void => {
         if (over) return;
