@@ -12,6 +12,7 @@ import {
   type TestNode,
 } from '../support/nodes.js';
 import { wsUrl } from '../support/phoenix.js';
+import { readRefusal } from '../support/upgrades.js';
 
 /**
  * The node's connection limits across its two transports (README "Abuse, slow consumers and
@@ -30,16 +31,13 @@ async function phoenix(node: TestNode, sub: string): Promise<PhoenixOutcome> {
     ws.on('error', () => {});
     ws.once('open', () => resolve({ ws }));
     ws.once('unexpected-response', (req, res) => {
-      let text = '';
-      res.on('data', (chunk: Buffer) => (text += chunk.toString()));
-      res.on('end', () => {
-        req.destroy();
+      void readRefusal(req, res).then(({ status, text, headers }) =>
         resolve({
-          status: res.statusCode ?? 0,
+          status,
           body: text ? JSON.parse(text) : undefined,
-          retryAfter: res.headers['retry-after'],
-        });
-      });
+          retryAfter: headers['retry-after'],
+        }),
+      );
     });
   });
 }

@@ -1,7 +1,9 @@
+import type { Socket as NetSocket } from 'node:net';
 import type { Socket } from 'socket.io';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { roomOf } from '../../src/delivery/names.js';
 import { parseOffset } from '../../src/delivery/offset.js';
+import { countWritesTo } from '../support/probes.js';
 import { startRedis, type RedisFixture } from '../support/redis.js';
 import {
   connectClient,
@@ -109,22 +111,12 @@ describe('direct frame writes keep every client whole and in order', () => {
     const node = await startNode({ socketDirect: false });
     nodes.push(node);
     const { client, socket } = await joinedClient(node, channel);
+    // The system writes of the TCP socket under the WebSocket (one `_write` per chunk, or one
+    // `_writev` for all the chunks held while it was corked).
+    const tcp = (socket.conn as unknown as { transport: { socket: { _socket: NetSocket } } })
+      .transport.socket._socket;
+    const writes = countWritesTo(tcp.remotePort!);
     try {
-      // The TCP socket under the WebSocket: count the system writes it makes (one `_write` per
-      // chunk, or one `_writev` for all the chunks held while it was corked).
-      const tcp = (socket.conn as unknown as { transport: { socket: { _socket: Writes } } })
-        .transport.socket._socket;
-      const writes: number[] = [];
-      const write = tcp._write.bind(tcp);
-      const writev = tcp._writev.bind(tcp);
-      tcp._write = (chunk, encoding, cb) => {
-        writes.push(1);
-        write(chunk, encoding, cb);
-      };
-      tcp._writev = (chunks, cb) => {
-        writes.push(chunks.length);
-        writev(chunks, cb);
-      };
       // One batch request: its pushes are published (and their frames written) within one turn
       // of the node's event loop.
       const res = await postJson(`${node.url}/api/push/batch`, {
@@ -134,18 +126,13 @@ describe('direct frame writes keep every client whole and in order', () => {
       const got = await client.waitFor(20);
       expect(got.map((m) => m.data)).toEqual([...Array(20).keys()]);
       // All twenty frames in one system write (one `writev`), not twenty.
-      expect(writes).toEqual([20]);
+      expect(writes.chunks).toEqual([20]);
     } finally {
+      writes.stop();
       client.close();
     }
   });
 });
-
-/** The parts of a `net.Socket` that make its system writes (Node's stream internals). */
-interface Writes {
-  _write(chunk: Buffer, encoding: BufferEncoding, cb: (err?: Error) => void): void;
-  _writev(chunks: Array<{ chunk: Buffer }>, cb: (err?: Error) => void): void;
-}
 
 /** A client joined to `channel` on `node`, and its socket on the node. */
 async function joinedClient(

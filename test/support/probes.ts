@@ -26,22 +26,29 @@ export function canConnect(port: number): Promise<boolean> {
 /**
  * Counts the system writes (`_write`, or one `_writev` for what was held while corked) of this
  * process's TCP sockets whose peer port is `peerPort`: a server's end of a test client's
- * connection. Call `stop()` to put Node's stream methods back.
+ * connection. `chunks` has one entry per write: how many chunks it carried. Call `stop()` to put
+ * Node's stream methods back.
  */
-export function countWritesTo(peerPort: number): { readonly count: number; stop(): void } {
+export function countWritesTo(peerPort: number): {
+  readonly count: number;
+  readonly chunks: number[];
+  stop(): void;
+} {
   type Write = (this: NetSocket, ...args: unknown[]) => unknown;
   const proto = NetSocket.prototype as unknown as Record<'_write' | '_writev', Write>;
   const originals = { _write: proto._write, _writev: proto._writev };
-  let count = 0;
+  const chunks: number[] = [];
   for (const name of ['_write', '_writev'] as const)
     proto[name] = function (this: NetSocket, ...args: unknown[]) {
-      if (this.remotePort === peerPort) count += 1;
+      if (this.remotePort === peerPort)
+        chunks.push(name === '_write' ? 1 : (args[0] as unknown[]).length);
       return originals[name].apply(this, args);
     };
   return {
     get count() {
-      return count;
+      return chunks.length;
     },
+    chunks,
     stop: () => void Object.assign(proto, originals),
   };
 }
