@@ -293,6 +293,11 @@ export class LoadClient {
   }
 }
 
-function addCounts(into: Record<string, number>, from: Record<string, number>): void {
+/** Adds one tally by key to another, and gives the sum (`into`). */
+export function addCounts(
+  into: Record<string, number>,
+  from: Record<string, number>,
+): Record<string, number> {
   for (const [k, v] of Object.entries(from)) into[k] = (into[k] ?? 0) + v;
+  return into;
 }
