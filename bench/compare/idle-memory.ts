@@ -5,12 +5,11 @@
  * first on a freshly started server.
  *
  * Memory is read idle (after a full GC) three times: before, with half the connections open and
- * with all of them. Per connection over the whole run (all minus before) counts what a node pays
- * once for having taken connections at all, whatever their number: the young generation V8 grew
- * for the burst of connects (up to 32 MiB of a node's RSS until an idle node's memory reducer
- * gives it back, seconds later), the code it compiled, the allocator's arenas. Spread over 4,000
- * connections a node at two nodes instead of 8,000 at one, that share doubles. Per added
- * connection (all minus half, over the second half) leaves the once-paid part out: what one more
+ * with all of them. Per connection over the whole run (all minus before, over all) includes what
+ * a node pays once when connections arrive, whatever their number: above all the young generation
+ * V8 grows for a burst of connects and keeps until the node has been idle for longer than these
+ * readings wait (BENCHMARKS.md, log 30). Per added connection (all minus half, over the second
+ * half) leaves that out, both readings coming a few seconds after a burst alike: what one more
  * connection costs a node that already holds some.
  */
 import { details, pct, sleep } from '../support.js';
@@ -37,13 +36,17 @@ interface IdleRun {
   rssAddedKiB: number;
   heapAddedKiB: number;
   rssBeforeMiB: number;
+  rssHalfMiB: number;
   rssAfterMiB: number;
+  heapBeforeMiB: number;
+  heapHalfMiB: number;
+  heapAfterMiB: number;
   connectPerS: number;
   connectP50: number;
   connectP99: number;
   cpuMsPerConnect: number;
   redisCpuMsPerConnect: number | undefined;
-  /** Cores of the machine busy while connecting (2 here: the machine, not the server, was the limit). */
+  /** Cores of the machine busy while connecting (of 2 here). */
   machineBusyCores: number;
 }
 
@@ -96,7 +99,11 @@ export class IdleMemory implements Comparison {
       rssAddedKiB: (after.rss - half.rss) / added / 1024,
       heapAddedKiB: (after.heapUsed - half.heapUsed) / added / 1024,
       rssBeforeMiB: before.rss / 2 ** 20,
+      rssHalfMiB: half.rss / 2 ** 20,
       rssAfterMiB: after.rss / 2 ** 20,
+      heapBeforeMiB: before.heapUsed / 2 ** 20,
+      heapHalfMiB: half.heapUsed / 2 ** 20,
+      heapAfterMiB: after.heapUsed / 2 ** 20,
       connectPerS: n / wallS,
       connectP50: pct(timings, 50),
       connectP99: pct(timings, 99),

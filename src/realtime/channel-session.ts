@@ -19,6 +19,7 @@ import {
 } from './schemas.js';
 import { authenticateSocket, sessionIdentity } from './socket-auth.js';
 import type { SessionTransport } from './session-transport.js';
+import { SmallMap } from './small-map.js';
 import type { ControlledSession, UserSessions } from './user-sessions.js';
 
 /**
@@ -91,8 +92,8 @@ interface Membership {
  * paused a join still answers in time (docs/protocol.md, "Joining with since").
  */
 export class ChannelSession implements ControlledSession, Expiring {
-  /** By room: joins in progress and channels joined through `join`. */
-  private readonly memberships = new Map<string, Membership>();
+  /** By room: joins in progress and channels joined through `join` (mostly one: no `Map`). */
+  private readonly memberships = new SmallMap<Membership>();
   private expiry: ScheduledExpiry | undefined;
   /** The last refresh, while one may still run (none yet: nothing held per idle connection). */
   private refreshing: Promise<unknown> | undefined;
