@@ -321,7 +321,8 @@ export class SocketIoConnection implements SessionTransport, HubConnection, Wire
     if (this.state !== State.Connecting) return;
     const userRefusal = answer.admitUser(identity.userId);
     if (userRefusal) return this.refuseConnect('unavailable', refusalData(userRefusal));
-    this.handshake = keptHandshake(handshake);
+    // Only an `authenticateSocket` hook reads more of a refresh's handshake than its token.
+    this.handshake = sessions.hooks.authenticateSocket ? keptHandshake(handshake) : NO_HANDSHAKE;
     this.identity = sessionIdentity(identity);
     this.state = State.Connected;
     this.session = new ChannelSession(this, sessions);
@@ -375,6 +376,16 @@ function upgradeOnly(name: string): boolean {
   return name === 'connection' || name === 'upgrade' || name.startsWith('sec-websocket-');
 }
 const NO_AUTH: Record<string, unknown> = Object.freeze({});
+/**
+ * The handshake a connected socket keeps when no `authenticateSocket` hook is configured: the
+ * built-in authentication of a refresh reads only the token the refresh brings.
+ */
+const NO_HANDSHAKE: HandshakeInfo = Object.freeze({
+  auth: NO_AUTH,
+  headers: Object.freeze({}),
+  query: Object.freeze({}),
+  address: '',
+});
 
 /**
  * The handshake a connected socket keeps for a refresh's authentication: `auth` without its token
