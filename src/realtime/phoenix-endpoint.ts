@@ -10,7 +10,12 @@ import { originGuard } from './origins.js';
 import { closedWithin, wsClosed } from './ws-frames.js';
 import { PhoenixConnection } from './phoenix-connection.js';
 import type { ConnectionHub } from './connection-hub.js';
-import { authenticateSocket, refusalCode, sessionIdentity } from './socket-auth.js';
+import {
+  authenticateSocket,
+  handshakeToKeep,
+  refusalCode,
+  sessionIdentity,
+} from './socket-auth.js';
 
 /**
  * Timings and bounds of the Phoenix endpoint. Not settings: Phoenix's own values, which clients
@@ -188,7 +193,7 @@ export class PhoenixEndpoint {
       ws.once('close', () => this.sockets.delete(ws));
       const connection = new PhoenixConnection(ws, {
         id,
-        handshake,
+        handshake: handshakeToKeep(handshake, hooks),
         identity: sessionIdentity(identity),
         hub: this.options.hub,
         log,

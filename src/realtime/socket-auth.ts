@@ -44,6 +44,36 @@ export async function authenticateSocket(
 }
 
 /**
+ * What of its handshake a connection keeps once authenticated, for a refresh's authentication
+ * (which brings its own token). Only an `authenticateSocket` hook reads more of it than the token:
+ * with one, the handshake without the token and without the WebSocket handshake's own headers;
+ * without one, nothing (one shared empty handshake).
+ */
+export function handshakeToKeep(handshake: HandshakeInfo, hooks: Hooks): HandshakeInfo {
+  if (!hooks.authenticateSocket) return NO_HANDSHAKE;
+  let auth: Record<string, unknown> | undefined;
+  for (const [name, value] of Object.entries(handshake.auth))
+    if (name !== 'token') (auth ??= {})[name] = value;
+  const headers: HandshakeInfo['headers'] = {};
+  for (const [name, value] of Object.entries(handshake.headers))
+    if (!upgradeOnly(name)) headers[name] = value;
+  return { auth: auth ?? NO_AUTH, headers, query: handshake.query, address: handshake.address };
+}
+
+/** Whether a header is the WebSocket handshake's own: nothing a refresh's authentication needs. */
+function upgradeOnly(name: string): boolean {
+  return name === 'connection' || name === 'upgrade' || name.startsWith('sec-websocket-');
+}
+
+const NO_AUTH: Record<string, unknown> = Object.freeze({});
+const NO_HANDSHAKE: HandshakeInfo = Object.freeze({
+  auth: NO_AUTH,
+  headers: Object.freeze({}),
+  query: Object.freeze({}),
+  address: '',
+});
+
+/**
  * What authentication found, as a session keeps it (plain JSON): no `channels` claim is none, and
  * no `data` keeps `fallbackData` (a refresh keeps what the connection had).
  */

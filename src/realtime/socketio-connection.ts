@@ -9,7 +9,12 @@ import { ChannelSession, type SessionDeps } from './channel-session.js';
 import type { ConnectionHub, HubConnection } from './connection-hub.js';
 import { isPlainObject, type LeftEvent } from './schemas.js';
 import type { CloseReason, SessionIdentity, SessionTransport } from './session-transport.js';
-import { authenticateSocket, refusalCode, sessionIdentity } from './socket-auth.js';
+import {
+  authenticateSocket,
+  handshakeToKeep,
+  refusalCode,
+  sessionIdentity,
+} from './socket-auth.js';
 import { answerEvent } from './socketio-events.js';
 import {
   ackFrame,
@@ -321,8 +326,7 @@ export class SocketIoConnection implements SessionTransport, HubConnection, Wire
     if (this.state !== State.Connecting) return;
     const userRefusal = answer.admitUser(identity.userId);
     if (userRefusal) return this.refuseConnect('unavailable', refusalData(userRefusal));
-    // Only an `authenticateSocket` hook reads more of a refresh's handshake than its token.
-    this.handshake = sessions.hooks.authenticateSocket ? keptHandshake(handshake) : NO_HANDSHAKE;
+    this.handshake = handshakeToKeep(handshake, sessions.hooks);
     this.identity = sessionIdentity(identity);
     this.state = State.Connected;
     this.session = new ChannelSession(this, sessions);
@@ -369,41 +373,6 @@ export class SocketIoConnection implements SessionTransport, HubConnection, Wire
     this.shared.log.debug({ conn: this.id, reason }, 'socket.io frame refused');
     this.closeTransportFor('parse error');
   }
-}
-
-/** Whether a header is the WebSocket handshake's own: nothing a refresh's authentication needs. */
-function upgradeOnly(name: string): boolean {
-  return name === 'connection' || name === 'upgrade' || name.startsWith('sec-websocket-');
-}
-const NO_AUTH: Record<string, unknown> = Object.freeze({});
-/**
- * The handshake a connected socket keeps when no `authenticateSocket` hook is configured: the
- * built-in authentication of a refresh reads only the token the refresh brings.
- */
-const NO_HANDSHAKE: HandshakeInfo = Object.freeze({
-  auth: NO_AUTH,
-  headers: Object.freeze({}),
-  query: Object.freeze({}),
-  address: '',
-});
-
-/**
- * The handshake a connected socket keeps for a refresh's authentication: `auth` without its token
- * (a refresh brings its own) and the headers without the WebSocket handshake's own.
- */
-function keptHandshake(handshake: HandshakeInfo): HandshakeInfo {
-  let auth: Record<string, unknown> | undefined;
-  for (const [name, value] of Object.entries(handshake.auth))
-    if (name !== 'token') (auth ??= {})[name] = value;
-  const headers: HandshakeInfo['headers'] = {};
-  for (const [name, value] of Object.entries(handshake.headers))
-    if (!upgradeOnly(name)) headers[name] = value;
-  return {
-    auth: auth ?? NO_AUTH,
-    headers,
-    query: handshake.query,
-    address: handshake.address,
-  };
 }
 
 const NO_IDENTITY: SessionIdentity = { userId: undefined, channels: [], data: {}, exp: undefined };
