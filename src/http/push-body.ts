@@ -75,13 +75,13 @@ export function pushBodyReader(
   };
 }
 
+/** For the 'error' a reset request emits: its 'close' settles the read. */
+function ignore(): void {}
+
 /**
  * Reads a body sent as is with its length announced. Over the limit, the body is read off and
  * dropped before the 413 (as body-parser does), so the client is answered, not cut off mid-send.
  */
-/** For the 'error' a reset request emits: its 'close' settles the read. */
-function ignore(): void {}
-
 function readPlain(req: IncomingMessage, length: number, limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     // A reset mid-body ends in 'close' (settled below); an 'error' Node emits for it goes nowhere.
