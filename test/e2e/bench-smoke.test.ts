@@ -68,4 +68,33 @@ describe('npm run bench (smoke)', () => {
         value('api, 1 node', 'single pushes per second', `pushcast/${baseline}`),
       ).toBeGreaterThan(0);
   }, 180_000);
+
+  it('reads idle memory before, at half and at all the connections: per connection and per added one', async () => {
+    const run = await bench([
+      '--quick',
+      'idle-memory',
+      '--topologies',
+      '1',
+      '--targets',
+      'pushcast',
+    ]);
+    expect(run.code, run.stderr.slice(-2000)).toBe(0);
+    const result = JSON.parse(run.stdout.trim().split('\n').at(-1)!) as {
+      results: Row[];
+      details: { idleMemory: Record<string, { pushcast: Record<string, number> }> };
+    };
+    const value = (metric: string): number | undefined =>
+      result.results.find(
+        (r) => r.bench === 'idle-memory 1000, 1 node' && r.metric === `${metric} [pushcast]`,
+      )?.value;
+    expect(value('connections joined')).toBe(1000);
+    // Every connection holds something on the heap, in either reading.
+    expect(value('heap per connection')).toBeGreaterThan(0);
+    expect(value('heap per added connection')).toBeGreaterThan(0);
+    expect(Number.isFinite(value('RSS per added connection'))).toBe(true);
+    // The three readings behind the figures, in the order they were taken.
+    const run1 = result.details.idleMemory['idle-memory 1000, 1 node']!.pushcast;
+    expect(run1.heapBeforeMiB).toBeLessThan(run1.heapHalfMiB!);
+    expect(run1.heapHalfMiB).toBeLessThan(run1.heapAfterMiB!);
+  }, 180_000);
 });
