@@ -65,9 +65,13 @@ export function deadline(
     return new Promise<InTime<T>>((resolve) => {
       let over = false;
       let timer: NodeJS.Timeout | undefined;
-      const done = (result: InTime<T>): void => {
+      /** This run is over: its timer and any late outcome of the step are ignored from now. */
+      const stop = (): void => {
         over = true;
         clearTimeout(timer);
+      };
+      const done = (result: InTime<T>): void => {
+        stop();
         resolve(result);
       };
       const verdict = (): void => {
@@ -83,8 +87,7 @@ export function deadline(
       const failed = (err: unknown): void => {
         if (over) return;
         if (repeatable && !retryOf && (afterStall() || stretched !== stretchedBefore)) {
-          over = true;
-          clearTimeout(timer);
+          stop();
           return void run(step, repeatable, { err }).then(resolve);
         }
         missed('failed', err);
