@@ -275,7 +275,13 @@ async function main(): Promise<void> {
     console.log(`bench: comparison took ${durations.comparison} s`, durations);
   }
   if (runs('reconnect-storm'))
-    await timed('reconnect-storm', () => reconnectStorm({ clients: compare.quick ? 300 : 5000 }));
+    await timed('reconnect-storm', () =>
+      reconnectStorm({
+        clients: compare.quick ? 300 : 5000,
+        // `--targets`: the storm's own (bare ws has no reconnecting client), both by default.
+        targets: compare.targets.filter((t) => t === 'pushcast' || t === 'socketio'),
+      }),
+    );
   if (runs('backpressure') || runs('soak')) {
     const redis = await startRedis();
     try {

@@ -8,6 +8,7 @@ import { messageJson, type ChannelMessage } from '../../delivery/message.js';
 import { channelOfRoom } from '../../delivery/names.js';
 import { adapterChannelFor, cachedEnvelope, offsetOfRaw } from './envelope.js';
 import { RoomStreams } from './room-streams.js';
+import { RoundTrips } from './round-trips.js';
 import { slotOf } from './slots.js';
 import type { ClusterTopology, Topology } from './topology.js';
 import { withTimeout } from './timeout.js';
@@ -82,8 +83,15 @@ export async function installRedisAdapter(
 ): Promise<AdapterWiring> {
   const { pub, sub } = clients;
   const { mode, topology, log } = options;
+  const trips = new RoundTrips();
+  // The adapter's SSUBSCRIBE of each room it creates, while unanswered (one Redis, see
+  // standaloneSubscriptions).
+  const adapterSubscribes = new Map<string, Promise<unknown>>();
   if (mode === 'sharded') {
-    io.adapter(createShardedAdapter(pub, sub, { subscriptionMode: 'dynamic' }));
+    const adapterSub = topology.cluster
+      ? sub
+      : recordingSubscribes(sub as Redis, adapterSubscribes);
+    io.adapter(createShardedAdapter(pub, adapterSub, { subscriptionMode: 'dynamic' }));
   } else {
     io.adapter(createAdapter(pub, sub, { parser: jsonParser }));
     // The classic adapter listens with one pattern; make sure it is active before serving.
@@ -100,7 +108,7 @@ export async function installRedisAdapter(
     roundTrip: async (room) => {
       const connection = topology.subscriberFor(adapterChannelFor(room));
       if (!connection) throw new Error('redis subscriber not connected');
-      await connection.ping();
+      await trips.after(connection);
     },
     deliver: (room, message: ChannelMessage) => {
       const env = cachedEnvelope(mode, room);
@@ -164,7 +172,13 @@ export async function installRedisAdapter(
         localRooms,
         streams,
       })
-    : standaloneSubscriptions(sub as Redis, mode, { log, localRooms, streams });
+    : standaloneSubscriptions(sub as Redis, mode, {
+        log,
+        localRooms,
+        streams,
+        trips,
+        adapterSubscribes,
+      });
   adapter.on('delete-room', (room: string) => {
     streams.forget(room);
     subscriptions.forget(room);
@@ -183,11 +197,35 @@ export async function installRedisAdapter(
       if (!connection) throw new Error('redis subscriber not connected');
       // A round trip on the subscriber connection: replies come in order, so every message Redis
       // published to this node before the PING was answered has been received when it resolves.
-      await connection.ping();
+      await trips.after(connection);
       await streams.idle(room);
     },
     close: () => subscriptions.close(),
   };
+}
+
+/**
+ * The subscriber connection as the sharded adapter sees it: each SSUBSCRIBE the adapter sends (a
+ * room created on this node) is kept in `inFlight` by channel until Redis answers it, so that the
+ * join that created the room waits for that answer instead of sending an SSUBSCRIBE of its own
+ * (one command per new room, not two).
+ */
+function recordingSubscribes(sub: Redis, inFlight: Map<string, Promise<unknown>>): Redis {
+  const ssubscribe = (...channels: string[]): Promise<unknown> => {
+    const answer = sub.ssubscribe(...channels);
+    if (channels.length !== 1) return answer;
+    const channel = channels[0]!;
+    inFlight.set(channel, answer);
+    const done = (): void => {
+      if (inFlight.get(channel) === answer) inFlight.delete(channel);
+    };
+    answer.then(done, done);
+    return answer;
+  };
+  return new Proxy(sub, {
+    get: (target, prop, receiver) =>
+      prop === 'ssubscribe' ? ssubscribe : (Reflect.get(target, prop, receiver) as unknown),
+  });
 }
 
 interface Subscriptions {
@@ -202,9 +240,16 @@ interface Subscriptions {
 function standaloneSubscriptions(
   sub: Redis,
   mode: 'sharded' | 'classic',
-  deps: { log: Logger; localRooms: () => string[]; streams: RoomStreams },
+  deps: {
+    log: Logger;
+    localRooms: () => string[];
+    streams: RoomStreams;
+    trips: RoundTrips;
+    /** The adapter's SSUBSCRIBEs not answered yet, by channel (see recordingSubscribes). */
+    adapterSubscribes: Map<string, Promise<unknown>>;
+  },
 ): Subscriptions {
-  const { log, localRooms, streams } = deps;
+  const { log, localRooms, streams, trips, adapterSubscribes } = deps;
   // Redis came back after an outage: a room whose SSUBSCRIBE was sent (and failed) while it was
   // down is not in ioredis' resubscribe set, so subscribe every local room again. Idempotent.
   // Registered after the first `ready` (connectRedis waits for it): every `ready` here is a reconnect.
@@ -247,8 +292,13 @@ function standaloneSubscriptions(
       // proves nothing the reconnect above does not redo.
       if (sub.status !== 'ready') throw new Error('redis subscriber not connected');
       if (confirmed.has(room)) return;
-      if (mode === 'sharded') await sub.ssubscribe(adapterChannelFor(room));
-      else await sub.ping();
+      if (mode === 'sharded') {
+        // A join of a room new to this node: the adapter has just sent the room's SSUBSCRIBE
+        // (when the room was created); its answer proves the subscription as well as a second
+        // one would.
+        const channel = adapterChannelFor(room);
+        await (adapterSubscribes.get(channel) ?? sub.ssubscribe(channel));
+      } else await trips.after(sub);
       // Still on the same connection (a close in between cleared the set and must win).
       if (sub.status === 'ready' && live) confirmed.add(room);
     },

@@ -1,0 +1,66 @@
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { useRedisCluster } from '../support/cluster.js';
+import { connectClient, postJson, token } from '../support/nodes.js';
+
+/**
+ * What joins cost Redis. A join of a room new to a node subscribes the node to the room's shard
+ * channel and proves it (the SSUBSCRIBE's answer), and takes the room's position after a round trip
+ * on the subscriber connection (a PING). Socket.IO's sharded adapter sends its own SSUBSCRIBE when
+ * the room is created: the join waits for that answer rather than sending a second SSUBSCRIBE, and
+ * the round trips asked for in one turn of the event loop share one PING.
+ */
+describe('joins over one Redis: the commands they cost', () => {
+  const cluster = useRedisCluster({ nodes: 1, config: { redis: { mode: 'sharded' } } });
+  let admin: Redis;
+
+  beforeAll(async () => {
+    admin = new Redis(cluster.redis.url, { lazyConnect: true, maxRetriesPerRequest: 0 });
+    await admin.connect();
+  });
+  afterAll(() => admin.disconnect());
+
+  /** Calls Redis has counted of each command so far. */
+  async function calls(): Promise<Record<string, number>> {
+    const info = await admin.info('commandstats');
+    const counts: Record<string, number> = {};
+    for (const m of info.matchAll(/^cmdstat_(\w+):calls=(\d+)/gm)) counts[m[1]!] = Number(m[2]);
+    return counts;
+  }
+
+  it('one SSUBSCRIBE per new room and one PING for the joins of one turn; every room delivers', async () => {
+    const rooms = 40;
+    const channels = Array.from({ length: rooms }, (_, i) => `cost:${i}`);
+    const client = await connectClient(cluster.node.url, {
+      token: await token({ channels: ['cost:*'] }),
+    });
+    try {
+      const before = await calls();
+      // Emitted in one tick: they reach the node together and are handled in one turn.
+      const answers = await Promise.all(channels.map((channel) => client.join(channel)));
+      expect(answers.every((a) => a.ok === true)).toBe(true);
+      // The positions' round trips run after the joins are answered (in the background).
+      await new Promise((r) => setTimeout(r, 300));
+      const after = await calls();
+      const delta = (cmd: string): number => (after[cmd] ?? 0) - (before[cmd] ?? 0);
+      // Three each (the adapter's and two of the join's own) before the join waited for the
+      // adapter's answer.
+      expect(delta('ssubscribe')).toBe(rooms);
+      // Forty (one each) before the round trips of a turn were shared.
+      expect(delta('ping')).toBeGreaterThanOrEqual(1);
+      expect(delta('ping')).toBeLessThanOrEqual(3);
+
+      // Subscribed for real: a push to every room reaches the socket.
+      const res = await postJson(`${cluster.node.url}/api/push`, {
+        channel: channels,
+        event: 'e',
+        data: 'x',
+      });
+      expect(res.status).toBe(200);
+      const got = await client.waitFor(rooms);
+      expect(new Set(got.map((m) => m.channel))).toEqual(new Set(channels));
+    } finally {
+      client.close();
+    }
+  });
+});
