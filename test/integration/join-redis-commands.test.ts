@@ -1,6 +1,7 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { useRedisCluster } from '../support/cluster.js';
+import { until } from '../support/assertions.js';
 import { connectClient, postJson, token } from '../support/nodes.js';
 
 /**
@@ -40,15 +41,24 @@ describe('joins over one Redis: the commands they cost', () => {
       const answers = await Promise.all(channels.map((channel) => client.join(channel)));
       expect(answers.every((a) => a.ok === true)).toBe(true);
       // The positions' round trips run after the joins are answered (in the background).
-      await new Promise((r) => setTimeout(r, 300));
-      const after = await calls();
+      let after = await calls();
       const delta = (cmd: string): number => (after[cmd] ?? 0) - (before[cmd] ?? 0);
+      await until(
+        async () => {
+          const earlier = await calls();
+          await new Promise((r) => setTimeout(r, 150));
+          after = await calls();
+          return delta('ping') >= 1 && after.ping === earlier.ping;
+        },
+        5000,
+        "the joins' round trips, done",
+      );
       // Three each (the adapter's and two of the join's own) before the join waited for the
       // adapter's answer.
       expect(delta('ssubscribe')).toBe(rooms);
-      // Forty (one each) before the round trips of a turn were shared.
-      expect(delta('ping')).toBeGreaterThanOrEqual(1);
-      expect(delta('ping')).toBeLessThanOrEqual(3);
+      // Forty (one each) before the round trips of a turn were shared; one per turn in which
+      // position answers arrived now (one or two here; a slow machine may split them further).
+      expect(delta('ping')).toBeLessThanOrEqual(10);
 
       // Subscribed for real: a push to every room reaches the socket.
       const res = await postJson(`${cluster.node.url}/api/push`, {

@@ -15,8 +15,9 @@ export class RoundTrips {
   private readonly next = new Map<Redis, Promise<void>>();
 
   /**
-   * Resolves once a PING sent on `connection` after this call is answered; rejects if it is not
-   * connected when the PING would go out (it would wait in the offline queue for the whole outage).
+   * Resolves once a PING sent on `connection` after this call is answered; rejects as that PING
+   * does. The caller picks the connection (one that is up, or for a Redis Cluster one that is
+   * connecting, where the PING waits until it is up).
    */
   after(connection: Redis): Promise<void> {
     let trip = this.next.get(connection);
@@ -24,10 +25,6 @@ export class RoundTrips {
       trip = new Promise<void>((resolve, reject) => {
         setImmediate(() => {
           this.next.delete(connection);
-          if (connection.status !== 'ready') {
-            reject(new Error('redis subscriber not connected'));
-            return;
-          }
           connection.ping().then(() => resolve(), reject);
         });
       });
