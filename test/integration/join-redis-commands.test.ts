@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { useRedisCluster } from '../support/cluster.js';
+import { useNodesOnRedisCluster, useRedisCluster } from '../support/cluster.js';
 import { until } from '../support/assertions.js';
 import { connectClient, postJson, token } from '../support/nodes.js';
 
@@ -61,6 +61,47 @@ describe('joins over one Redis: the commands they cost', () => {
       expect(delta('ping')).toBeLessThanOrEqual(10);
 
       // Subscribed for real: a push to every room reaches the socket.
+      const res = await postJson(`${cluster.node.url}/api/push`, {
+        channel: channels,
+        event: 'e',
+        data: 'x',
+      });
+      expect(res.status).toBe(200);
+      const got = await client.waitFor(rooms);
+      expect(new Set(got.map((m) => m.channel))).toEqual(new Set(channels));
+    } finally {
+      client.close();
+    }
+  });
+});
+
+describe('joins over a Redis Cluster: the commands they cost', () => {
+  const cluster = useNodesOnRedisCluster({ masters: 3 });
+
+  /** SSUBSCRIBE calls every master has counted so far, summed. */
+  async function ssubscribes(): Promise<number> {
+    let total = 0;
+    for (const port of await cluster.redis.masters()) {
+      const info = String(await cluster.redis.command(port, 'INFO', 'commandstats'));
+      total += Number(/^cmdstat_ssubscribe:calls=(\d+)/m.exec(info)?.[1] ?? 0);
+    }
+    return total;
+  }
+
+  it("a new room's joins share its SSUBSCRIBE in flight: two per room (the adapter's and one), not three", async () => {
+    const rooms = 30;
+    const channels = Array.from({ length: rooms }, (_, i) => `cost:${i}`);
+    const client = await connectClient(cluster.node.url, {
+      token: await token({ channels: ['cost:*'] }),
+    });
+    try {
+      const before = await ssubscribes();
+      const answers = await Promise.all(channels.map((channel) => client.join(channel)));
+      expect(answers.every((a) => a.ok === true)).toBe(true);
+      // The adapter's own when the room is created, and one for the room's hold and the join
+      // together (each sent its own before).
+      expect((await ssubscribes()) - before).toBe(2 * rooms);
+
       const res = await postJson(`${cluster.node.url}/api/push`, {
         channel: channels,
         event: 'e',

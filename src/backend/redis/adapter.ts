@@ -337,6 +337,8 @@ async function clusterSubscriptions(
   let retry: NodeJS.Timeout | undefined;
   /** The connection each room was last proven subscribed on. */
   const provenOn = new Map<string, Redis>();
+  /** Each room's SSUBSCRIBE not answered yet, and the connection it went out on. */
+  const subscribing = new Map<string, { on: Redis; answer: Promise<unknown> }>();
 
   /** Subscribes every channel again on the connection serving its slot now; true if all hold. */
   const resubscribe = async (): Promise<boolean> => {
@@ -452,7 +454,20 @@ async function clusterSubscriptions(
       // No connection for the slot (a failover in progress): the room is subscribed again with
       // every other local room once the slot has a master.
       if (!connection) throw new Error('redis subscriber not connected');
-      await connection.ssubscribe(channel);
+      // Joins of one room at once (its hold and the join's own wait, a storm's rejoins) share the
+      // room's SSUBSCRIBE in flight on this connection: its answer proves the subscription for
+      // each of them (a room forgotten meanwhile, unsubscribed by the adapter, starts over).
+      let sent = subscribing.get(room);
+      if (sent?.on !== connection) {
+        const entry = { on: connection, answer: connection.ssubscribe(channel) };
+        subscribing.set(room, entry);
+        const done = (): void => {
+          if (subscribing.get(room) === entry) subscribing.delete(room);
+        };
+        entry.answer.then(done, done);
+        sent = entry;
+      }
+      await sent.answer;
       const before = provenOn.get(room);
       provenOn.set(room, connection);
       // Proven on another connection than before: the room may have missed messages meanwhile.
@@ -460,6 +475,7 @@ async function clusterSubscriptions(
     },
     forget(room) {
       provenOn.delete(room);
+      subscribing.delete(room);
     },
     close() {
       closed = true;
