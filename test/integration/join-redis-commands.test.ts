@@ -1,5 +1,12 @@
 import { Redis } from 'ioredis';
+import { pino } from 'pino';
+import { Server } from 'socket.io';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createBackend } from '../../src/backend/backend.js';
+import { configSchema } from '../../src/config/schema.js';
+import { HistoryPolicy } from '../../src/delivery/history-policy.js';
+import { roomOf } from '../../src/delivery/names.js';
+import { startRedis } from '../support/redis.js';
 import { useNodesOnRedisCluster, useRedisCluster } from '../support/cluster.js';
 import { until } from '../support/assertions.js';
 import { connectClient, postJson, token } from '../support/nodes.js';
@@ -112,6 +119,51 @@ describe('joins over a Redis Cluster: the commands they cost', () => {
       expect(new Set(got.map((m) => m.channel))).toEqual(new Set(channels));
     } finally {
       client.close();
+    }
+  });
+});
+
+describe('a room emptied while its subscription was being proven (one Redis)', () => {
+  it("its next life on the node waits for its own SSUBSCRIBE, not the first life's answer", async () => {
+    await using redis = await startRedis();
+    const io = new Server();
+    const backend = await createBackend({
+      config: configSchema.parse({
+        env: 'test',
+        logLevel: 'silent',
+        redisUrl: redis.url,
+        redis: { mode: 'sharded' },
+      }),
+      io,
+      history: new HistoryPolicy({ size: 10, ttlS: 60, channels: [] }),
+      log: pino({ level: 'silent' }),
+    });
+    const admin = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 0 });
+    await admin.connect();
+    const adapter = io.of('/').adapter;
+    const room = roomOf('life:1');
+    // Redis holds every client's commands for a while: the room's SSUBSCRIBE is answered late.
+    const hold = (): Promise<unknown> => admin.call('CLIENT', 'PAUSE', '400', 'ALL');
+    try {
+      await hold();
+      // Created (the adapter sends its SSUBSCRIBE), then emptied (it sends SUNSUBSCRIBE) before
+      // the answer that the subscription waits for.
+      void adapter.addAll('first', new Set([room]));
+      const first = backend.ensureSubscribed(room);
+      void adapter.delAll('first');
+      await first;
+      // Its next life: created again while Redis holds commands. Proven only by the new
+      // SSUBSCRIBE's answer, once Redis lets it through; taken as proven at once before (the
+      // first life's answer had marked the room confirmed after it was emptied).
+      await hold();
+      void adapter.addAll('second', new Set([room]));
+      const started = performance.now();
+      await backend.ensureSubscribed(room);
+      expect(performance.now() - started).toBeGreaterThan(200);
+    } finally {
+      admin.disconnect();
+      // The server was never attached to an HTTP server: nothing of its own to close.
+      await backend.close();
     }
   });
 });

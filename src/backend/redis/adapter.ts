@@ -258,9 +258,14 @@ function standaloneSubscriptions(
   // them needs no round trip (a join storm on a few busy channels sent one SSUBSCRIBE per join).
   // Forgotten when the connection closes and when the room empties (the adapter unsubscribes it).
   const confirmed = new Set<string>();
+  // The rooms whose subscription is being proven, each with a token that the room's emptying (the
+  // adapter unsubscribes it) and a closed connection take back: an answer that comes after either
+  // confirms nothing for the room's next life on this node.
+  const proving = new Map<string, object>();
   const onClose = (): void => {
     live = false;
     confirmed.clear();
+    proving.clear();
     streams.interrupted();
   };
   const onReady = (): void => {
@@ -292,6 +297,11 @@ function standaloneSubscriptions(
       // proves nothing the reconnect above does not redo.
       if (sub.status !== 'ready') throw new Error('redis subscriber not connected');
       if (confirmed.has(room)) return;
+      let token = proving.get(room);
+      if (!token) {
+        token = {};
+        proving.set(room, token);
+      }
       if (mode === 'sharded') {
         // A join of a room new to this node: the adapter has just sent the room's SSUBSCRIBE
         // (when the room was created); its answer proves the subscription as well as a second
@@ -299,10 +309,16 @@ function standaloneSubscriptions(
         const channel = adapterChannelFor(room);
         await (adapterSubscribes.get(channel) ?? sub.ssubscribe(channel));
       } else await trips.after(sub);
+      // Emptied, or the connection closed, meanwhile: this answer proves nothing now.
+      if (proving.get(room) !== token) return;
+      proving.delete(room);
       // Still on the same connection (a close in between cleared the set and must win).
       if (sub.status === 'ready' && live) confirmed.add(room);
     },
-    forget: (room) => void confirmed.delete(room),
+    forget(room) {
+      confirmed.delete(room);
+      proving.delete(room);
+    },
     close() {
       sub.off('close', onClose);
       sub.off('ready', onReady);
