@@ -9,7 +9,7 @@ import { roomOf } from '../../src/delivery/names.js';
 import { startRedis } from '../support/redis.js';
 import { useNodesOnRedisCluster, useRedisCluster } from '../support/cluster.js';
 import { until } from '../support/assertions.js';
-import { connectClient, postJson, token } from '../support/nodes.js';
+import { connectClient, postJson, token, type TestClient } from '../support/nodes.js';
 
 /**
  * What joins cost Redis. A join of a room new to a node subscribes the node to the room's shard
@@ -18,6 +18,30 @@ import { connectClient, postJson, token } from '../support/nodes.js';
  * the room is created: the join waits for that answer rather than sending a second SSUBSCRIBE, and
  * the round trips asked for in one turn of the event loop share one PING.
  */
+/** A client allowed on `cost:*`, and `rooms` channels for it to join. */
+async function joiner(
+  url: string,
+  rooms: number,
+): Promise<{ channels: string[]; client: TestClient }> {
+  const channels = Array.from({ length: rooms }, (_, i) => `cost:${i}`);
+  const client = await connectClient(url, { token: await token({ channels: ['cost:*'] }) });
+  return { channels, client };
+}
+
+/** Joins every channel at once (the joins leave in one tick); each is answered ok. */
+async function joinAll(client: TestClient, channels: string[]): Promise<void> {
+  const answers = await Promise.all(channels.map((channel) => client.join(channel)));
+  expect(answers.every((a) => a.ok === true)).toBe(true);
+}
+
+/** Subscribed for real: one push to every channel reaches the client once per channel. */
+async function expectDelivered(url: string, client: TestClient, channels: string[]): Promise<void> {
+  const res = await postJson(`${url}/api/push`, { channel: channels, event: 'e', data: 'x' });
+  expect(res.status).toBe(200);
+  const got = await client.waitFor(channels.length);
+  expect(new Set(got.map((m) => m.channel))).toEqual(new Set(channels));
+}
+
 describe('joins over one Redis: the commands they cost', () => {
   const cluster = useRedisCluster({ nodes: 1, config: { redis: { mode: 'sharded' } } });
   let admin: Redis;
@@ -38,15 +62,11 @@ describe('joins over one Redis: the commands they cost', () => {
 
   it('one SSUBSCRIBE per new room and one PING for the joins of one turn; every room delivers', async () => {
     const rooms = 40;
-    const channels = Array.from({ length: rooms }, (_, i) => `cost:${i}`);
-    const client = await connectClient(cluster.node.url, {
-      token: await token({ channels: ['cost:*'] }),
-    });
+    const { channels, client } = await joiner(cluster.node.url, rooms);
     try {
       const before = await calls();
       // Emitted in one tick: they reach the node together and are handled in one turn.
-      const answers = await Promise.all(channels.map((channel) => client.join(channel)));
-      expect(answers.every((a) => a.ok === true)).toBe(true);
+      await joinAll(client, channels);
       // The positions' round trips run after the joins are answered (in the background).
       let after = await calls();
       const delta = (cmd: string): number => (after[cmd] ?? 0) - (before[cmd] ?? 0);
@@ -67,15 +87,7 @@ describe('joins over one Redis: the commands they cost', () => {
       // position answers arrived now (one or two here; a slow machine may split them further).
       expect(delta('ping')).toBeLessThanOrEqual(10);
 
-      // Subscribed for real: a push to every room reaches the socket.
-      const res = await postJson(`${cluster.node.url}/api/push`, {
-        channel: channels,
-        event: 'e',
-        data: 'x',
-      });
-      expect(res.status).toBe(200);
-      const got = await client.waitFor(rooms);
-      expect(new Set(got.map((m) => m.channel))).toEqual(new Set(channels));
+      await expectDelivered(cluster.node.url, client, channels);
     } finally {
       client.close();
     }
@@ -97,26 +109,14 @@ describe('joins over a Redis Cluster: the commands they cost', () => {
 
   it("a new room's joins share its SSUBSCRIBE in flight: two per room (the adapter's and one), not three", async () => {
     const rooms = 30;
-    const channels = Array.from({ length: rooms }, (_, i) => `cost:${i}`);
-    const client = await connectClient(cluster.node.url, {
-      token: await token({ channels: ['cost:*'] }),
-    });
+    const { channels, client } = await joiner(cluster.node.url, rooms);
     try {
       const before = await ssubscribes();
-      const answers = await Promise.all(channels.map((channel) => client.join(channel)));
-      expect(answers.every((a) => a.ok === true)).toBe(true);
+      await joinAll(client, channels);
       // The adapter's own when the room is created, and one for the room's hold and the join
       // together (each sent its own before).
       expect((await ssubscribes()) - before).toBe(2 * rooms);
-
-      const res = await postJson(`${cluster.node.url}/api/push`, {
-        channel: channels,
-        event: 'e',
-        data: 'x',
-      });
-      expect(res.status).toBe(200);
-      const got = await client.waitFor(rooms);
-      expect(new Set(got.map((m) => m.channel))).toEqual(new Set(channels));
+      await expectDelivered(cluster.node.url, client, channels);
     } finally {
       client.close();
     }
