@@ -7,6 +7,7 @@ import type { HistoryPolicy } from '../../delivery/history-policy.js';
 import { messageJson, type ChannelMessage } from '../../delivery/message.js';
 import { channelOfRoom } from '../../delivery/names.js';
 import { adapterChannelFor, cachedEnvelope, offsetOfRaw } from './envelope.js';
+import { InFlight } from './in-flight.js';
 import { RoomStreams } from './room-streams.js';
 import { RoundTrips } from './round-trips.js';
 import { slotOf } from './slots.js';
@@ -49,6 +50,8 @@ export interface AdapterOptions {
 const CLASSIC_PATTERN = 'socket.io#/#*';
 /** Where the adapter's room channels start (its key prefix and the `/` namespace). */
 const ROOM_CHANNEL_PREFIX = 'socket.io#/#';
+/** A room's subscription answered by Redis on the connection that is up now (one Redis). */
+const CONFIRMED = Object.freeze({});
 /** While the subscriptions are not all back, how often they are tried again (cluster). */
 const RESUBSCRIBE_RETRY_MS = 250;
 
@@ -86,7 +89,7 @@ export async function installRedisAdapter(
   const trips = new RoundTrips();
   // The adapter's SSUBSCRIBE of each room it creates, while unanswered (one Redis, see
   // standaloneSubscriptions).
-  const adapterSubscribes = new Map<string, Promise<unknown>>();
+  const adapterSubscribes = new InFlight<string, Promise<unknown>>();
   if (mode === 'sharded') {
     const adapterSub = topology.cluster
       ? sub
@@ -210,17 +213,10 @@ export async function installRedisAdapter(
  * join that created the room waits for that answer instead of sending an SSUBSCRIBE of its own
  * (one command per new room, not two).
  */
-function recordingSubscribes(sub: Redis, inFlight: Map<string, Promise<unknown>>): Redis {
+function recordingSubscribes(sub: Redis, inFlight: InFlight<string, Promise<unknown>>): Redis {
   const ssubscribe = (...channels: string[]): Promise<unknown> => {
     const answer = sub.ssubscribe(...channels);
-    if (channels.length !== 1) return answer;
-    const channel = channels[0]!;
-    inFlight.set(channel, answer);
-    const done = (): void => {
-      if (inFlight.get(channel) === answer) inFlight.delete(channel);
-    };
-    answer.then(done, done);
-    return answer;
+    return channels.length === 1 ? inFlight.keep(channels[0]!, answer, answer) : answer;
   };
   return new Proxy(sub, {
     get: (target, prop, receiver) =>
@@ -246,7 +242,7 @@ function standaloneSubscriptions(
     streams: RoomStreams;
     trips: RoundTrips;
     /** The adapter's SSUBSCRIBEs not answered yet, by channel (see recordingSubscribes). */
-    adapterSubscribes: Map<string, Promise<unknown>>;
+    adapterSubscribes: InFlight<string, Promise<unknown>>;
   },
 ): Subscriptions {
   const { log, localRooms, streams, trips, adapterSubscribes } = deps;
@@ -254,18 +250,15 @@ function standaloneSubscriptions(
   // down is not in ioredis' resubscribe set, so subscribe every local room again. Idempotent.
   // Registered after the first `ready` (connectRedis waits for it): every `ready` here is a reconnect.
   let live = true;
-  // Rooms whose subscription Redis confirmed on the connection that is up now: a join to one of
-  // them needs no round trip (a join storm on a few busy channels sent one SSUBSCRIBE per join).
-  // Forgotten when the connection closes and when the room empties (the adapter unsubscribes it).
-  const confirmed = new Set<string>();
-  // The rooms whose subscription is being proven, each with a token that the room's emptying (the
-  // adapter unsubscribes it) and a closed connection take back: an answer that comes after either
+  // Each local room's subscription on the connection that is up now: CONFIRMED once Redis answered
+  // for it (a join then needs no round trip: a join storm on a few busy channels sent one
+  // SSUBSCRIBE per join), or the token of the proof under way. A closed connection and the room's
+  // emptying (the adapter unsubscribes it) drop the entry: an answer that comes after either
   // confirms nothing for the room's next life on this node.
-  const proving = new Map<string, object>();
+  const subscribed = new Map<string, object>();
   const onClose = (): void => {
     live = false;
-    confirmed.clear();
-    proving.clear();
+    subscribed.clear();
     streams.interrupted();
   };
   const onReady = (): void => {
@@ -296,12 +289,10 @@ function standaloneSubscriptions(
       // Not connected: an SSUBSCRIBE would wait in the offline queue for the whole outage, and
       // proves nothing the reconnect above does not redo.
       if (sub.status !== 'ready') throw new Error('redis subscriber not connected');
-      if (confirmed.has(room)) return;
-      let token = proving.get(room);
-      if (!token) {
-        token = {};
-        proving.set(room, token);
-      }
+      const known = subscribed.get(room);
+      if (known === CONFIRMED) return;
+      const proof = known ?? {};
+      subscribed.set(room, proof);
       if (mode === 'sharded') {
         // A join of a room new to this node: the adapter has just sent the room's SSUBSCRIBE
         // (when the room was created); its answer proves the subscription as well as a second
@@ -310,15 +301,12 @@ function standaloneSubscriptions(
         await (adapterSubscribes.get(channel) ?? sub.ssubscribe(channel));
       } else await trips.after(sub);
       // Emptied, or the connection closed, meanwhile: this answer proves nothing now.
-      if (proving.get(room) !== token) return;
-      proving.delete(room);
-      // Still on the same connection (a close in between cleared the set and must win).
-      if (sub.status === 'ready' && live) confirmed.add(room);
+      if (subscribed.get(room) !== proof) return;
+      // Not while the rooms are being subscribed again after a reconnect: that proves them.
+      if (live) subscribed.set(room, CONFIRMED);
+      else subscribed.delete(room);
     },
-    forget(room) {
-      confirmed.delete(room);
-      proving.delete(room);
-    },
+    forget: (room) => void subscribed.delete(room),
     close() {
       sub.off('close', onClose);
       sub.off('ready', onReady);
@@ -354,7 +342,7 @@ async function clusterSubscriptions(
   /** The connection each room was last proven subscribed on. */
   const provenOn = new Map<string, Redis>();
   /** Each room's SSUBSCRIBE not answered yet, and the connection it went out on. */
-  const subscribing = new Map<string, { on: Redis; answer: Promise<unknown> }>();
+  const subscribing = new InFlight<string, { on: Redis; answer: Promise<unknown> }>();
 
   /** Subscribes every channel again on the connection serving its slot now; true if all hold. */
   const resubscribe = async (): Promise<boolean> => {
@@ -475,13 +463,8 @@ async function clusterSubscriptions(
       // each of them (a room forgotten meanwhile, unsubscribed by the adapter, starts over).
       let sent = subscribing.get(room);
       if (sent?.on !== connection) {
-        const entry = { on: connection, answer: connection.ssubscribe(channel) };
-        subscribing.set(room, entry);
-        const done = (): void => {
-          if (subscribing.get(room) === entry) subscribing.delete(room);
-        };
-        entry.answer.then(done, done);
-        sent = entry;
+        const answer = connection.ssubscribe(channel);
+        sent = subscribing.keep(room, { on: connection, answer }, answer);
       }
       await sent.answer;
       const before = provenOn.get(room);

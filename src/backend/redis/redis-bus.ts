@@ -6,6 +6,7 @@ import { formatOffset, newEpoch, parseOffset } from '../../delivery/offset.js';
 import { unavailable } from '../../errors.js';
 import { adapterChannelFor, cachedEnvelope } from './envelope.js';
 import type { HistoryPolicy } from '../../delivery/history-policy.js';
+import { InFlight } from './in-flight.js';
 import { HISTORY_SCRIPT, POSITION_SCRIPT, PUBLISH_SCRIPT } from './scripts.js';
 import { slotOfChannel } from './slots.js';
 import { standaloneTopology, type Topology } from './topology.js';
@@ -76,7 +77,7 @@ export class RedisBus implements Bus {
   private readonly policy: HistoryPolicy;
   private readonly acks = new ReplicaAcks();
   /** Position reads in flight, by channel (see {@link position}). */
-  private readonly positions = new Map<string, Promise<string | undefined>>();
+  private readonly positions = new InFlight<string, Promise<string | undefined>>();
   /** Redis clock minus this node's clock (ms), for publish deadlines. */
   private clockOffsetMs = 0;
   private clockTimer: NodeJS.Timeout | undefined;
@@ -278,15 +279,10 @@ export class RedisBus implements Bus {
   position(channel: string): Promise<string | undefined> {
     const history = this.policy.for(channel);
     if (history.size <= 0) return Promise.resolve(undefined);
-    let read = this.positions.get(channel);
-    if (read === undefined) {
-      const started = this.readPosition(channel, history.ttlS);
-      read = started.finally(() => {
-        if (this.positions.get(channel) === read) this.positions.delete(channel);
-      });
-      this.positions.set(channel, read);
-    }
-    return read;
+    const read = this.positions.get(channel);
+    if (read !== undefined) return read;
+    const started = this.readPosition(channel, history.ttlS);
+    return this.positions.keep(channel, started, started);
   }
 
   private async readPosition(channel: string, ttlS: number): Promise<string | undefined> {
