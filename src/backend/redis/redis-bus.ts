@@ -44,9 +44,10 @@ export interface RedisBusOptions {
   subscriptionsLive: () => boolean;
   /**
    * Resolves once every message published to the room before the call has reached its local
-   * listeners (AdapterWiring.settle); a round trip on the subscriber connection when not given.
+   * listeners (AdapterWiring.settle: a round trip on the room's subscriber connection, then any gap
+   * fill in progress).
    */
-  settleRoom?: (room: string) => Promise<void>;
+  settleRoom: (room: string) => Promise<void>;
   /** History per channel. The stream may hold more (MAXLEN ~): history is the last `size`. */
   history: HistoryPolicy;
 }
@@ -73,7 +74,7 @@ export class RedisBus implements Bus {
   private readonly keyPrefix: string;
   private readonly commandTimeoutMs: number;
   private readonly subscriptionsLive: () => boolean;
-  private readonly settleRoom: ((room: string) => Promise<void>) | undefined;
+  private readonly settleRoom: (room: string) => Promise<void>;
   private readonly policy: HistoryPolicy;
   private readonly acks = new ReplicaAcks();
   /** Position reads in flight, by channel (see {@link position}). */
@@ -298,21 +299,11 @@ export class RedisBus implements Bus {
   }
 
   async settle(channel: string): Promise<void> {
-    if (this.settleRoom) {
-      try {
-        await this.settleRoom(roomOf(channel));
-      } catch (err) {
-        throw unavailable('bus', { cause: err });
-      }
-      return;
+    try {
+      await this.settleRoom(roomOf(channel));
+    } catch (err) {
+      throw unavailable('bus', { cause: err });
     }
-    const connection = this.topology.subscriberFor(adapterChannelFor(roomOf(channel)));
-    // Not connected: nothing can be proven, and a PING would wait in the offline queue for the
-    // whole outage.
-    if (!connection) throw unavailable('bus');
-    // A round trip on the subscriber connection: replies come in order, so every message Redis
-    // published to this node before the PING was answered has been received when it resolves.
-    await connection.ping();
   }
 
   close(): Promise<void> {
