@@ -25,6 +25,21 @@ export interface WindowCpu {
   machineBusyS: number;
 }
 
+/** Two windows measured one after the other, as one (their spans and CPU added). */
+export function addWindows(a: WindowCpu, b: WindowCpu): WindowCpu {
+  return {
+    wallS: a.wallS + b.wallS,
+    spanS: a.spanS + b.spanS,
+    nodesCpuS: a.nodesCpuS + b.nodesCpuS,
+    redisCpuS:
+      a.redisCpuS === undefined || b.redisCpuS === undefined
+        ? undefined
+        : a.redisCpuS + b.redisCpuS,
+    selfCpuS: a.selfCpuS + b.selfCpuS,
+    machineBusyS: a.machineBusyS + b.machineBusyS,
+  };
+}
+
 /** Redis's CPU seconds so far (main thread and children, user and system). */
 async function redisCpuSeconds(admin: Redis): Promise<number> {
   const info = await admin.info('cpu');

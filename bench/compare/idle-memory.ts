@@ -13,7 +13,7 @@
  * connection costs a node that already holds some.
  */
 import { details, pct, sleep } from '../support.js';
-import { CpuWindow, type WindowCpu } from './cpu-window.js';
+import { addWindows, CpuWindow, type WindowCpu } from './cpu-window.js';
 import { addCounts } from './load-client.js';
 import type { SubscribeResult } from './load-messages.js';
 import {
@@ -86,11 +86,7 @@ export class IdleMemory implements Comparison {
     const added = second.joined.connected;
     const timings = [...first.joined.timings, ...second.joined.timings];
     const wallS = first.joined.wallS + second.joined.wallS;
-    const nodesCpuS = first.cpu.nodesCpuS + second.cpu.nodesCpuS;
-    const redisCpuS =
-      first.cpu.redisCpuS === undefined || second.cpu.redisCpuS === undefined
-        ? undefined
-        : first.cpu.redisCpuS + second.cpu.redisCpuS;
+    const cpu = addWindows(first.cpu, second.cpu);
     this.outcomes.set(cell, {
       connected: n,
       failures: addCounts({ ...first.joined.errors }, second.joined.errors),
@@ -107,10 +103,9 @@ export class IdleMemory implements Comparison {
       connectPerS: n / wallS,
       connectP50: pct(timings, 50),
       connectP99: pct(timings, 99),
-      cpuMsPerConnect: (nodesCpuS / n) * 1000,
-      redisCpuMsPerConnect: redisCpuS === undefined ? undefined : (redisCpuS / n) * 1000,
-      machineBusyCores:
-        (first.cpu.machineBusyS + second.cpu.machineBusyS) / (first.cpu.spanS + second.cpu.spanS),
+      cpuMsPerConnect: (cpu.nodesCpuS / n) * 1000,
+      redisCpuMsPerConnect: cpu.redisCpuS === undefined ? undefined : (cpu.redisCpuS / n) * 1000,
+      machineBusyCores: cpu.machineBusyS / cpu.spanS,
     });
   }
 
